@@ -1,0 +1,1 @@
+//! Criterion benchmarks and the end-to-end throughput harness for cpppo-rs.

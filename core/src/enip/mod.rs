@@ -1,0 +1,8 @@
+//! EtherNet/IP: the encapsulation layer (TCP and UDP port 44818) and the Common Packet
+//! Format that carries CIP inside `SendRRData` and `SendUnitData`.
+
+pub mod cpf;
+pub mod encapsulation;
+
+/// The registered EtherNet/IP port, for both TCP and UDP.
+pub const ENIP_PORT: u16 = 44818;

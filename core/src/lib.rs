@@ -1,0 +1,68 @@
+//! # cpppo-core
+//!
+//! EtherNet/IP, CIP and Modbus as pure data transformations: bytes in, typed messages
+//! and events out, and back. This crate contains **no networking code, no threads and
+//! no timestamps from the OS**; it never blocks and never reads a clock. The runtimes
+//! (`cpppo-blocking`, `cpppo-smol`, `cpppo-mio`) move the bytes and pass time in.
+//!
+//! ## Layers
+//!
+//! One module per protocol layer, named in the protocol's own words, with the
+//! specification's numbers as named constants beside the code that uses them:
+//!
+//! | module | layer |
+//! |---|---|
+//! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
+//! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
+//! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
+//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering |
+//!
+//! ## Codecs
+//!
+//! Every message type implements [`wire::Encode`] and has a `decode` function taking a
+//! borrowed slice. Decoded messages borrow their payloads from the input rather than copy
+//! them. Decoding never panics, checks every length before trusting it, and never
+//! allocates in proportion to a length field it has not received; a failure is a
+//! [`wire::DecodeError`] naming the field and its absolute offset, and
+//! [`wire::DecodeError::Incomplete`] says how many more bytes are needed.
+//!
+//! ```
+//! use cpppo_core::enip::encapsulation::{Command, Encapsulation};
+//! use cpppo_core::wire::Encode;
+//!
+//! // A RegisterSession request, as every EtherNet/IP client sends first.
+//! let bytes = [
+//!     0x65, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+//!     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+//!     0x01, 0x00, 0x00, 0x00,
+//! ];
+//! let (frame, used) = Encapsulation::decode(&bytes).unwrap();
+//! assert_eq!(used, bytes.len());
+//! assert_eq!(frame.header.command, Command::RegisterSession);
+//! assert_eq!(frame.to_vec(), bytes);
+//! ```
+//!
+//! ## The engine contract
+//!
+//! The protocol engines (the simulated devices, the pipelined clients and the pollers)
+//! all share one small surface, after quinn-proto and rustls:
+//!
+//! - `handle_input(now, &[u8])` feeds bytes as they arrived, split anywhere;
+//! - `poll_transmit(now, &mut buf)` appends bytes to send, in order;
+//! - `poll_event()` yields what happened (a reply, a tag written, a protocol error);
+//! - `poll_timeout()` / `handle_timeout(now)`: every delay, idle timeout, poll cycle and
+//!   request timeout is a deadline the caller sleeps until. Time passed in never goes
+//!   backwards.
+//!
+//! The drive loop every adapter uses: after any `handle_*` call or command, drain
+//! `poll_transmit`, then `poll_event`, then read `poll_timeout` and wait until that
+//! deadline or new input, whichever comes first. The caller owns the output buffers, so
+//! the steady state allocates nothing.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cip;
+pub mod enip;
+pub mod modbus;
+pub mod wire;
