@@ -4,5 +4,8 @@
 pub mod cpf;
 pub mod encapsulation;
 
+#[cfg(test)]
+mod frames;
+
 /// The registered EtherNet/IP port, for both TCP and UDP.
 pub const ENIP_PORT: u16 = 44818;
