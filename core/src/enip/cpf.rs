@@ -722,3 +722,375 @@ impl Encode for Cpf<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::enip::encapsulation::HEADER_LEN;
+    use crate::enip::frames::*;
+    use proptest::prelude::*;
+
+    /// The CPF of a frame whose data is a bare CPF (the List* replies).
+    fn cpf_of(frame: &[u8]) -> &[u8] {
+        &frame[HEADER_LEN..]
+    }
+
+    fn only_identity<'c>(cpf: &'c Cpf<'_>) -> &'c Identity<'c> {
+        assert_eq!(cpf.items.len(), 1);
+        cpf.identities().next().unwrap()
+    }
+
+    #[test]
+    fn list_identity_reply_of_a_powerflex_753() {
+        // cpppo server/enip_test.py listident_1_rpy (framing corrected by cpppo)
+        let cpf = Cpf::decode(cpf_of(LISTIDENT_1_RPY)).unwrap();
+        assert_eq!(cpf.items[0].type_id(), item_type::LIST_IDENTITY);
+        let id = only_identity(&cpf);
+        assert_eq!(id.protocol_version, 1);
+        assert_eq!(id.socket_address.family, AF_INET);
+        assert_eq!(id.socket_address.port, 44818);
+        assert_eq!(id.socket_address.addr, Ipv4Addr::new(10, 161, 1, 5));
+        assert_eq!(id.socket_address.zero, [0; 8]);
+        assert_eq!(id.vendor_id, 1);
+        assert_eq!(id.device_type, 0x007B);
+        assert_eq!(id.product_code, 0x0490);
+        assert_eq!((id.revision_major, id.revision_minor), (11, 1));
+        assert_eq!(id.status, 0x0561);
+        assert_eq!(id.serial_number, 0x8049_1D15);
+        assert_eq!(id.product_name_lossy(), format!("{:<32}", "PowerFlex 753"));
+        assert_eq!(id.state, Some(0xFF));
+        assert!(id.extra.is_empty());
+
+        // cpppo builds the same item from these fields (test_enip_listidentity).
+        let built = Identity {
+            protocol_version: 1,
+            socket_address: SockAddr::new(Ipv4Addr::new(10, 161, 1, 5), 44818),
+            vendor_id: 1,
+            device_type: 0x7B,
+            product_code: 0x0490,
+            revision_major: 11,
+            revision_minor: 1,
+            status: 0x0561,
+            serial_number: 0x8049_1D15,
+            product_name: Cow::Owned(format!("{:<32}", "PowerFlex 753").into_bytes()),
+            state: Some(0xFF),
+            extra: Cow::Borrowed(&[]),
+        };
+        assert_eq!(built.to_vec(), &LISTIDENT_1_RPY[30..]);
+        assert_eq!(
+            Cpf {
+                items: vec![Item::Identity(built)]
+            }
+            .to_vec(),
+            cpf_of(LISTIDENT_1_RPY)
+        );
+    }
+
+    #[test]
+    fn list_identity_reply_of_a_compactlogix() {
+        // cpppo server/enip_test.py listident_2_rpy, a 1769 CompactLogix
+        let cpf = Cpf::decode(cpf_of(LISTIDENT_2_RPY)).unwrap();
+        let id = only_identity(&cpf);
+        assert_eq!(id.socket_address.addr, Ipv4Addr::new(10, 161, 1, 3));
+        assert_eq!(id.vendor_id, 1);
+        assert_eq!(id.device_type, 0x0E);
+        assert_eq!(id.product_code, 0x95);
+        assert_eq!((id.revision_major, id.revision_minor), (27, 11));
+        assert_eq!(id.status, 0x0030);
+        assert_eq!(id.serial_number, 0xC01E_335E);
+        assert_eq!(&id.product_name[..], b"1769-L24ER-QB1B/A LOGIX5324ER");
+        assert_eq!(id.state, Some(3));
+
+        // listident_3_rpy: the same with three extra bytes, kept.
+        let cpf = Cpf::decode(cpf_of(LISTIDENT_3_RPY)).unwrap();
+        let id = only_identity(&cpf);
+        assert_eq!(id.state, Some(3));
+        assert_eq!(&id.extra[..], &[1, 2, 3]);
+        assert_eq!(cpf.to_vec(), cpf_of(LISTIDENT_3_RPY));
+    }
+
+    #[test]
+    fn identity_without_state_and_bad_item_framing() {
+        // The item may end after the product name (state then absent).
+        let mut bytes = cpf_of(LISTIDENT_1_RPY).to_vec();
+        bytes.pop();
+        bytes[4] -= 1;
+        let cpf = Cpf::decode(&bytes).unwrap();
+        assert_eq!(only_identity(&cpf).state, None);
+        assert_eq!(cpf.to_vec(), bytes);
+
+        // cpppo listident_1_rpy_bad_CPF_framing: the PowerFlex's item length (0x27) cuts the
+        // product name short. That is refused, naming the field.
+        let mut bytes = cpf_of(LISTIDENT_1_RPY).to_vec();
+        bytes[4] = 0x27;
+        let err = Cpf::decode(&bytes).unwrap_err();
+        assert!(!err.is_incomplete());
+        assert_eq!(err.field(), "cpf.identity.product_name");
+        assert_eq!(err.offset(), 6 + 33);
+    }
+
+    #[test]
+    fn list_services_reply() {
+        // cpppo server/enip_test.py lst_svc2_req (a ListServices carrying the item), and its
+        // commserv_1: cpppo sends "Communications" with one NUL (15 bytes).
+        let cpf = Cpf::decode(cpf_of(LST_SVC2_REQ)).unwrap();
+        let svc = cpf.services().next().unwrap();
+        assert_eq!(svc.version, 1);
+        assert_eq!(svc.capability, capability::CIP_ENCAPSULATION);
+        assert_eq!(&svc.name[..], b"Communications\0");
+        assert_eq!(svc.name_lossy(), "Communications");
+        assert_eq!(cpf.to_vec(), cpf_of(LST_SVC2_REQ));
+
+        // The specification's form: a 16-byte name, NUL padded.
+        let svc =
+            Service::communications(capability::CIP_ENCAPSULATION | capability::CLASS_0_1_UDP);
+        let bytes = Item::Service(svc).to_vec();
+        assert_eq!(
+            bytes,
+            [
+                &[0x00, 0x01, 0x14, 0x00, 0x01, 0x00, 0x20, 0x01][..],
+                b"Communications\0\0"
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn list_interfaces_reply_is_an_empty_list() {
+        // cpppo server/enip_test.py listifaces_1_rpy
+        assert_eq!(Cpf::decode(cpf_of(LISTIFACES_1_RPY)).unwrap(), Cpf::empty());
+        assert_eq!(Cpf::empty().to_vec(), [0, 0]);
+    }
+
+    #[test]
+    fn canonical_layouts_are_where_pycomm3_and_pylogix_read_them() {
+        // Unconnected: count 2, null address (type 0, length 0), unconnected data at +6.
+        let bytes = Cpf::unconnected(&[0x52, 0x02][..]).to_vec();
+        assert_eq!(bytes, [2, 0, 0, 0, 0, 0, 0xB2, 0, 2, 0, 0x52, 0x02]);
+        // Connected: count 2, address 0xA1 length 4 id, data 0xB1 with the sequence count.
+        let bytes = Cpf::connected(0x8F3B_A17E, 0x2950, &[0x0A][..]).to_vec();
+        assert_eq!(
+            bytes,
+            [2, 0, 0xA1, 0, 4, 0, 0x7E, 0xA1, 0x3B, 0x8F, 0xB1, 0, 3, 0, 0x50, 0x29, 0x0A]
+        );
+        let cpf = Cpf::decode(&bytes).unwrap();
+        assert_eq!(
+            cpf.connected_data(),
+            Some(Connected {
+                connection_id: 0x8F3B_A17E,
+                sequence: 0x2950,
+                data: &[0x0A]
+            })
+        );
+        assert_eq!(cpf.unconnected_data(), None);
+    }
+
+    #[test]
+    fn fixed_items_must_have_their_length_and_counts_must_fit() {
+        let err = Cpf::decode(&[1, 0, 0, 0, 2, 0, 0, 0]).unwrap_err();
+        assert_eq!(err.field(), "cpf.item.length");
+        assert_eq!(err.offset(), 4);
+        let err = Cpf::decode(&[1, 0, 0xA1, 0, 3, 0, 1, 2, 3]).unwrap_err();
+        assert_eq!(err.field(), "cpf.item.length");
+        // 0xFFFF items announced in 4 bytes: refused before reading any.
+        let err = Cpf::decode(&[0xFF, 0xFF, 0, 0, 0, 0]).unwrap_err();
+        assert_eq!(err.field(), "cpf.item_count");
+        assert_eq!(err.offset(), 0);
+        // An item longer than the bytes left is Invalid, not Incomplete.
+        let err = Cpf::decode(&[1, 0, 0xB2, 0, 9, 0, 1]).unwrap_err();
+        assert!(!err.is_incomplete());
+        assert_eq!(err.field(), "cpf.item.data");
+        // Trailing bytes after the counted items.
+        let err = Cpf::decode(&[0, 0, 0]).unwrap_err();
+        assert_eq!((err.field(), err.offset()), ("cpf", 2));
+    }
+
+    #[test]
+    fn sockaddr_info_items_are_big_endian_and_unknown_items_raw() {
+        let bytes = [
+            2, 0, 0x00, 0x80, 16, 0, 0x00, 0x02, 0x08, 0xAE, 0xEF, 0xC0, 0x01, 0x01, 0, 0, 0, 0, 0,
+            0, 0, 0, 0x34, 0x12, 2, 0, 0xAA, 0xBB,
+        ];
+        let cpf = Cpf::decode(&bytes).unwrap();
+        assert_eq!(
+            cpf.items[0],
+            Item::SockAddrOT(SockAddr::new(Ipv4Addr::new(239, 192, 1, 1), 2222))
+        );
+        assert_eq!(
+            cpf.items[1],
+            Item::Raw {
+                type_id: 0x1234,
+                data: Cow::Borrowed(&[0xAA, 0xBB])
+            }
+        );
+        assert_eq!(cpf.to_vec(), bytes);
+    }
+
+    #[test]
+    fn every_prefix_of_a_real_cpf_is_invalid() {
+        for (name, frame) in ALL {
+            let Some(data) = frame.get(HEADER_LEN..) else {
+                continue;
+            };
+            // The List* replies are bare CPFs; SendRRData/SendUnitData have 6 bytes first.
+            let cpf = match frame[0] {
+                0x6F | 0x70 => &data[6..],
+                0x01 | 0x04 | 0x63 | 0x64 if !data.is_empty() => data,
+                _ => continue,
+            };
+            let whole = Cpf::decode(cpf).unwrap();
+            assert_eq!(whole.to_vec(), cpf, "{name}");
+            for cut in 0..cpf.len() {
+                let err = Cpf::decode(&cpf[..cut]).unwrap_err();
+                assert!(!err.is_incomplete(), "{name} {cut}");
+            }
+        }
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..max)
+    }
+
+    fn arb_sockaddr() -> impl Strategy<Value = SockAddr> {
+        (any::<u16>(), any::<u16>(), any::<u32>(), any::<[u8; 8]>()).prop_map(
+            |(family, port, addr, zero)| SockAddr {
+                family,
+                port,
+                addr: Ipv4Addr::from(addr),
+                zero,
+            },
+        )
+    }
+
+    fn arb_identity() -> impl Strategy<Value = Identity<'static>> {
+        (
+            (
+                any::<u16>(),
+                arb_sockaddr(),
+                any::<[u16; 3]>(),
+                any::<[u8; 2]>(),
+            ),
+            (any::<u16>(), any::<u32>(), bytes(40)),
+            proptest::option::of((any::<u8>(), bytes(6))),
+        )
+            .prop_map(
+                |(
+                    (version, sa, [vendor, dtype, code], [major, minor]),
+                    (status, serial, name),
+                    tail,
+                )| {
+                    let (state, extra) = match tail {
+                        Some((s, e)) => (Some(s), e),
+                        None => (None, Vec::new()),
+                    };
+                    Identity {
+                        protocol_version: version,
+                        socket_address: sa,
+                        vendor_id: vendor,
+                        device_type: dtype,
+                        product_code: code,
+                        revision_major: major,
+                        revision_minor: minor,
+                        status,
+                        serial_number: serial,
+                        product_name: Cow::Owned(name),
+                        state,
+                        extra: Cow::Owned(extra),
+                    }
+                },
+            )
+    }
+
+    const KNOWN: [u16; 10] = [
+        item_type::NULL_ADDRESS,
+        item_type::LEGACY_ADDRESS,
+        item_type::LIST_IDENTITY,
+        item_type::CONNECTED_ADDRESS,
+        item_type::CONNECTED_DATA,
+        item_type::UNCONNECTED_DATA,
+        item_type::LIST_SERVICES,
+        item_type::SOCKADDR_INFO_O_T,
+        item_type::SOCKADDR_INFO_T_O,
+        item_type::SEQUENCED_ADDRESS,
+    ];
+
+    fn arb_item() -> impl Strategy<Value = Item<'static>> {
+        prop_oneof![
+            Just(Item::NullAddress),
+            any::<u32>().prop_map(|connection_id| Item::ConnectedAddress { connection_id }),
+            (any::<u32>(), any::<u32>()).prop_map(|(connection_id, sequence)| {
+                Item::SequencedAddress {
+                    connection_id,
+                    sequence,
+                }
+            }),
+            (any::<u16>(), bytes(40)).prop_map(|(sequence, d)| Item::ConnectedData {
+                sequence,
+                data: Cow::Owned(d)
+            }),
+            bytes(40).prop_map(|d| Item::UnconnectedData(Cow::Owned(d))),
+            arb_identity().prop_map(Item::Identity),
+            (any::<u16>(), any::<u16>(), bytes(20)).prop_map(|(version, capability, name)| {
+                Item::Service(Service {
+                    version,
+                    capability,
+                    name: Cow::Owned(name),
+                })
+            }),
+            arb_sockaddr().prop_map(Item::SockAddrOT),
+            arb_sockaddr().prop_map(Item::SockAddrTO),
+            (any::<u16>(), any::<u16>(), arb_sockaddr(), bytes(20)).prop_map(
+                |(version, unknown, socket_address, a)| Item::Legacy(LegacyAddress {
+                    version,
+                    unknown,
+                    socket_address,
+                    address: Cow::Owned(a),
+                })
+            ),
+            (
+                any::<u16>().prop_filter("unknown type", |t| !KNOWN.contains(t)),
+                bytes(40)
+            )
+                .prop_map(|(type_id, d)| Item::Raw {
+                    type_id,
+                    data: Cow::Owned(d)
+                }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_item_type_round_trips(items in proptest::collection::vec(arb_item(), 0..5)) {
+            let cpf = Cpf { items };
+            let bytes = cpf.to_vec();
+            prop_assert_eq!(bytes.len(), cpf.encoded_len());
+            let back = Cpf::decode(&bytes).unwrap();
+            prop_assert_eq!(&back, &cpf);
+            prop_assert_eq!(back.into_owned(), cpf);
+            for cut in 0..bytes.len() {
+                prop_assert!(Cpf::decode(&bytes[..cut]).is_err());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in bytes(96)) {
+            if let Ok(cpf) = Cpf::decode(&bytes) {
+                // What decodes re-encodes to the same bytes.
+                prop_assert_eq!(cpf.to_vec(), bytes.clone());
+            }
+        }
+
+        #[test]
+        fn arbitrary_items_never_panic(type_id in prop::sample::select(KNOWN.to_vec()), body in bytes(64)) {
+            let mut bytes = vec![1, 0];
+            bytes.extend_from_slice(&type_id.to_le_bytes());
+            bytes.extend_from_slice(&(body.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(&body);
+            if let Ok(cpf) = Cpf::decode(&bytes) {
+                prop_assert_eq!(cpf.items[0].type_id(), type_id);
+                prop_assert_eq!(cpf.to_vec(), bytes);
+            }
+        }
+    }
+}
