@@ -81,7 +81,9 @@ pub enum Command {
     /// `SendUnitData` (0x0070): a connected CIP message, with sequence counts.
     SendUnitData,
     /// Any other code, kept so it round-trips (a device answers it with
-    /// [`status::INVALID_COMMAND`]).
+    /// [`status::INVALID_COMMAND`]). Build commands from codes with
+    /// [`Command::from_code`]: an `Other` holding a known code encodes the same but
+    /// compares unequal to the named variant.
     Other(u16),
 }
 
@@ -929,6 +931,20 @@ mod tests {
         let mut d = StreamDecoder::new(EncapsulationFraming, 32);
         d.handle_input(GAA_008_REQUEST);
         assert_eq!(d.next_frame().unwrap_err().field(), "frame.length");
+    }
+
+    #[test]
+    fn frames_and_bodies_serialize_to_json_and_back() {
+        for (name, bytes) in ALL {
+            let f = frame(bytes);
+            let json = serde_json::to_string(&f).unwrap();
+            let back: Encapsulation<'static> = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, f, "{name}");
+            let body = f.body().unwrap();
+            let json = serde_json::to_string(&body).unwrap();
+            let back: Body<'static> = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, body, "{name}");
+        }
     }
 
     fn arb_command() -> impl Strategy<Value = Command> {
