@@ -770,13 +770,13 @@ mod tests {
 
     #[test]
     fn values_from_real_bytes() {
-        // pycomm3 tests/offline/test_types.py style values; bytes little-endian.
+        // BOOL: any nonzero byte is true; true is written as 0xFF.
         let mut r = Reader::new(&[0x00, 0x01, 0xFF]);
         let v = Values::decode(DataType::BOOL.into(), Count::All, &mut r).unwrap();
         assert_eq!(v, Values::Bool(vec![false, true, true]));
         assert_eq!(v.to_vec(), vec![0x00, 0xFF, 0xFF]);
 
-        // cpppo README: SCADA[1] read reply data, DINT array of 2.
+        // DINT 1 and -2, little-endian.
         let bytes = [0x01, 0x00, 0x00, 0x00, 0xFE, 0xFF, 0xFF, 0xFF];
         let v = Values::decode(
             DataType::DINT.into(),

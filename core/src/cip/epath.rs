@@ -1767,10 +1767,15 @@ mod tests {
         assert_eq!(s, vec![sym("abc123"), sym("xyz12")]);
         assert!(matches!(&s[0], Segment::Symbolic(Cow::Borrowed(_))));
         assert_eq!(Epath::from_segments(&s).unwrap().as_bytes(), bytes);
-        // cpppo enip_test.py: Read Tag "SCADA" element 1 (52 04 91 05 SCADA 00 28 01).
-        let bytes = [0x91, 0x05, b'S', b'C', b'A', b'D', b'A', 0x00, 0x28, 0x01];
-        assert_eq!(segs(&bytes), vec![sym("SCADA"), Segment::Element(1)]);
-        assert_eq!(Epath::from_wire(&bytes).to_string(), "SCADA[1]");
+        // cpppo server/enip_test.py: a Write Tag Fragmented (0x53) request, path size 5:
+        // 91 05 "SCADA" 00 28 0C, i.e. SCADA[12].
+        let bytes = [0x91, 0x05, b'S', b'C', b'A', b'D', b'A', 0x00, 0x28, 0x0C];
+        assert_eq!(segs(&bytes), vec![sym("SCADA"), Segment::Element(12)]);
+        assert_eq!(Epath::from_wire(&bytes).to_string(), "SCADA[12]");
+        // The same capture's Unconnected Send (0x52) path 20 06 24 01: Connection Manager.
+        let p = Epath::from_wire(&[0x20, 0x06, 0x24, 0x01]);
+        assert_eq!(p.to_string(), "@0x0006/1");
+        assert_eq!("@6/1".parse::<Epath>().unwrap(), p);
     }
 
     #[test]
