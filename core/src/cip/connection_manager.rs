@@ -394,7 +394,7 @@ impl<'a> ForwardOpenRequest<'a> {
 impl Encode for ForwardOpenRequest<'_> {
     fn encoded_len(&self) -> usize {
         let params = if self.large { 4 } else { 2 };
-        36 + 2 * params + padded_len(&self.connection_path)
+        32 + 2 * params + padded_len(&self.connection_path)
     }
 
     fn encode<B: BufMut>(&self, out: &mut B) {
@@ -676,5 +676,342 @@ impl Encode for ForwardCloseReply<'_> {
     fn encode<B: BufMut>(&self, out: &mut B) {
         self.triple.encode(out);
         put_application_reply(out, &self.application_reply);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::cip::logix::ReadTagFragmentedRequest;
+    use crate::cip::message_router::tests::{mr_request, path};
+    use crate::cip::message_router::{Request, Service};
+    use proptest::prelude::*;
+
+    // cpppo server/enip_test.py cpf_1 (Wireshark capture against a 1756-L61):
+    // Unconnected Send of Read Tag Fragmented "SCADA", 20 elements from byte 2, route
+    // path port 1 link 0.
+    const US_READ_FRAG: &[u8] = &[
+        0x52, 0x02, 0x20, 0x06, 0x24, 0x01, 0x05, 0x9d, 0x10, 0x00, 0x52, 0x04, 0x91, 0x05, 0x53,
+        0x43, 0x41, 0x44, 0x41, 0x00, 0x14, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00,
+    ];
+
+    #[test]
+    fn unconnected_send_from_a_capture() {
+        let mr = MessageRouterRequest::decode(US_READ_FRAG).unwrap();
+        assert_eq!(mr.kind(), Service::UnconnectedSend);
+        let c = Request::decode(&mr).unwrap();
+        assert!(c.trailing.is_empty());
+        let Request::UnconnectedSend(us) = c.request else {
+            panic!("not an Unconnected Send");
+        };
+        assert_eq!(us.priority_time_tick, 0x05);
+        assert_eq!(us.timeout_ticks, 0x9d);
+        assert_eq!(us.route_path.as_bytes(), &[0x01, 0x00]);
+        assert_eq!(us.request.service, 0x52);
+        assert_eq!(us.request.kind(), Service::ReadTagFragmented);
+        let Request::ReadTagFragmented(rf) = Request::decode(&us.request).unwrap().request else {
+            panic!("not a Read Tag Fragmented");
+        };
+        assert_eq!(
+            rf,
+            ReadTagFragmentedRequest {
+                elements: 20,
+                offset: 2
+            }
+        );
+        assert_eq!(us.to_vec(), mr.data.as_ref());
+
+        // An odd-sized embedded request is followed by a pad byte.
+        let odd = UnconnectedSend {
+            priority_time_tick: 0x0A,
+            timeout_ticks: 0x0E,
+            request: MessageRouterRequest::new(
+                0x0E,
+                Epath::from_vec(vec![0x20, 1, 0x24, 1]),
+                vec![7],
+            ),
+            route_path: Epath::from_vec(vec![1, 0]),
+        };
+        let bytes = odd.to_vec();
+        assert_eq!(
+            bytes,
+            [0x0A, 0x0E, 7, 0, 0x0E, 2, 0x20, 1, 0x24, 1, 7, 0, 1, 0, 1, 0]
+        );
+        assert_eq!(UnconnectedSend::decode(&bytes).unwrap(), odd);
+    }
+
+    #[test]
+    fn unconnected_send_failure_carries_remaining_path() {
+        let r = unconnected_send_failure(
+            GeneralStatus::CONNECTION_FAILURE,
+            &[ConnectionManagerStatus_INVALID_PORT],
+            2,
+        );
+        let bytes = r.to_vec();
+        assert_eq!(bytes, [0xD2, 0, 0x01, 1, 0x11, 0x03, 2]);
+        let back = MessageRouterReply::decode(&bytes).unwrap();
+        assert_eq!(unconnected_send_remaining_path_size(&back), Some(2));
+        // cpppo enip_test.py unk_014_reply: a success is just the embedded reply.
+        let ok = MessageRouterReply::decode(&[0xd2, 0, 0, 0, 0xc3, 0, 0x27, 0x80]).unwrap();
+        assert_eq!(unconnected_send_remaining_path_size(&ok), None);
+    }
+    #[allow(non_upper_case_globals)]
+    const ConnectionManagerStatus_INVALID_PORT: u16 =
+        crate::cip::status::ConnectionManagerStatus::INVALID_PORT.0;
+
+    // cpppo server/enip_test.py fwd_o01_request / fwd_o01_reply.
+    const FWD_OPEN: &[u8] = &[
+        0x54, 0x02, 0x20, 0x06, 0x24, 0x01, 0x07, 0xf9, 0x11, 0x00, 0x00, 0x80, 0x10, 0x00, 0xfe,
+        0x80, 0x11, 0x00, 0x4d, 0x00, 0x0f, 0x7f, 0x3d, 0x1e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x12,
+        0x7a, 0x00, 0xf4, 0x43, 0x00, 0x12, 0x7a, 0x00, 0xf4, 0x43, 0xa3, 0x03, 0x01, 0x00, 0x20,
+        0x02, 0x24, 0x01,
+    ];
+    const FWD_OPEN_REPLY: &[u8] = &[
+        0xd4, 0x00, 0x00, 0x00, 0x26, 0x40, 0xa3, 0xff, 0x10, 0x00, 0xfe, 0x80, 0x11, 0x00, 0x4d,
+        0x00, 0x0f, 0x7f, 0x3d, 0x1e, 0x00, 0x12, 0x7a, 0x00, 0x00, 0x12, 0x7a, 0x00, 0x00, 0x00,
+    ];
+
+    #[test]
+    fn forward_open_from_cpppo() {
+        let mr = MessageRouterRequest::decode(FWD_OPEN).unwrap();
+        let Request::ForwardOpen(fo) = Request::decode(&mr).unwrap().request else {
+            panic!("not a Forward Open");
+        };
+        assert!(!fo.large);
+        assert_eq!(fo.service(), service::FORWARD_OPEN);
+        assert_eq!((fo.priority_time_tick, fo.timeout_ticks), (0x07, 0xf9));
+        assert_eq!(fo.o_t_connection_id, 0x8000_0011);
+        assert_eq!(fo.t_o_connection_id, 0x80fe_0010);
+        assert_eq!(
+            fo.triple,
+            ConnectionTriple {
+                connection_serial: 0x0011,
+                originator_vendor_id: 0x004d,
+                originator_serial: 0x1e3d_7f0f
+            }
+        );
+        assert_eq!(fo.timeout_multiplier, 0);
+        assert_eq!((fo.o_t_rpi, fo.t_o_rpi), (8_000_000, 8_000_000));
+        let p = fo.o_t_parameters();
+        assert_eq!(p.raw, 0x43f4);
+        assert!(!p.redundant_owner());
+        assert_eq!(p.connection_type(), connection_type::POINT_TO_POINT);
+        assert_eq!(p.priority(), connection_priority::LOW);
+        assert!(p.variable());
+        assert_eq!(p.size(), 500);
+        assert_eq!(
+            NetworkConnectionParameters::new(false, false, 2, 0, true, 500),
+            p
+        );
+        assert_eq!(
+            fo.transport_class_trigger,
+            TransportClassTrigger::CLASS_3_SERVER
+        );
+        assert!(fo.transport_class_trigger.server());
+        assert_eq!(fo.transport_class_trigger.trigger(), 2);
+        assert_eq!(fo.transport_class_trigger.class(), 3);
+        assert_eq!(fo.connection_path.as_bytes(), &[1, 0, 0x20, 2, 0x24, 1]);
+        assert_eq!(fo.to_vec(), mr.data.as_ref());
+
+        let rpy = MessageRouterReply::decode(FWD_OPEN_REPLY).unwrap();
+        let ok = ForwardOpenReply::decode(&rpy.data).unwrap();
+        assert_eq!(ok.o_t_connection_id, 0xffa3_4026);
+        assert_eq!(ok.t_o_connection_id, 0x80fe_0010);
+        assert_eq!(ok.triple, fo.triple);
+        assert_eq!((ok.o_t_api, ok.t_o_api), (8_000_000, 8_000_000));
+        assert!(ok.application_reply.is_empty());
+        assert_eq!(ok.to_vec(), rpy.data.as_ref());
+    }
+
+    // cpppo server/enip_test.py: a MicroLogix Forward Open (mlx_0_request).
+    #[test]
+    fn forward_open_from_a_micrologix_client() {
+        let data = [
+            0x0a, 0x0e, 0x4f, 0xaf, 0x87, 0xf4, 0x06, 0xaf, 0x87, 0xf4, 0xb2, 0x55, 0x01, 0x00,
+            0xc4, 0x8b, 0x4f, 0x40, 0x02, 0x00, 0x00, 0x00, 0xc0, 0xc6, 0x2d, 0x00, 0x02, 0x43,
+            0xc0, 0xc6, 0x2d, 0x00, 0x02, 0x43, 0xa3, 0x02, 0x20, 0x02, 0x24, 0x01,
+        ];
+        let fo = ForwardOpenRequest::decode(&data, false).unwrap();
+        assert_eq!(fo.triple.connection_serial, 0x55b2);
+        assert_eq!(fo.triple.originator_serial, 0x404f_8bc4);
+        assert_eq!(fo.timeout_multiplier, 2);
+        assert_eq!(fo.o_t_rpi, 3_000_000);
+        assert_eq!(fo.t_o_parameters().size(), 0x102);
+        assert_eq!(fo.to_vec(), data);
+    }
+
+    // cpppo server/enip_test.py fwd_f01_reply, fwd_f01_reply_no_remain and
+    // fwd_clo_reply_just_sts (a C*Logix Forward Close failure with no data).
+    #[test]
+    fn forward_open_and_close_failures() {
+        let rpy = MessageRouterReply::decode(&[
+            0xd4, 0x00, 0x01, 0x01, 0x11, 0x03, 0x00, 0x00, 0xff, 0xff, 0x78, 0x56, 0x34, 0x12,
+            0x01, 0x00,
+        ])
+        .unwrap();
+        assert_eq!(rpy.general_status, GeneralStatus::CONNECTION_FAILURE);
+        assert_eq!(rpy.extended_status(), Some(0x0311));
+        let f = ForwardOpenFailure::decode(&rpy.data).unwrap();
+        assert_eq!(f.remaining_path_size, Some(1));
+        let t = f.triple.unwrap();
+        assert_eq!((t.connection_serial, t.originator_vendor_id), (0, 0xffff));
+        assert_eq!(t.originator_serial, 0x1234_5678);
+        assert_eq!(f.to_vec(), rpy.data.as_ref());
+
+        let f = ForwardOpenFailure::decode(&rpy.data[..8]).unwrap();
+        assert_eq!(f.remaining_path_size, None);
+        assert!(f.triple.is_some());
+
+        let rpy = MessageRouterReply::decode(&[0xce, 0x00, 0x01, 0x01, 0x00, 0x01]).unwrap();
+        assert_eq!(rpy.extended_status(), Some(0x0100));
+        let f: ForwardCloseFailure = ForwardOpenFailure::decode(&rpy.data).unwrap();
+        assert_eq!(f.triple, None);
+        assert_eq!(
+            ForwardOpenFailure::decode(&[0; 9]).unwrap_err().field(),
+            "forward_open.reserved"
+        );
+    }
+
+    // cpppo server/enip_test.py fwd_c01_request.
+    #[test]
+    fn forward_close_from_cpppo() {
+        let bytes = b"N\x02 \x06$\x01\x07\xf9\x01\x00M\x00\x0f\x7f=\x1e\x03\x00\x01\x00 \x02$\x01";
+        let mr = MessageRouterRequest::decode(bytes).unwrap();
+        assert_eq!(mr.kind(), Service::ForwardClose);
+        let Request::ForwardClose(fc) = Request::decode(&mr).unwrap().request else {
+            panic!("not a Forward Close");
+        };
+        assert_eq!(fc.triple.connection_serial, 1);
+        assert_eq!(fc.triple.originator_vendor_id, 0x4d);
+        assert_eq!(fc.triple.originator_serial, 0x1e3d_7f0f);
+        assert_eq!(fc.connection_path.as_bytes(), &[1, 0, 0x20, 2, 0x24, 1]);
+        assert_eq!(fc.to_vec(), mr.data.as_ref());
+        let ok = ForwardCloseReply {
+            triple: fc.triple,
+            application_reply: Cow::Borrowed(&[]),
+        };
+        let bytes = ok.to_vec();
+        assert_eq!(bytes, [1, 0, 0x4d, 0, 0x0f, 0x7f, 0x3d, 0x1e, 0, 0]);
+        assert_eq!(ForwardCloseReply::decode(&bytes).unwrap(), ok);
+    }
+
+    fn triple() -> impl Strategy<Value = ConnectionTriple> {
+        any::<(u16, u16, u32)>().prop_map(|(a, b, c)| ConnectionTriple {
+            connection_serial: a,
+            originator_vendor_id: b,
+            originator_serial: c,
+        })
+    }
+
+    fn words() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<[u8; 2]>(), 0..4).prop_map(|w| w.concat())
+    }
+
+    fn forward_open() -> impl Strategy<Value = ForwardOpenRequest<'static>> {
+        (
+            any::<bool>(),
+            any::<(u8, u8, u32, u32, u8, u32, u32, u32, u32, u8)>(),
+            triple(),
+            path(),
+        )
+            .prop_map(|(large, f, triple, connection_path)| ForwardOpenRequest {
+                large,
+                priority_time_tick: f.0,
+                timeout_ticks: f.1,
+                o_t_connection_id: f.2,
+                t_o_connection_id: f.3,
+                triple,
+                timeout_multiplier: f.4,
+                o_t_rpi: f.5,
+                o_t_parameters: if large { f.6 } else { f.6 & 0xFFFF },
+                t_o_rpi: f.7,
+                t_o_parameters: if large { f.8 } else { f.8 & 0xFFFF },
+                transport_class_trigger: TransportClassTrigger(f.9),
+                connection_path,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(
+            fo in forward_open(),
+            us in (any::<(u8, u8)>(), mr_request(), path()),
+            fc in (any::<(u8, u8)>(), triple(), path()),
+        ) {
+            let bytes = fo.to_vec();
+            prop_assert_eq!(bytes.len(), fo.encoded_len());
+            prop_assert_eq!(ForwardOpenRequest::decode(&bytes, fo.large).unwrap(), fo);
+
+            let us = UnconnectedSend {
+                priority_time_tick: us.0 .0,
+                timeout_ticks: us.0 .1,
+                request: us.1,
+                route_path: us.2,
+            };
+            let bytes = us.to_vec();
+            prop_assert_eq!(bytes.len(), us.encoded_len());
+            prop_assert_eq!(UnconnectedSend::decode(&bytes).unwrap(), us);
+
+            let fc = ForwardCloseRequest {
+                priority_time_tick: fc.0 .0,
+                timeout_ticks: fc.0 .1,
+                triple: fc.1,
+                connection_path: fc.2,
+            };
+            let bytes = fc.to_vec();
+            prop_assert_eq!(bytes.len(), fc.encoded_len());
+            prop_assert_eq!(ForwardCloseRequest::decode(&bytes).unwrap(), fc);
+        }
+
+        #[test]
+        fn replies_round_trip(
+            ids in any::<(u32, u32, u32, u32)>(),
+            t in triple(),
+            app in words(),
+            remaining in any::<Option<u8>>(),
+        ) {
+            let ok = ForwardOpenReply {
+                o_t_connection_id: ids.0,
+                t_o_connection_id: ids.1,
+                triple: t,
+                o_t_api: ids.2,
+                t_o_api: ids.3,
+                application_reply: Cow::Owned(app.clone()),
+            };
+            let bytes = ok.to_vec();
+            prop_assert_eq!(bytes.len(), ok.encoded_len());
+            prop_assert_eq!(ForwardOpenReply::decode(&bytes).unwrap(), ok);
+            let fail = ForwardOpenFailure { triple: Some(t), remaining_path_size: remaining };
+            prop_assert_eq!(ForwardOpenFailure::decode(&fail.to_vec()).unwrap(), fail);
+            let close = ForwardCloseReply { triple: t, application_reply: Cow::Owned(app) };
+            let bytes = close.to_vec();
+            prop_assert_eq!(bytes.len(), close.encoded_len());
+            prop_assert_eq!(ForwardCloseReply::decode(&bytes).unwrap(), close);
+        }
+
+        #[test]
+        fn network_parameters_fields_round_trip(
+            large in any::<bool>(), owner in any::<bool>(), ty in 0u8..4, prio in 0u8..4,
+            variable in any::<bool>(), size in any::<u16>(),
+        ) {
+            let p = NetworkConnectionParameters::new(large, owner, ty, prio, variable, size);
+            prop_assert_eq!(p.redundant_owner(), owner);
+            prop_assert_eq!(p.connection_type(), ty);
+            prop_assert_eq!(p.priority(), prio);
+            prop_assert_eq!(p.variable(), variable);
+            prop_assert_eq!(p.size(), if large { size } else { size & 0x1FF });
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let _ = UnconnectedSend::decode_with_trailing(&bytes);
+            let _ = ForwardOpenRequest::decode_with_trailing(&bytes, false);
+            let _ = ForwardOpenRequest::decode_with_trailing(&bytes, true);
+            let _ = ForwardOpenReply::decode(&bytes);
+            let _ = ForwardOpenFailure::decode(&bytes);
+            let _ = ForwardCloseRequest::decode_with_trailing(&bytes);
+            let _ = ForwardCloseReply::decode(&bytes);
+        }
     }
 }

@@ -818,3 +818,281 @@ impl<'a> Request<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cip::data::DataType;
+    use crate::cip::logix::{ReadTagReply, ReadTagRequest, WriteTagRequest};
+    use proptest::prelude::*;
+
+    // cpppo server/logix_test.py GA_tests: Get Attribute Single 0x02/1/4 and its reply.
+    #[test]
+    fn get_and_set_attribute_single() {
+        let req = MessageRouterRequest::decode(b"\x0e\x03\x20\x02\x24\x01\x30\x04").unwrap();
+        assert_eq!(req.service, service::GET_ATTRIBUTE_SINGLE);
+        assert_eq!(req.path.as_bytes(), b"\x20\x02\x24\x01\x30\x04");
+        assert_eq!(req.target_class(), Some(class::MESSAGE_ROUTER));
+        assert!(req.data.is_empty());
+        assert_eq!(req.kind(), Service::GetAttributeSingle);
+        let rpy = MessageRouterReply::decode(b"\x8e\x00\x00\x00\x00\x00\x80\x3f").unwrap();
+        assert_eq!(rpy.request_service(), service::GET_ATTRIBUTE_SINGLE);
+        assert_eq!(rpy.general_status, GeneralStatus::SUCCESS);
+        assert_eq!(rpy.data.as_ref(), &[0, 0, 0x80, 0x3f]);
+        assert_eq!(
+            MessageRouterReply::success(0x0E, &[0, 0, 0x80, 0x3f][..]),
+            rpy
+        );
+
+        let bytes = b"\x10\x03\x20\x02\x24\x01\x30\x04\x00\x00\x80\x3f";
+        let req = MessageRouterRequest::decode(bytes).unwrap();
+        let c = Request::decode(&req).unwrap();
+        assert_eq!(
+            c.request,
+            Request::SetAttributeSingle(Cow::Borrowed(&[0, 0, 0x80, 0x3f]))
+        );
+        assert_eq!(req.to_vec(), bytes);
+        assert_eq!(
+            MessageRouterReply::decode(b"\x90\x00\x00\x00")
+                .unwrap()
+                .data
+                .len(),
+            0
+        );
+    }
+
+    // cpppo server/logix_test.py test_logix_multiple: req_1 and rpy_1.
+    pub(crate) const MULTIPLE_REQ: &[u8] = &[
+        0x0A, 0x02, 0x20, 0x02, 0x24, 0x01, 0x05, 0x00, 0x0c, 0x00, 0x18, 0x00, 0x2a, 0x00, 0x36,
+        0x00, 0x48, 0x00, 0x4C, 0x04, 0x91, 0x05, b'p', b'a', b'r', b't', b's', 0x00, 0x01, 0x00,
+        0x4C, 0x07, 0x91, 0x0B, b'C', b'o', b'n', b't', b'r', b'o', b'l', b'W', b'o', b'r', b'd',
+        0x00, 0x01, 0x00, b'L', 0x04, 0x91, 0x06, b'n', b'u', b'm', b'b', b'e', b'r', 0x01, 0x00,
+        b'M', 0x04, 0x91, 0x06, b'n', b'u', b'm', b'b', b'e', b'r', 0xca, 0x00, 0x01, 0x00, 0x00,
+        0x00, 0xa0, 0x3f, b'L', 0x04, 0x91, 0x06, b'n', b'u', b'm', b'b', b'e', b'r', 0x01, 0x00,
+    ];
+    const MULTIPLE_RPY: &[u8] = &[
+        0x8A, 0x00, 0x00, 0x00, 0x05, 0x00, 0x0c, 0x00, 0x16, 0x00, 0x20, 0x00, 0x2a, 0x00, 0x2e,
+        0x00, 0xCC, 0x00, 0x00, 0x00, 0xC4, 0x00, 0x2A, 0x00, 0x00, 0x00, 0xCC, 0x00, 0x00, 0x00,
+        0xC4, 0x00, 0xDC, 0x01, 0x00, 0x00, 0xCC, 0x00, 0x00, 0x00, 0xCA, 0x00, 0x00, 0x00, 0x80,
+        0x3F, 0xcd, 0x00, 0x00, 0x00, 0xcc, 0x00, 0x00, 0x00, 0xca, 0x00, 0x00, 0x00, 0xa0, 0x3f,
+    ];
+
+    #[test]
+    fn multiple_service_packet_from_cpppo() {
+        let req = MessageRouterRequest::decode(MULTIPLE_REQ).unwrap();
+        assert_eq!(req.kind(), Service::MultipleServicePacket);
+        let Request::MultipleServicePacket(msp) = Request::decode(&req).unwrap().request else {
+            panic!("not a Multiple Service Packet");
+        };
+        assert_eq!(msp.requests.len(), 5);
+        assert_eq!(msp.requests[1].path.as_bytes(), b"\x91\x0bControlWord\x00");
+        let first = Request::decode(&msp.requests[0]).unwrap();
+        assert_eq!(
+            first.request,
+            Request::ReadTag(ReadTagRequest { elements: 1 })
+        );
+        let Request::WriteTag(w) = Request::decode(&msp.requests[3]).unwrap().request else {
+            panic!("not a Write Tag");
+        };
+        assert_eq!(w.tag_type, DataType::REAL.into());
+        assert_eq!(w.elements, 1);
+        assert_eq!(w.data.as_ref(), 1.25f32.to_le_bytes());
+        assert_eq!(msp.to_vec(), req.data.as_ref());
+        assert_eq!(
+            WriteTagRequest::decode(&req.data[0x36..0x48][10..]).unwrap(),
+            w
+        );
+
+        let rpy = MessageRouterReply::decode(MULTIPLE_RPY).unwrap();
+        let msr = MultipleServiceReply::decode(&rpy.data).unwrap();
+        assert_eq!(msr.replies.len(), 5);
+        assert_eq!(msr.general_status(), GeneralStatus::SUCCESS);
+        let r1 = ReadTagReply::decode(&msr.replies[1].data).unwrap();
+        assert_eq!(r1.tag_type, DataType::DINT.into());
+        assert_eq!(r1.data.as_ref(), 476u32.to_le_bytes());
+        assert_eq!(msr.replies[3].service, 0xCD);
+        assert_eq!(msr.to_vec(), rpy.data.as_ref());
+    }
+
+    // cpppo server/logix_test.py rpy_bad: the second embedded reply failed with 0x05
+    // and one extended status word.
+    #[test]
+    fn multiple_service_reply_with_a_failure() {
+        let data = [
+            0x02, 0x00, 0x06, 0x00, 0x0e, 0x00, 0xCC, 0x00, 0x00, 0x00, 0xC3, 0x00, 0x00, 0x00,
+            0xCC, 0x00, 0x05, 0x01, 0x00, 0x00,
+        ];
+        let msr = MultipleServiceReply::decode(&data).unwrap();
+        let bad = &msr.replies[1];
+        assert_eq!(bad.general_status, GeneralStatus::PATH_DESTINATION_UNKNOWN);
+        assert_eq!(bad.additional_status, vec![0]);
+        assert_eq!(bad.extended_status(), Some(0));
+        assert_eq!(msr.general_status(), GeneralStatus::EMBEDDED_SERVICE_ERROR);
+        assert_eq!(msr.to_vec(), data);
+    }
+
+    #[test]
+    fn multiple_service_offsets_are_validated() {
+        let check = |data: &[u8], offset: usize, says: &str| {
+            let e = MultipleServiceRequest::decode(data).unwrap_err();
+            assert_eq!(e.field(), "multiple_service.offset", "{e}");
+            assert_eq!(e.offset(), offset, "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        };
+        // Into the offset table.
+        check(
+            &[2, 0, 4, 0, 6, 0, 0x0E, 0, 0x0E, 0],
+            2,
+            "offset[0] = 4 points into",
+        );
+        // Not increasing (overlap / same item twice).
+        check(
+            &[2, 0, 6, 0, 6, 0, 0x0E, 0, 0x0E, 0],
+            4,
+            "offset[1] = 6 is not after offset[0]",
+        );
+        // Beyond the data.
+        check(&[1, 0, 9, 0, 0x0E, 0], 2, "offset[0] = 9 is beyond");
+        // Count claims more offsets than there are bytes.
+        let e = MultipleServiceRequest::decode(&[9, 0, 4, 0]).unwrap_err();
+        assert_eq!(e.field(), "multiple_service.offsets");
+        // An embedded request too short for its path reports an absolute offset.
+        let e = MultipleServiceRequest::decode(&[1, 0, 4, 0, 0x0E, 2, 0x20]).unwrap_err();
+        assert_eq!((e.field(), e.offset()), ("message_router.path", 6));
+        assert!(!e.is_incomplete());
+        // Zero requests is well formed.
+        assert!(MultipleServiceRequest::decode(&[0, 0])
+            .unwrap()
+            .requests
+            .is_empty());
+    }
+
+    #[test]
+    fn replies_need_the_reply_bit_and_their_status_words() {
+        let e = MessageRouterReply::decode(&[0x0E, 0, 0, 0]).unwrap_err();
+        assert_eq!(e.field(), "message_router.service");
+        let e = MessageRouterReply::decode(&[0x8E, 0, 0xFF, 2, 0x05, 0x21]).unwrap_err();
+        assert_eq!(
+            (e.field(), e.offset()),
+            ("message_router.additional_status", 6)
+        );
+        let r = MessageRouterReply::decode(&[0xCC, 0, 0xFF, 1, 0x07, 0x21]).unwrap();
+        assert_eq!(r.extended_status(), Some(0x2107));
+        assert_eq!(
+            MessageRouterReply::error(0x4C, GeneralStatus::GENERAL_ERROR, &[0x2107]),
+            r
+        );
+    }
+
+    #[test]
+    fn classification_by_service_and_class() {
+        assert_eq!(leading_class(&[0x20, 0x6B, 0x25, 0, 1, 0]), Some(0x6B));
+        assert_eq!(leading_class(&[0x21, 0x00, 0x34, 0x12]), Some(0x1234));
+        assert_eq!(leading_class(&[0x91, 0x01, b'a', 0]), None);
+        assert_eq!(leading_class(&[0x20]), None);
+        let cm = Some(class::CONNECTION_MANAGER);
+        assert_eq!(Service::classify(0x52, cm), Service::UnconnectedSend);
+        assert_eq!(Service::classify(0x52, None), Service::ReadTagFragmented);
+        assert_eq!(Service::classify(0x4E, cm), Service::ForwardClose);
+        assert_eq!(Service::classify(0x4E, None), Service::ReadModifyWriteTag);
+        assert_eq!(Service::classify(0x54, cm), Service::ForwardOpen);
+        assert_eq!(Service::classify(0x54, None), Service::Other(0x54));
+        assert_eq!(Service::classify(0x5B, cm), Service::LargeForwardOpen);
+        assert_eq!(
+            Service::classify(0x4C, Some(class::TEMPLATE)),
+            Service::TemplateRead
+        );
+        assert_eq!(
+            Service::classify(0x55, Some(class::SYMBOL)),
+            Service::GetInstanceAttributeList
+        );
+        assert_eq!(Service::classify(0x55, None), Service::Other(0x55));
+        for code in 0..=0x7F {
+            for class in [None, cm, Some(class::SYMBOL), Some(class::TEMPLATE)] {
+                assert_eq!(Service::classify(code, class).code(), code);
+            }
+        }
+    }
+
+    pub(crate) fn path() -> impl Strategy<Value = Epath<'static>> {
+        proptest::collection::vec(any::<[u8; 2]>(), 0..8).prop_map(|w| Epath::from_vec(w.concat()))
+    }
+
+    pub(crate) fn mr_request() -> impl Strategy<Value = MessageRouterRequest<'static>> {
+        (
+            0u8..0x80,
+            path(),
+            proptest::collection::vec(any::<u8>(), 0..24),
+        )
+            .prop_map(|(s, p, d)| MessageRouterRequest::new(s, p, d))
+    }
+
+    fn mr_reply() -> impl Strategy<Value = MessageRouterReply<'static>> {
+        (
+            0x80u8..=0xFF,
+            any::<u8>(),
+            proptest::collection::vec(any::<u16>(), 0..3),
+            proptest::collection::vec(any::<u8>(), 0..24),
+        )
+            .prop_map(|(s, st, a, d)| MessageRouterReply {
+                service: s,
+                general_status: GeneralStatus(st),
+                additional_status: a,
+                data: Cow::Owned(d),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn request_round_trips(req in mr_request()) {
+            let bytes = req.to_vec();
+            prop_assert_eq!(bytes.len(), req.encoded_len());
+            prop_assert_eq!(MessageRouterRequest::decode(&bytes).unwrap(), req);
+        }
+
+        #[test]
+        fn reply_round_trips(rpy in mr_reply()) {
+            let bytes = rpy.to_vec();
+            prop_assert_eq!(bytes.len(), rpy.encoded_len());
+            prop_assert_eq!(MessageRouterReply::decode(&bytes).unwrap(), rpy);
+        }
+
+        #[test]
+        fn multiple_round_trips(
+            reqs in proptest::collection::vec(mr_request(), 0..6),
+            rpys in proptest::collection::vec(mr_reply(), 0..6),
+        ) {
+            let m = MultipleServiceRequest { requests: reqs };
+            let bytes = m.to_vec();
+            prop_assert_eq!(bytes.len(), m.encoded_len());
+            prop_assert_eq!(MultipleServiceRequest::decode(&bytes).unwrap(), m);
+            let m = MultipleServiceReply { replies: rpys };
+            let bytes = m.to_vec();
+            prop_assert_eq!(bytes.len(), m.encoded_len());
+            prop_assert_eq!(MultipleServiceReply::decode(&bytes).unwrap(), m);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let _ = MessageRouterReply::decode(&bytes);
+            let _ = MultipleServiceRequest::decode(&bytes);
+            let _ = MultipleServiceReply::decode(&bytes);
+            if let Ok(req) = MessageRouterRequest::decode(&bytes) {
+                let _ = Request::decode(&req);
+            }
+        }
+
+        #[test]
+        fn every_service_data_never_panics(
+            service in any::<u8>(),
+            class in prop_oneof![Just(0x06u8), Just(0x6B), Just(0x6C), Just(0x02)],
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            for path in [vec![0x20, class, 0x24, 0x01], vec![0x91, 0x01, b'x', 0]] {
+                let req = MessageRouterRequest::new(service, Epath::from_vec(path), data.clone());
+                let _ = Request::decode(&req);
+            }
+        }
+    }
+}
