@@ -895,3 +895,319 @@ impl Encode for TemplateDefinition<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::cip::message_router::{MessageRouterReply, MessageRouterRequest, Request};
+    use crate::cip::objects::AttributeReply;
+    use crate::cip::status::GeneralStatus;
+    use proptest::prelude::*;
+
+    // cpppo server/enip_test.py unk_017_reply: Read Tag Fragmented reply of INTs from a
+    // 1756-L61.
+    #[test]
+    fn read_tag_fragmented_reply_from_a_capture() {
+        let bytes = [
+            0xd2, 0x00, 0x00, 0x00, 0xc3, 0x00, 0x4c, 0x10, 0x08, 0x00, 0x03, 0x00, 0x02, 0x00,
+            0x02, 0x00, 0x02, 0x00, 0x0e, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe6, 0x42, 0x07, 0x00,
+            0xc8, 0x40, 0xc8, 0x40, 0x00, 0x00, 0xe4, 0x00, 0x00, 0x00, 0x64, 0x00, 0xb2, 0x02,
+            0xc8, 0x40,
+        ];
+        let mr = MessageRouterReply::decode(&bytes).unwrap();
+        let r = ReadTagFragmentedReply::decode(&mr.data).unwrap();
+        assert_eq!(r.tag_type, DataType::INT.into());
+        // 20 elements asked for from byte offset 2: the last 19 INTs.
+        assert_eq!(r.elements(), Some(19));
+        assert_eq!(r.data.get(..2), Some(&[0x4c, 0x10][..]));
+        assert_eq!(r.to_vec(), mr.data.as_ref());
+    }
+
+    // cpppo server/enip_test.py unk_020_request: Write Tag Fragmented SCADA[12], one INT.
+    #[test]
+    fn write_tag_fragmented_from_a_capture() {
+        let bytes = [
+            0x53, 0x05, 0x91, 0x05, 0x53, 0x43, 0x41, 0x44, 0x41, 0x00, 0x28, 0x0c, 0xc3, 0x00,
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc9, 0x40,
+        ];
+        let mr = MessageRouterRequest::decode(&bytes).unwrap();
+        let Request::WriteTagFragmented(w) = Request::decode(&mr).unwrap().request else {
+            panic!("not a Write Tag Fragmented");
+        };
+        assert_eq!(w.tag_type, DataType::INT.into());
+        assert_eq!((w.elements, w.offset), (1, 0));
+        assert_eq!(w.data.as_ref(), &[0xc9, 0x40]);
+        assert_eq!(w.to_vec(), mr.data.as_ref());
+        // A fragment running past elements * size is refused.
+        let e = WriteTagFragmentedRequest::decode(&[0xc3, 0, 1, 0, 2, 0, 0, 0, 1, 2]).unwrap_err();
+        assert_eq!((e.field(), e.offset()), ("write_tag_fragmented.data", 8));
+    }
+
+    #[test]
+    fn write_tag_counts_and_trailing_bytes() {
+        // 2 DINTs need 8 bytes: 6 is not enough.
+        let e = WriteTagRequest::decode(&[0xc4, 0, 2, 0, 1, 2, 3, 4, 5, 6]).unwrap_err();
+        assert_eq!(e.field(), "write_tag.data");
+        assert!(!e.is_incomplete());
+        // A DINT with 2 extra bytes: strict decode refuses, lenient reports them.
+        let bytes = [0xc4, 0, 1, 0, 1, 2, 3, 4, 0xEE, 0xFF];
+        assert_eq!(
+            WriteTagRequest::decode(&bytes).unwrap_err().field(),
+            "write_tag.end"
+        );
+        let (w, trailing) = WriteTagRequest::decode_with_trailing(&bytes).unwrap();
+        assert_eq!(w.data.as_ref(), &[1, 2, 3, 4]);
+        assert_eq!(trailing, &[0xEE, 0xFF]);
+        // A structure (Logix STRING) takes the rest as its value.
+        let w = WriteTagRequest::decode(&[0xa0, 0x02, 0xce, 0x0f, 1, 0, 9, 9, 9]).unwrap();
+        assert_eq!(w.tag_type, TagType::Structure(0x0FCE));
+        assert_eq!(w.data.len(), 3);
+    }
+
+    // pycomm3 packets/logix.py ReadModifyWriteRequestPacket: mask size from the type,
+    // OR mask cut to it, but the AND mask always 8 bytes (it slices by the mask value).
+    #[test]
+    fn read_modify_write_with_pycomm3_trailing_and_mask() {
+        let mut data = vec![4, 0];
+        data.extend_from_slice(&(1u64 << 3).to_le_bytes()[..4]);
+        data.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mr = MessageRouterRequest::new(0x4E, Epath::from_vec(vec![0x91, 1, b'x', 0]), data);
+        let c = Request::decode(&mr).unwrap();
+        let Request::ReadModifyWriteTag(rmw) = c.request else {
+            panic!("not a Read-Modify-Write Tag");
+        };
+        assert_eq!(rmw.or_mask.as_ref(), &[8, 0, 0, 0]);
+        assert_eq!(rmw.and_mask.as_ref(), &[0xFF; 4]);
+        assert_eq!(c.trailing.as_ref(), &[0xFF; 4]);
+        let e = ReadModifyWriteTagRequest::decode(&[3, 0, 1, 2, 3, 4, 5, 6]).unwrap_err();
+        assert_eq!(e.field(), "read_modify_write.mask_size");
+    }
+
+    use crate::cip::epath::Epath;
+
+    // Layout per pycomm3 logix_driver _parse_instance_attribute_list (attributes 1, 2,
+    // 3, 5, 6, 8): instance id, name, type, address, object address, software control,
+    // three dimensions.
+    #[test]
+    fn symbol_instance_list() {
+        let attrs = [1, 2, 3, 5, 6, 8];
+        let req = GetInstanceAttributeListRequest {
+            attributes: attrs.to_vec(),
+        };
+        assert_eq!(req.to_vec(), [6, 0, 1, 0, 2, 0, 3, 0, 5, 0, 6, 0, 8, 0]);
+        let mut bytes = vec![0x2A, 0, 0, 0, 5, 0];
+        bytes.extend_from_slice(b"SCADA");
+        bytes.extend_from_slice(&[0xC3, 0x20]); // INT, 1 dimension
+        bytes.extend_from_slice(&[0; 12]);
+        bytes.extend_from_slice(&[0xE8, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let r = GetInstanceAttributeListReply::decode(&bytes, &attrs).unwrap();
+        let s = &r.instances[0];
+        assert_eq!(s.instance_id, 0x2A);
+        assert_eq!(s.name(), Some("SCADA"));
+        let t = s.symbol_type().unwrap();
+        assert_eq!(
+            (t.atomic_type(), t.dimensions(), t.is_structure()),
+            (Some(0xC3), 1, false)
+        );
+        assert_eq!(s.dimensions(), Some([1000, 0, 0]));
+        assert_eq!(r.to_vec(), bytes);
+        let e = GetInstanceAttributeListReply::decode(&bytes, &[1, 4]).unwrap_err();
+        assert_eq!(e.field(), "instance_attribute_list.attribute");
+        assert_eq!(SymbolType(0x8FCE).template_instance(), Some(0x0FCE));
+    }
+
+    // pycomm3 _get_structure_makeup asks for attributes 4, 5, 2, 1 in that order.
+    #[test]
+    fn template_attributes_and_definition() {
+        let bytes = [
+            4, 0, 4, 0, 0, 0, 0x16, 0, 0, 0, 5, 0, 0, 0, 0x58, 0, 0, 0, 2, 0, 0, 0, 2, 0, 1, 0, 0,
+            0, 0xCE, 0x0F,
+        ];
+        let t = TemplateAttributes::decode(&bytes).unwrap();
+        assert_eq!(t.definition_size, Some(0x16));
+        assert_eq!(t.structure_size, Some(0x58));
+        assert_eq!(t.member_count, Some(2));
+        assert_eq!(t.structure_handle, Some(0x0FCE));
+        let partial = GetAttributeListReply {
+            attributes: vec![AttributeReply {
+                id: 1,
+                status: 0x14,
+                value: Cow::Borrowed(&[]),
+            }],
+        };
+        assert_eq!(
+            TemplateAttributes::from_reply(&partial),
+            TemplateAttributes::default()
+        );
+
+        // The Logix STRING built-in: LEN DINT at 0, DATA SINT[82] at 4.
+        let def = TemplateDefinition {
+            name: Cow::Borrowed("ASCIISTRING82"),
+            suffix: Some(Cow::Borrowed("n\x01\x02")),
+            members: vec![
+                TemplateMember {
+                    info: 0,
+                    type_code: 0xC4,
+                    offset: 0,
+                    name: Cow::Borrowed("LEN"),
+                },
+                TemplateMember {
+                    info: 82,
+                    type_code: 0x20C2,
+                    offset: 4,
+                    name: Cow::Borrowed("DATA"),
+                },
+            ],
+        };
+        let mut bytes = def.to_vec();
+        assert_eq!(bytes.get(..8), Some(&[0, 0, 0xC4, 0, 0, 0, 0, 0][..]));
+        assert_eq!(bytes.get(16..30), Some(&b"ASCIISTRING82;"[..]));
+        bytes.extend_from_slice(&[0, 0, 0]); // padding to a word
+        assert_eq!(TemplateDefinition::decode(&bytes, 2).unwrap(), def);
+        let e = TemplateDefinition::decode(&bytes[..16], 2).unwrap_err();
+        assert_eq!(e.field(), "template.name");
+        let req = TemplateReadRequest::decode(&[0, 0, 0, 0, 0x43, 0]).unwrap();
+        assert_eq!((req.offset, req.bytes), (0, 0x43));
+    }
+
+    fn tag_type() -> impl Strategy<Value = TagType> {
+        prop_oneof![
+            proptest::sample::select(DataType::ALL).prop_map(TagType::from),
+            any::<u16>().prop_map(TagType::Structure),
+        ]
+    }
+
+    fn write_tag() -> impl Strategy<Value = WriteTagRequest<'static>> {
+        (
+            tag_type(),
+            0u16..8,
+            proptest::collection::vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(t, n, d)| {
+                let data = match element_size(t) {
+                    Some(size) => vec![0xA5; usize::from(n) * size],
+                    None => d,
+                };
+                WriteTagRequest {
+                    tag_type: t,
+                    elements: n,
+                    data: Cow::Owned(data),
+                }
+            })
+    }
+
+    fn symbol_value() -> impl Strategy<Value = (u16, SymbolValue<'static>)> {
+        prop_oneof![
+            "[A-Za-z_:.]{0,20}".prop_map(|s| (1, SymbolValue::Name(Cow::Owned(s)))),
+            any::<u16>().prop_map(|v| (2, SymbolValue::Type(SymbolType(v)))),
+            any::<u32>().prop_map(|v| (3, SymbolValue::Address(v))),
+            any::<u32>().prop_map(|v| (5, SymbolValue::ObjectAddress(v))),
+            any::<u32>().prop_map(|v| (6, SymbolValue::SoftwareControl(v))),
+            any::<u16>().prop_map(|v| (7, SymbolValue::ByteCount(v))),
+            any::<[u32; 3]>().prop_map(|v| (8, SymbolValue::Dimensions(v))),
+            any::<u8>().prop_map(|v| (10, SymbolValue::ExternalAccess(v))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(
+            w in write_tag(),
+            rf in any::<(u16, u32)>(),
+            t in tag_type(),
+            frag in proptest::collection::vec(any::<u8>(), 0..8),
+            mask in proptest::sample::select(MASK_SIZES.to_vec()),
+            ids in proptest::collection::vec(any::<u16>(), 0..8),
+        ) {
+            let b = w.to_vec();
+            prop_assert_eq!(WriteTagRequest::decode(&b).unwrap(), w);
+            let r = ReadTagRequest { elements: rf.0 };
+            prop_assert_eq!(ReadTagRequest::decode(&r.to_vec()).unwrap(), r);
+            let r = ReadTagFragmentedRequest { elements: rf.0, offset: rf.1 };
+            prop_assert_eq!(ReadTagFragmentedRequest::decode(&r.to_vec()).unwrap(), r);
+            let r = TemplateReadRequest { offset: rf.1, bytes: rf.0 };
+            prop_assert_eq!(TemplateReadRequest::decode(&r.to_vec()).unwrap(), r);
+            let total = element_size(t).map_or(usize::MAX, |s| s * 8);
+            let wf = WriteTagFragmentedRequest {
+                tag_type: t,
+                elements: 8,
+                offset: 0,
+                data: Cow::Owned(frag.into_iter().take(total).collect()),
+            };
+            let b = wf.to_vec();
+            prop_assert_eq!(WriteTagFragmentedRequest::decode(&b).unwrap(), wf);
+            let m = usize::from(mask);
+            let rmw = ReadModifyWriteTagRequest {
+                or_mask: Cow::Owned(vec![0x0F; m]),
+                and_mask: Cow::Owned(vec![0xF0; m]),
+            };
+            let b = rmw.to_vec();
+            prop_assert_eq!(ReadModifyWriteTagRequest::decode(&b).unwrap(), rmw);
+            let g = GetInstanceAttributeListRequest { attributes: ids };
+            prop_assert_eq!(GetInstanceAttributeListRequest::decode(&g.to_vec()).unwrap(), g);
+        }
+
+        #[test]
+        fn replies_round_trip(
+            t in tag_type(),
+            d in proptest::collection::vec(any::<u8>(), 0..16),
+            layout in proptest::collection::vec(symbol_value(), 0..6),
+            ids in proptest::collection::vec(any::<u32>(), 0..4),
+        ) {
+            let r = ReadTagReply { tag_type: t, data: Cow::Owned(d) };
+            let b = r.to_vec();
+            prop_assert_eq!(ReadTagReply::decode(&b).unwrap(), r);
+            let attrs: Vec<u16> = layout.iter().map(|(id, _)| *id).collect();
+            let values: Vec<SymbolValue<'static>> = layout.into_iter().map(|(_, v)| v).collect();
+            let reply = GetInstanceAttributeListReply {
+                instances: ids.into_iter().map(|instance_id| SymbolInstance {
+                    instance_id,
+                    values: values.clone(),
+                }).collect(),
+            };
+            let bytes = reply.to_vec();
+            prop_assert_eq!(bytes.len(), reply.encoded_len());
+            prop_assert_eq!(GetInstanceAttributeListReply::decode(&bytes, &attrs).unwrap(), reply);
+        }
+
+        #[test]
+        fn template_definition_round_trips(
+            name in "[A-Za-z_]{1,12}",
+            suffix in proptest::option::of("[a-z0-9]{0,6}"),
+            members in proptest::collection::vec((any::<(u16, u16, u32)>(), "[A-Za-z_]{0,10}"), 0..5),
+        ) {
+            let def = TemplateDefinition {
+                name: Cow::Owned(name),
+                suffix: suffix.map(Cow::Owned),
+                members: members.into_iter().map(|((info, type_code, offset), n)| TemplateMember {
+                    info, type_code, offset, name: Cow::Owned(n),
+                }).collect(),
+            };
+            let bytes = def.to_vec();
+            prop_assert_eq!(bytes.len(), def.encoded_len());
+            let count = def.members.len() as u16;
+            prop_assert_eq!(TemplateDefinition::decode(&bytes, count).unwrap(), def);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..96),
+            attrs in proptest::collection::vec(0u16..12, 0..5),
+            count in any::<u16>(),
+        ) {
+            let _ = ReadTagRequest::decode_with_trailing(&bytes);
+            let _ = ReadTagReply::decode(&bytes);
+            let _ = WriteTagRequest::decode_with_trailing(&bytes);
+            let _ = ReadTagFragmentedRequest::decode_with_trailing(&bytes);
+            let _ = WriteTagFragmentedRequest::decode_with_trailing(&bytes);
+            let _ = ReadModifyWriteTagRequest::decode_with_trailing(&bytes);
+            let _ = GetInstanceAttributeListRequest::decode_with_trailing(&bytes);
+            let _ = GetInstanceAttributeListReply::decode(&bytes, &attrs);
+            let _ = TemplateAttributes::decode(&bytes);
+            let _ = TemplateReadRequest::decode_with_trailing(&bytes);
+            let _ = TemplateDefinition::decode(&bytes, count);
+            let _ = MessageRouterReply::decode(&bytes).map(|r| r.general_status == GeneralStatus::SUCCESS);
+        }
+    }
+}
