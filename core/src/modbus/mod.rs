@@ -1,2 +1,4 @@
 //! Modbus: PDUs, Modbus/TCP (MBAP header), Modbus/RTU (CRC-16 and a framer that finds
 //! frames in noisy serial input), and the Modicon register numbering cpppo uses.
+
+pub mod pdu;
