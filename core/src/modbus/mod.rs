@@ -2,3 +2,4 @@
 //! frames in noisy serial input), and the Modicon register numbering cpppo uses.
 
 pub mod pdu;
+pub mod tcp;
