@@ -2,4 +2,5 @@
 //! frames in noisy serial input), and the Modicon register numbering cpppo uses.
 
 pub mod pdu;
+pub mod rtu;
 pub mod tcp;

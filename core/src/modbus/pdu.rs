@@ -1448,6 +1448,14 @@ pub(crate) mod tests {
         proptest::collection::vec(any::<u16>(), 1..=max).prop_map(|v| Registers::from_values(&v))
     }
 
+    /// Return Query Data with any data, or another sub-function with its 2 bytes.
+    fn diagnostics() -> impl Strategy<Value = (u16, Cow<'static, [u8]>)> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(|d| (0, Cow::Owned(d))),
+            (1..=u16::MAX, any::<[u8; 2]>()).prop_map(|(s, d)| (s, Cow::Owned(d.to_vec()))),
+        ]
+    }
+
     pub(crate) fn arb_request() -> impl Strategy<Value = Request<'static>> {
         let q = |max: u16| 1..=max;
         prop_oneof![
@@ -1465,12 +1473,8 @@ pub(crate) mod tests {
             (any::<u16>(), any::<u16>())
                 .prop_map(|(address, value)| Request::WriteSingleRegister { address, value }),
             Just(Request::ReadExceptionStatus),
-            (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..20)).prop_map(
-                |(sub_function, d)| Request::Diagnostics {
-                    sub_function,
-                    data: Cow::Owned(d)
-                }
-            ),
+            diagnostics()
+                .prop_map(|(sub_function, data)| Request::Diagnostics { sub_function, data }),
             (
                 any::<u16>(),
                 proptest::collection::vec(any::<bool>(), 1..=usize::from(MAX_WRITE_BITS))
@@ -1525,10 +1529,8 @@ pub(crate) mod tests {
             (any::<u16>(), any::<u16>())
                 .prop_map(|(address, value)| Response::WriteSingleRegister { address, value }),
             any::<u8>().prop_map(Response::ReadExceptionStatus),
-            (any::<u16>(), bytes(20)).prop_map(|(sub_function, d)| Response::Diagnostics {
-                sub_function,
-                data: Cow::Owned(d)
-            }),
+            diagnostics()
+                .prop_map(|(sub_function, data)| Response::Diagnostics { sub_function, data }),
             (any::<u16>(), any::<u16>())
                 .prop_map(|(address, quantity)| Response::WriteMultipleCoils { address, quantity }),
             (any::<u16>(), any::<u16>()).prop_map(|(address, quantity)| {
