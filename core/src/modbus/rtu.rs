@@ -14,8 +14,14 @@
 //!   by its CRC and, on a serial line, reported at the end-of-frame silence;
 //! - a byte that cannot start a frame (unknown function code, wrong CRC at the derived
 //!   length) is dropped as noise, and the search resumes at the next byte;
-//! - while a possible frame at the head is still incomplete, a complete frame with a
-//!   valid CRC further on wins, and the bytes before it are noise;
+//! - while a possible frame at the head is still incomplete, the framer waits for the
+//!   3.5-character silence, then drops the head byte by byte and searches again, so
+//!   noise that looks like the start of a long frame delays the next frame by one
+//!   silence but never loses it; over TCP, where there is no silence, a complete frame
+//!   with a valid CRC further on wins instead, and the bytes before it are noise;
+//! - an exception response is only taken for a known function code and one of the
+//!   specification's exception codes (1-6, 8, 0x0A, 0x0B), since half of all noise
+//!   bytes have the exception flag set;
 //! - after 3.5 character times of silence ([`RtuFramer::poll_timeout`] and
 //!   [`RtuFramer::handle_timeout`]), whatever could not form a frame is stale and
 //!   dropped. With [`RtuFramer::with_strict_inter_character`] a gap of 1.5 character
@@ -159,7 +165,15 @@ pub fn response_len(adu: &[u8]) -> FrameLen {
         return FrameLen::NeedMore(2);
     };
     if fc & EXCEPTION_FLAG != 0 {
-        return FrameLen::Known(5);
+        // Half of all bytes have the flag set: accept only an exception to a function
+        // this module knows, with a code the specification defines.
+        let known = request_len(&[0, fc & !EXCEPTION_FLAG, 0xFF, 0xFF]) != FrameLen::Unsupported;
+        return match adu.get(2) {
+            _ if !known => FrameLen::Unsupported,
+            None => FrameLen::NeedMore(3),
+            Some(1..=6 | 8 | 0x0A | 0x0B) => FrameLen::Known(5),
+            Some(_) => FrameLen::Unsupported,
+        };
     }
     match *fc {
         READ_COILS..=READ_INPUT_REGISTERS
@@ -503,8 +517,13 @@ impl RtuFramer {
                 Candidate::Wait if silence || self.buf.len() >= MAX_RTU_ADU_LEN => {
                     self.drop_front(1)
                 }
+                // On a serial line an incomplete head waits for the end-of-frame
+                // silence (then it is dropped byte by byte and the search resumes):
+                // a CRC that happens to match inside a frame still arriving must not
+                // cut it. Over TCP there is no silence, so there a complete, valid
+                // frame further on means the head was noise.
+                Candidate::Wait if self.timing.is_some() => break,
                 Candidate::Wait => {
-                    // A complete, valid frame later on means the head was noise.
                     let later = (1..self.buf.len()).find_map(|i| {
                         match self.candidate(self.buf.get(i..).unwrap_or_default(), false, false) {
                             Candidate::Frame(n) => Some((i, n)),
@@ -652,7 +671,10 @@ mod tests {
         assert_eq!(response_len(&[1, 0x08, 0, 1]), FrameLen::Known(8));
         assert_eq!(request_len(&[1, 0x42]), FrameLen::Unsupported);
         assert_eq!(response_len(&PM_RESPONSE[..3]), FrameLen::Known(9));
-        assert_eq!(response_len(&PM_EXCEPTION[..2]), FrameLen::Known(5));
+        assert_eq!(response_len(&PM_EXCEPTION[..2]), FrameLen::NeedMore(3));
+        assert_eq!(response_len(&PM_EXCEPTION[..3]), FrameLen::Known(5));
+        assert_eq!(response_len(&[1, 0x83, 0x07]), FrameLen::Unsupported);
+        assert_eq!(response_len(&[1, 0xC2, 0x02]), FrameLen::Unsupported);
         assert_eq!(response_len(&[1, 0x10]), FrameLen::Known(8));
         assert_eq!(response_len(&[1, 0x16]), FrameLen::Known(10));
         assert_eq!(
@@ -692,8 +714,11 @@ mod tests {
         input.extend_from_slice(PM_REQUEST);
         input.extend_from_slice(&[0x03, 0x99]);
         f.handle_input(t(0), &input);
-        assert_eq!(frames(&mut f), [PM_REQUEST]);
+        // 01 10 00 11 03 00 7C.. looks like a Write Multiple Registers of 124 bytes:
+        // the silence says it was not.
+        assert!(f.poll_frame().is_none());
         f.handle_timeout(t(10_000));
+        assert_eq!(frames(&mut f), [PM_REQUEST]);
         assert_eq!(f.buffered(), 0);
         assert_eq!(f.discarded(), 6);
 
@@ -703,9 +728,13 @@ mod tests {
         bad.insert(3, 0x5A);
         f.handle_input(t(0), &bad);
         f.handle_input(t(100), PM_REQUEST);
-        assert_eq!(frames(&mut f), [PM_REQUEST]);
         f.handle_timeout(t(10_000));
-        assert!(frames(&mut f).is_empty());
+        assert_eq!(frames(&mut f), [PM_REQUEST]);
+
+        // Over TCP, the valid frame after the noise is taken at once.
+        let mut f = RtuFramer::over_tcp(Direction::Requests);
+        f.handle_input(t(0), &input);
+        assert_eq!(frames(&mut f), [PM_REQUEST]);
     }
 
     #[test]
@@ -780,7 +809,7 @@ mod tests {
             },
         )
         .to_vec();
-        f.handle_input(t(0), &PM_READ_INPUT);
+        f.handle_input(t(0), PM_READ_INPUT);
         f.handle_input(t(0), &diag);
         assert_eq!(frames(&mut f), [&PM_READ_INPUT[..8], &diag[..]]);
         assert_eq!(f.poll_timeout(), None);
