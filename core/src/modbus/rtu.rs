@@ -152,7 +152,9 @@ pub fn request_len(adu: &[u8]) -> FrameLen {
         ENCAPSULATED_INTERFACE_TRANSPORT => match adu.get(2) {
             None => FrameLen::NeedMore(3),
             Some(&MEI_READ_DEVICE_IDENTIFICATION) => FrameLen::Known(7),
-            Some(_) => FrameLen::Unknown,
+            // Other MEI types (CANopen 0x0D) are out of scope; guessing their
+            // length by CRC alone would let noise through too often.
+            Some(_) => FrameLen::Unsupported,
         },
         _ => FrameLen::Unsupported,
     }
@@ -167,7 +169,12 @@ pub fn response_len(adu: &[u8]) -> FrameLen {
     if fc & EXCEPTION_FLAG != 0 {
         // Half of all bytes have the flag set: accept only an exception to a function
         // this module knows, with a code the specification defines.
-        let known = request_len(&[0, fc & !EXCEPTION_FLAG, 0xFF, 0xFF]) != FrameLen::Unsupported;
+        let known = request_len(&[
+            0,
+            fc & !EXCEPTION_FLAG,
+            MEI_READ_DEVICE_IDENTIFICATION,
+            0xFF,
+        ]) != FrameLen::Unsupported;
         return match adu.get(2) {
             _ if !known => FrameLen::Unsupported,
             None => FrameLen::NeedMore(3),
@@ -196,7 +203,9 @@ pub fn response_len(adu: &[u8]) -> FrameLen {
         ENCAPSULATED_INTERFACE_TRANSPORT => match adu.get(2) {
             None => FrameLen::NeedMore(3),
             Some(&MEI_READ_DEVICE_IDENTIFICATION) => device_identification_len(adu),
-            Some(_) => FrameLen::Unknown,
+            // Other MEI types (CANopen 0x0D) are out of scope; guessing their
+            // length by CRC alone would let noise through too often.
+            Some(_) => FrameLen::Unsupported,
         },
         _ => FrameLen::Unsupported,
     }
