@@ -680,7 +680,6 @@ impl Encode for ForwardCloseReply<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::cip::logix::ReadTagFragmentedRequest;

@@ -707,6 +707,15 @@ impl<'a> Epath<'a> {
         self.segments().collect()
     }
 
+    /// The class id of the leading logical class segment (any of its three sizes), if
+    /// the path starts with one; a symbolic, port or malformed first segment gives `None`.
+    pub fn leading_class(&self) -> Option<u32> {
+        match self.segments().next() {
+            Some(Ok(Segment::Class(class))) => Some(class),
+            _ => None,
+        }
+    }
+
     /// If the path is purely logical in the order a Message Router request addresses
     /// an object — class, then optionally instance or connection point, then optionally
     /// attribute, then optionally one element — its parts; `Ok(None)` for any other
@@ -1698,7 +1707,6 @@ impl fmt::Display for DisplaySegments<'_, '_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -897,7 +897,6 @@ impl Encode for TemplateDefinition<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::cip::message_router::{MessageRouterReply, MessageRouterRequest, Request};

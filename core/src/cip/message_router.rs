@@ -11,7 +11,7 @@
 //! In scope: the envelope, Multiple Service Packet (offset table validated), mapping a
 //! `(service, target class)` to the service it means ([`Service::classify`]) and decoding
 //! its data ([`Request::decode`]). Out of scope: executing services (the server engine),
-//! parsing EPATH segments beyond the leading class segment (see [`leading_class`]).
+//! the EPATH segments themselves ([`crate::cip::epath`]).
 
 use std::borrow::Cow;
 
@@ -122,24 +122,6 @@ pub mod class {
     pub const ETHERNET_LINK: u16 = 0xF6;
 }
 
-/// Logical class segment with an 8-bit class id (`0x20 cc`).
-const SEGMENT_CLASS_8: u8 = 0x20;
-/// Logical class segment with a 16-bit class id (`0x21 00 cc cc`).
-const SEGMENT_CLASS_16: u8 = 0x21;
-
-/// The class id of the path's leading logical class segment, if it starts with one.
-///
-/// Reads only `0x20 cc` and `0x21 00 lo hi`; anything else (a symbolic segment, a port
-/// segment, a malformed path) gives `None`. This is a stand-in until the EPATH segment
-/// parser lands in [`crate::cip::epath`].
-pub fn leading_class(path: &[u8]) -> Option<u16> {
-    match path {
-        [SEGMENT_CLASS_8, class, ..] => Some(u16::from(*class)),
-        [SEGMENT_CLASS_16, 0, lo, hi, ..] => Some(u16::from_le_bytes([*lo, *hi])),
-        _ => None,
-    }
-}
-
 /// Decode a service body: run `f` over `data`, report truncation as `Invalid`, and
 /// return what `f` left unread (the trailing bytes).
 pub(crate) fn decode_body<'a, T>(
@@ -239,9 +221,12 @@ impl<'a> MessageRouterRequest<'a> {
         })
     }
 
-    /// The class id of the path's leading logical class segment, if any.
+    /// The class id of the path's leading logical class segment, if any (a class id
+    /// beyond 16 bits names no object a Logix device has, and gives `None`).
     pub fn target_class(&self) -> Option<u16> {
-        leading_class(self.path.as_bytes())
+        self.path
+            .leading_class()
+            .and_then(|class| u16::try_from(class).ok())
     }
 
     /// What this request means, by service and target class.
@@ -820,7 +805,6 @@ impl<'a> Request<'a> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use crate::cip::data::DataType;
@@ -987,10 +971,16 @@ pub(crate) mod tests {
 
     #[test]
     fn classification_by_service_and_class() {
-        assert_eq!(leading_class(&[0x20, 0x6B, 0x25, 0, 1, 0]), Some(0x6B));
-        assert_eq!(leading_class(&[0x21, 0x00, 0x34, 0x12]), Some(0x1234));
-        assert_eq!(leading_class(&[0x91, 0x01, b'a', 0]), None);
-        assert_eq!(leading_class(&[0x20]), None);
+        let target = |path: &[u8]| {
+            MessageRouterRequest::new(0x0E, Epath::from_wire(path), &[]).target_class()
+        };
+        assert_eq!(target(&[0x20, 0x6B, 0x25, 0, 1, 0]), Some(0x6B));
+        assert_eq!(target(&[0x21, 0x00, 0x34, 0x12]), Some(0x1234));
+        // A 32-bit class segment is read too; one beyond 16 bits names no object.
+        assert_eq!(target(&[0x22, 0x00, 0x06, 0, 0, 0]), Some(0x06));
+        assert_eq!(target(&[0x22, 0x00, 0, 0, 1, 0]), None);
+        assert_eq!(target(&[0x91, 0x01, b'a', 0]), None);
+        assert_eq!(target(&[0x20]), None);
         let cm = Some(class::CONNECTION_MANAGER);
         assert_eq!(Service::classify(0x52, cm), Service::UnconnectedSend);
         assert_eq!(Service::classify(0x52, None), Service::ReadTagFragmented);

@@ -284,7 +284,6 @@ status_codes! { ConnectionManagerStatus, u16, 4, "Connection Manager extended st
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -724,7 +724,6 @@ impl Encode for Cpf<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::enip::encapsulation::HEADER_LEN;

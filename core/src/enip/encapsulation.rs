@@ -587,7 +587,6 @@ impl Encode for Body<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::enip::cpf::{Item, SockAddr};

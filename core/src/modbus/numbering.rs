@@ -308,7 +308,6 @@ pub fn parse_specs<'s>(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

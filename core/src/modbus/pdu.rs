@@ -1157,7 +1157,6 @@ impl Encode for Response<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -568,7 +568,6 @@ impl RtuFramer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::modbus::pdu::tests::{arb_request, arb_response};

@@ -208,7 +208,6 @@ pub fn decoder() -> TcpDecoder {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::modbus::pdu::{tests::arb_request, Exception, ExceptionCode};
