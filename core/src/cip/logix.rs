@@ -418,46 +418,10 @@ impl SymbolType {
     }
 }
 
-/// Get Instance Attribute List (0x55 to the Symbol object) request data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GetInstanceAttributeListRequest {
-    /// Attribute ids wanted for every instance, in order.
-    pub attributes: Vec<u16>,
-}
-
-impl GetInstanceAttributeListRequest {
-    /// Decode request data exactly.
-    pub fn decode(data: &[u8]) -> DecodeResult<Self> {
-        decode_body_exact(data, "instance_attribute_list.end", Self::read)
-    }
-
-    /// Decode request data, returning any bytes after the attribute list.
-    pub fn decode_with_trailing(data: &[u8]) -> DecodeResult<(Self, &[u8])> {
-        decode_body(data, Self::read)
-    }
-
-    fn read(r: &mut Reader<'_>) -> DecodeResult<Self> {
-        let count = r.u16_le("instance_attribute_list.count")?;
-        let mut attributes = Vec::new();
-        for _ in 0..count {
-            attributes.push(r.u16_le("instance_attribute_list.attribute")?);
-        }
-        Ok(GetInstanceAttributeListRequest { attributes })
-    }
-}
-
-impl Encode for GetInstanceAttributeListRequest {
-    fn encoded_len(&self) -> usize {
-        2 + 2 * self.attributes.len()
-    }
-
-    fn encode<B: BufMut>(&self, out: &mut B) {
-        out.put_u16_le(self.attributes.len() as u16);
-        for a in &self.attributes {
-            out.put_u16_le(*a);
-        }
-    }
-}
+/// Get Instance Attribute List (0x55 to the Symbol object) request data: the same
+/// layout as Get Attribute List (a count, then the attribute ids wanted for every
+/// instance, in order).
+pub type GetInstanceAttributeListRequest = crate::cip::objects::GetAttributeListRequest;
 
 /// One attribute value of a Symbol instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,29 +60,11 @@ impl MbapHeader {
     /// `Incomplete` until all 7 bytes are there.
     pub fn decode(buf: &[u8]) -> DecodeResult<MbapHeader> {
         let mut r = Reader::new(buf);
-        let transaction_id = r.u16_be("mbap.transaction_id")?;
-        let at = r.offset();
-        let protocol_id = r.u16_be("mbap.protocol_id")?;
-        if protocol_id != PROTOCOL_ID_MODBUS {
-            return Err(DecodeError::invalid(
-                "mbap.protocol_id",
-                at,
-                format!("protocol id {protocol_id} is not Modbus (0)"),
-            ));
-        }
-        let at = r.offset();
-        let length = r.u16_be("mbap.length")?;
-        if length == 0 || length > MAX_MBAP_LENGTH {
-            return Err(DecodeError::invalid(
-                "mbap.length",
-                at,
-                format!("length {length} outside 1..={MAX_MBAP_LENGTH} (unit id and at most {MAX_PDU_LEN} PDU bytes)"),
-            ));
-        }
+        let (transaction_id, length) = read_prefix(&mut r)?;
         let unit_id = r.u8("mbap.unit_id")?;
         Ok(MbapHeader {
             transaction_id,
-            protocol_id,
+            protocol_id: PROTOCOL_ID_MODBUS,
             length,
             unit_id,
         })
@@ -92,6 +74,31 @@ impl MbapHeader {
     pub fn adu_len(&self) -> usize {
         6 + usize::from(self.length)
     }
+}
+
+/// The first 6 header bytes, checked: the transaction id and the length (protocol id 0,
+/// length 1 to [`MAX_MBAP_LENGTH`]). They alone say where the frame ends.
+fn read_prefix(r: &mut Reader<'_>) -> DecodeResult<(u16, u16)> {
+    let transaction_id = r.u16_be("mbap.transaction_id")?;
+    let at = r.offset();
+    let protocol_id = r.u16_be("mbap.protocol_id")?;
+    if protocol_id != PROTOCOL_ID_MODBUS {
+        return Err(DecodeError::invalid(
+            "mbap.protocol_id",
+            at,
+            format!("protocol id {protocol_id} is not Modbus (0)"),
+        ));
+    }
+    let at = r.offset();
+    let length = r.u16_be("mbap.length")?;
+    if length == 0 || length > MAX_MBAP_LENGTH {
+        return Err(DecodeError::invalid(
+                "mbap.length",
+                at,
+                format!("length {length} outside 1..={MAX_MBAP_LENGTH} (unit id and at most {MAX_PDU_LEN} PDU bytes)"),
+            ));
+    }
+    Ok((transaction_id, length))
 }
 
 /// A Modbus/TCP ADU: MBAP header fields and the raw PDU.
@@ -176,25 +183,7 @@ impl Framing for MbapFraming {
         // Only the 6 bytes up to the length are needed to know where the frame ends, but
         // the checks need no more either: the unit id is inside the counted length.
         let mut r = Reader::new(buf);
-        r.skip(2, "mbap.transaction_id")?;
-        let at = r.offset();
-        let protocol_id = r.u16_be("mbap.protocol_id")?;
-        if protocol_id != PROTOCOL_ID_MODBUS {
-            return Err(DecodeError::invalid(
-                "mbap.protocol_id",
-                at,
-                format!("protocol id {protocol_id} is not Modbus (0)"),
-            ));
-        }
-        let at = r.offset();
-        let length = r.u16_be("mbap.length")?;
-        if length == 0 || length > MAX_MBAP_LENGTH {
-            return Err(DecodeError::invalid(
-                "mbap.length",
-                at,
-                format!("length {length} outside 1..={MAX_MBAP_LENGTH} (unit id and at most {MAX_PDU_LEN} PDU bytes)"),
-            ));
-        }
+        let (_, length) = read_prefix(&mut r)?;
         Ok(6 + usize::from(length))
     }
 }
