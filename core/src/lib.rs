@@ -66,3 +66,8 @@ pub mod cip;
 pub mod enip;
 pub mod modbus;
 pub mod wire;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
