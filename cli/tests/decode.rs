@@ -5,6 +5,8 @@
 //! `test_logix_multiple` req_1/rpy_1; Modbus frames are the MODBUS Application Protocol
 //! V1.1b3 examples and pymodbus test/framer/test_framer.py, as used in core's tests.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
