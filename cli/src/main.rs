@@ -1,0 +1,235 @@
+//! `cpppo`: the command-line tools of cpppo-rs.
+//!
+//! Today: `cpppo decode`, a frame dissector for EtherNet/IP (down to the CIP service)
+//! and Modbus/TCP and Modbus/RTU, printing JSON.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cpppo_core::wire::DecodeError;
+use serde_json::Value;
+
+mod decode;
+mod hex;
+
+/// Exit status for bad input (invalid hex, a truncated frame, an undecodable field).
+const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cpppo",
+    version,
+    about = "EtherNet/IP, CIP and Modbus tools",
+    after_help = "Example:\n  cpppo decode enip 65000400000000000000000000000000000000000000000001000000"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Dissect frames given as hex and print them as JSON.
+    #[command(
+        long_about = "Dissect EtherNet/IP, Modbus/TCP or Modbus/RTU frames given as hex, and print \
+each frame as JSON on stdout.\n\n\
+Hex comes from the arguments (all of them together form one input) or, with none, from \
+stdin, one input per line; lines starting with '#' and blank lines are ignored. Bytes may \
+be separated by whitespace, ':', '-' or ',' and carry '0x' prefixes. One input may hold \
+several concatenated frames.\n\n\
+Invalid hex, a truncated frame or an undecodable field is reported on stderr in one line \
+naming the field and its byte offset in the input, and the exit status is 2.",
+        after_help = "Examples:\n  \
+cpppo decode enip 65 00 04 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00\n  \
+cpppo decode modbus-tcp 0c:05:00:00:00:06:11:03:00:7c:00:02\n  \
+cpppo decode modbus-rtu --responses 11 03 04 00 8d 00 8e fb bd\n  \
+cat capture.hex | cpppo decode --compact enip"
+    )]
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, Args)]
+struct DecodeArgs {
+    /// Print each frame as one line of JSON instead of pretty-printed.
+    ///
+    /// Example: `cpppo decode --compact enip 6300...` prints one line per frame, handy
+    /// with `jq -c` or `grep`.
+    #[arg(long, global = true)]
+    compact: bool,
+
+    #[command(subcommand)]
+    protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Enip,
+    ModbusTcp,
+    ModbusRtu,
+}
+
+#[derive(Debug, Args)]
+struct HexInput {
+    /// Frame bytes in hex; all arguments together form one input. With none, read one
+    /// input per line from stdin.
+    ///
+    /// Example: `6f 00 16 00`, `6f:00:16:00`, `0x6f,0x00` or `6f001600`.
+    #[arg(value_name = "HEX")]
+    hex: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Protocol {
+    /// EtherNet/IP encapsulation frames (TCP or UDP 44818), down to the CIP service.
+    #[command(
+        long_about = "EtherNet/IP encapsulation frames (TCP or UDP port 44818). Each frame \
+is decoded to its header and body: RegisterSession, ListIdentity/ListServices items, or \
+SendRRData/SendUnitData Common Packet Format items whose CIP Message Router request or \
+reply (told apart by the reply bit 0x80 of its first byte) is classified by service: \
+Unconnected Send with its embedded request, Multiple Service Packet parts, Read/Write Tag \
+[Fragmented] with typed values, Forward Open/Close, ... EPATHs are shown in cpppo \
+notation, statuses by name.",
+        after_help = "Example (cpppo's RegisterSession request):\n  \
+cpppo decode enip 6500040000000000000000000000000000000000000000000100 0000\n\
+Example (two frames, from a file of one frame per line):\n  \
+printf '%s\\n' '# capture' 6300000000000000000000000000000000000000000000 | cpppo decode enip"
+    )]
+    Enip(HexInput),
+
+    /// Modbus/TCP ADUs (MBAP header and PDU).
+    #[command(
+        long_about = "Modbus/TCP ADUs: the MBAP header (transaction id, protocol id, length, \
+unit id) and the PDU decoded as a request, or with --responses as a response (exceptions \
+included).",
+        after_help = "Example (read 2 holding registers at 0x7c from unit 0x11):\n  \
+cpppo decode modbus-tcp 0c 05 00 00 00 06 11 03 00 7c 00 02\n\
+Example (its response):\n  \
+cpppo decode modbus-tcp --responses 0c 05 00 00 00 07 11 03 04 00 8d 00 8e"
+    )]
+    ModbusTcp {
+        /// Decode PDUs as responses (from a server) instead of requests.
+        ///
+        /// Example: `cpppo decode modbus-tcp --responses 0c05000000031183 02`.
+        #[arg(long)]
+        responses: bool,
+        #[command(flatten)]
+        input: HexInput,
+    },
+
+    /// Modbus/RTU frames (unit address, PDU, CRC-16).
+    #[command(
+        long_about = "Modbus/RTU frames: unit address, PDU and CRC-16 (checked). Each frame's \
+length follows from its function code, so several frames may be concatenated. PDUs are \
+requests, or with --responses responses (exceptions included).",
+        after_help = "Example (read 10 holding registers from unit 1):\n  \
+cpppo decode modbus-rtu 01 03 00 00 00 0a c5 cd\n\
+Example (a response):\n  \
+cpppo decode modbus-rtu --responses 11 03 04 00 8d 00 8e fb bd"
+    )]
+    ModbusRtu {
+        /// Decode PDUs as responses (from a server) instead of requests.
+        ///
+        /// Example: `cpppo decode modbus-rtu --responses 11 83 02 c1 34`.
+        #[arg(long)]
+        responses: bool,
+        #[command(flatten)]
+        input: HexInput,
+    },
+}
+
+/// Why `cpppo decode` could not decode its input (`line` is the stdin line, if any).
+#[derive(Debug)]
+enum DecodeFailure {
+    /// The text is not hex.
+    Hex(hex::HexError, Option<usize>),
+    /// The bytes are not a valid frame.
+    Frame(DecodeError, Option<usize>),
+    /// Reading stdin or writing stdout failed.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for DecodeFailure {
+    fn from(e: std::io::Error) -> Self {
+        DecodeFailure::Io(e)
+    }
+}
+
+impl std::fmt::Display for DecodeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = |line: &Option<usize>| line.map(|n| format!("line {n}: ")).unwrap_or_default();
+        match self {
+            DecodeFailure::Hex(e, line) => write!(f, "{}{e}", place(line)),
+            DecodeFailure::Frame(e, line) if e.is_incomplete() => {
+                write!(f, "{}truncated frame: {e}", place(line))
+            }
+            DecodeFailure::Frame(e, line) => write!(f, "{}{e}", place(line)),
+            DecodeFailure::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn decode_one(kind: Kind, responses: bool, bytes: &[u8]) -> Result<Vec<Value>, DecodeError> {
+    match kind {
+        Kind::Enip => decode::enip::decode(bytes),
+        Kind::ModbusTcp => decode::modbus::decode_tcp(bytes, responses),
+        Kind::ModbusRtu => decode::modbus::decode_rtu(bytes, responses),
+    }
+}
+
+fn run_decode(args: DecodeArgs) -> Result<(), DecodeFailure> {
+    let (kind, responses, input) = match args.protocol {
+        Protocol::Enip(input) => (Kind::Enip, false, input),
+        Protocol::ModbusTcp { responses, input } => (Kind::ModbusTcp, responses, input),
+        Protocol::ModbusRtu { responses, input } => (Kind::ModbusRtu, responses, input),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut emit = |line: Option<usize>, text: &str| -> Result<(), DecodeFailure> {
+        let bytes = hex::parse(text).map_err(|e| DecodeFailure::Hex(e, line))?;
+        let frames =
+            decode_one(kind, responses, &bytes).map_err(|e| DecodeFailure::Frame(e, line))?;
+        for mut frame in frames {
+            if let (Some(n), Value::Object(map)) = (line, &mut frame) {
+                map.insert("line".into(), Value::from(n));
+            }
+            let text = if args.compact {
+                serde_json::to_string(&frame)
+            } else {
+                serde_json::to_string_pretty(&frame)
+            }
+            .map_err(std::io::Error::other)?;
+            writeln!(out, "{text}")?;
+        }
+        Ok(())
+    };
+    if !input.hex.is_empty() {
+        return emit(None, &input.hex.join(" "));
+    }
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        emit(Some(i + 1), trimmed)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode(args) => run_decode(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(DecodeFailure::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cpppo decode: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
