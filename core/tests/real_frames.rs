@@ -6,6 +6,9 @@
 //! Unconnected Send and the Logix service, its fields are asserted, and re-encoding
 //! reproduces the captured bytes.
 
+// Helpers outside `#[test]` functions unwrap too: a malformed capture is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use cpppo_core::cip::data::{Count, DataType, TagType, Values};
 use cpppo_core::cip::epath::Segment;
 use cpppo_core::cip::logix::{ReadTagFragmentedRequest, ReadTagReply, WriteTagFragmentedRequest};
