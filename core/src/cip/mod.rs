@@ -3,6 +3,7 @@
 
 pub mod connection_manager;
 pub mod data;
+pub mod device;
 pub mod epath;
 pub mod logix;
 pub mod message_router;
