@@ -6,6 +6,9 @@
 //! its reused buffers: the indirect call costs about a nanosecond and is included in
 //! every figure alike.
 
+// criterion_group! defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use cpppo_benches::workload::operations;

@@ -23,7 +23,7 @@ use cpppo_core::cip::logix::{ReadTagFragmentedRequest, ReadTagReply, ReadTagRequ
 use cpppo_core::cip::message_router::{service, MessageRouterReply, MessageRouterRequest, Service};
 use cpppo_core::cip::status::GeneralStatus;
 use cpppo_core::enip::cpf::{Cpf, Item};
-use cpppo_core::enip::encapsulation::{Body, Command, Encapsulation, Header, SendData};
+use cpppo_core::enip::encapsulation::{Command, Encapsulation, Header, SendData, SendDataItems};
 use cpppo_core::modbus::pdu::{Registers, Request as ModbusRequest, Response};
 use cpppo_core::modbus::rtu::{RtuFrame, RtuFramer};
 use cpppo_core::modbus::tcp::Adu;
@@ -120,13 +120,12 @@ pub mod enip {
     pub fn read_tag_reply_frame() -> Vec<u8> {
         let mut out = Vec::new();
         let header = Header::new(Command::SendRRData, SESSION, CONTEXT);
-        encode_read_tag_reply(
+        ReplyEncoder::default().encode(
             &header,
             TIMEOUT,
             None,
             service::READ_TAG,
             &int_reply(),
-            &mut Vec::new(),
             &mut out,
         );
         out
@@ -152,13 +151,12 @@ pub mod enip {
     pub fn connected_read_tag_reply_frame() -> Vec<u8> {
         let mut out = Vec::new();
         let header = Header::new(Command::SendUnitData, SESSION, CONTEXT);
-        encode_read_tag_reply(
+        ReplyEncoder::default().encode(
             &header,
             0,
             Some(CONNECTION),
             service::READ_TAG,
             &int_reply(),
-            &mut Vec::new(),
             &mut out,
         );
         out
@@ -205,28 +203,28 @@ pub mod enip {
     }
 
     /// The message of a SendRRData (unconnected data item) or SendUnitData (connected
-    /// data item, with its connection id and sequence count).
-    fn message_of<'a>(
-        command: Command,
-        cpf: &Cpf<'a>,
-    ) -> DecodeResult<(&'a [u8], Option<(u32, u16)>)> {
-        let mut connection_id = None;
-        for item in &cpf.items {
-            match (command, item) {
-                (Command::SendUnitData, Item::ConnectedAddress { connection_id: id }) => {
-                    connection_id = Some(*id);
-                }
-                (Command::SendUnitData, Item::ConnectedData { sequence, data }) => {
-                    let id = connection_id.ok_or_else(|| not_a_read("no connected address"))?;
-                    return Ok((borrowed(data)?, Some((id, *sequence))));
-                }
-                (Command::SendRRData, Item::UnconnectedData(data)) => {
-                    return Ok((borrowed(data)?, None));
-                }
-                _ => {}
+    /// data item, with its connection id and sequence count) frame's `data`, decoding
+    /// the CPF items lazily (no vector of items is built).
+    fn message_of(command: Command, data: &[u8]) -> DecodeResult<(&[u8], Option<(u32, u16)>, u16)> {
+        let send = SendDataItems::decode(data)?;
+        let timeout = send.timeout;
+        match command {
+            Command::SendUnitData => {
+                let c = send
+                    .items
+                    .connected_data()?
+                    .ok_or_else(|| not_a_read("no connected data item"))?;
+                Ok((c.data, Some((c.connection_id, c.sequence)), timeout))
             }
+            Command::SendRRData => {
+                let m = send
+                    .items
+                    .unconnected_data()?
+                    .ok_or_else(|| not_a_read("no unconnected data item"))?;
+                Ok((m, None, timeout))
+            }
+            _ => Err(not_a_read("not SendRRData/SendUnitData")),
         }
-        Err(not_a_read("no data item"))
     }
 
     /// The Logix read inside a Message Router request, looking through one Unconnected
@@ -255,14 +253,11 @@ pub mod enip {
     pub fn decode_read_tag_request(frame: &[u8]) -> DecodeResult<ReadTagCall<'_>> {
         let (encap, _) = Encapsulation::decode(frame)?;
         let header = encap.header;
-        let Body::SendData(send) = Body::decode(header.command, borrowed(&encap.data)?)? else {
-            return Err(not_a_read("not SendRRData/SendUnitData"));
-        };
-        let (message, connection) = message_of(header.command, &send.cpf)?;
+        let (message, connection, timeout) = message_of(header.command, borrowed(&encap.data)?)?;
         let (service_code, path, elements, offset) = logix_read(message)?;
         Ok(ReadTagCall {
             header,
-            timeout: send.timeout,
+            timeout,
             connection,
             service: service_code,
             path,
@@ -271,43 +266,81 @@ pub mod enip {
         })
     }
 
-    /// Encode the reply frame to a Read Tag request into `out` (appended), as a
-    /// server does: `scratch` holds the Message Router reply while the envelope is
-    /// written; both are the caller's and are reused.
+    /// Encodes Read Tag reply frames into reused buffers, as a server connection does.
     ///
-    /// `connection` is the T->O connection id and the sequence count to echo, for a
-    /// SendUnitData reply; `None` answers SendRRData.
-    pub fn encode_read_tag_reply(
-        request: &Header,
-        timeout: u16,
-        connection: Option<(u32, u16)>,
-        request_service: u8,
-        value: &ReadTagReply<'_>,
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) {
-        // Message Router reply header, then the Read Tag reply data: the reply's data
-        // is simply the rest, so the two are written back to back.
-        scratch.clear();
-        MessageRouterReply::success(request_service, &[][..]).encode(scratch);
-        value.encode(scratch);
-        let cpf = match connection {
-            Some((connection_id, sequence)) => {
-                Cpf::connected(connection_id, sequence, &scratch[..])
+    /// The reply's [`SendData`] is kept from one reply to the next: its item vector and
+    /// the message bytes its data item owns are cleared and refilled, never dropped, so
+    /// a warm encoder allocates nothing (with core's public types as they are).
+    #[derive(Debug, Clone)]
+    pub struct ReplyEncoder {
+        send: SendData<'static>,
+    }
+
+    impl Default for ReplyEncoder {
+        fn default() -> Self {
+            ReplyEncoder {
+                send: SendData::new(0, Cpf::empty()),
             }
-            None => Cpf::unconnected(&scratch[..]),
-        };
-        let body = SendData::new(timeout, cpf);
-        let header = Header {
-            length: u16::try_from(body.encoded_len()).unwrap_or(u16::MAX),
-            ..Header::new(
-                request.command,
-                request.session_handle,
-                request.sender_context,
-            )
-        };
-        header.encode(out);
-        body.encode(out);
+        }
+    }
+
+    impl ReplyEncoder {
+        /// Append to `out` the reply frame to a Read Tag request with `request`'s
+        /// header (session, context, command) and `timeout`, for `request_service`,
+        /// carrying `value`.
+        ///
+        /// `connection` is the T->O connection id and the sequence count to echo, for
+        /// a SendUnitData reply; `None` answers SendRRData.
+        pub fn encode(
+            &mut self,
+            request: &Header,
+            timeout: u16,
+            connection: Option<(u32, u16)>,
+            request_service: u8,
+            value: &ReadTagReply<'_>,
+            out: &mut Vec<u8>,
+        ) {
+            let items = &mut self.send.cpf.items;
+            // Take back the message buffer the previous reply's data item owned.
+            let mut message = match items.pop() {
+                Some(Item::UnconnectedData(Cow::Owned(m)))
+                | Some(Item::ConnectedData {
+                    data: Cow::Owned(m),
+                    ..
+                }) => m,
+                _ => Vec::new(),
+            };
+            items.clear();
+            // Message Router reply header, then the Read Tag reply data: the reply's
+            // data is simply the rest, so the two are written back to back.
+            message.clear();
+            MessageRouterReply::success(request_service, &[][..]).encode(&mut message);
+            value.encode(&mut message);
+            match connection {
+                Some((connection_id, sequence)) => {
+                    items.push(Item::ConnectedAddress { connection_id });
+                    items.push(Item::ConnectedData {
+                        sequence,
+                        data: Cow::Owned(message),
+                    });
+                }
+                None => {
+                    items.push(Item::NullAddress);
+                    items.push(Item::UnconnectedData(Cow::Owned(message)));
+                }
+            }
+            self.send.timeout = timeout;
+            let header = Header {
+                length: u16::try_from(self.send.encoded_len()).unwrap_or(u16::MAX),
+                ..Header::new(
+                    request.command,
+                    request.session_handle,
+                    request.sender_context,
+                )
+            };
+            header.encode(out);
+            self.send.encode(out);
+        }
     }
 
     /// What a client learns from a Read Tag reply frame.
@@ -329,10 +362,7 @@ pub mod enip {
     pub fn decode_read_tag_reply(frame: &[u8]) -> DecodeResult<ReadTagAnswer<'_>> {
         let (encap, _) = Encapsulation::decode(frame)?;
         let header = encap.header;
-        let Body::SendData(send) = Body::decode(header.command, borrowed(&encap.data)?)? else {
-            return Err(not_a_read("not SendRRData/SendUnitData"));
-        };
-        let (message, _) = message_of(header.command, &send.cpf)?;
+        let (message, _, _) = message_of(header.command, borrowed(&encap.data)?)?;
         let reply = MessageRouterReply::decode(message)?;
         let value = ReadTagReply::decode(borrowed(&reply.data)?)?;
         Ok(ReadTagAnswer {
@@ -349,17 +379,16 @@ pub mod enip {
     pub fn serve_read_tag(
         request: &[u8],
         value: &ReadTagReply<'_>,
-        scratch: &mut Vec<u8>,
+        encoder: &mut ReplyEncoder,
         out: &mut Vec<u8>,
     ) -> DecodeResult<u16> {
         let call = decode_read_tag_request(request)?;
-        encode_read_tag_reply(
+        encoder.encode(
             &call.header,
             call.timeout,
             call.connection,
             call.service,
             value,
-            scratch,
             out,
         );
         Ok(call.elements)
@@ -646,16 +675,15 @@ pub mod workload {
             u64::from(call.elements) + call.path.as_bytes().len() as u64
         }));
 
-        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
         ops.push(op("enip/read_tag/encode_reply", move || {
             out.clear();
-            enip::encode_read_tag_reply(
+            encoder.encode(
                 &header,
                 enip::TIMEOUT,
                 None,
                 service::READ_TAG,
                 &enip::int_reply(),
-                &mut scratch,
                 &mut out,
             );
             out.len() as u64
@@ -668,15 +696,15 @@ pub mod workload {
         }));
 
         let frame = request;
-        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
         ops.push(op("enip/read_tag/round_trip", move || {
             out.clear();
-            let n = enip::serve_read_tag(&frame, &enip::int_reply(), &mut scratch, &mut out)
+            let n = enip::serve_read_tag(&frame, &enip::int_reply(), &mut encoder, &mut out)
                 .expect("valid Read Tag request");
             u64::from(n) + out.len() as u64
         }));
 
-        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
         ops.push(op(
             "enip/capture_read_tag_fragmented/round_trip",
             move || {
@@ -684,7 +712,7 @@ pub mod workload {
                 let n = enip::serve_read_tag(
                     enip::CAPTURE_READ_TAG_FRAGMENTED_REQUEST,
                     &enip::int_reply(),
-                    &mut scratch,
+                    &mut encoder,
                     &mut out,
                 )
                 .expect("the captured request decodes");
@@ -702,10 +730,10 @@ pub mod workload {
         ));
 
         let frame = enip::connected_read_tag_request_frame();
-        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
         ops.push(op("enip/connected_read_tag/round_trip", move || {
             out.clear();
-            let n = enip::serve_read_tag(&frame, &enip::int_reply(), &mut scratch, &mut out)
+            let n = enip::serve_read_tag(&frame, &enip::int_reply(), &mut encoder, &mut out)
                 .expect("valid connected Read Tag request");
             u64::from(n) + out.len() as u64
         }));

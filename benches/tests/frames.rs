@@ -43,11 +43,11 @@ fn the_captured_request_and_reply_decode() {
 fn answering_the_captured_request_reproduces_the_captured_reply() {
     // The controller's reply differs from ours only in the service code: it answered
     // Read Tag Fragmented (0xD2) exactly as a server answering Read Tag would (0xCC).
-    let (mut scratch, mut out) = (Vec::new(), Vec::new());
+    let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
     let n = enip::serve_read_tag(
         enip::CAPTURE_READ_TAG_FRAGMENTED_REQUEST,
         &enip::int_reply(),
-        &mut scratch,
+        &mut encoder,
         &mut out,
     )
     .unwrap();
@@ -73,8 +73,8 @@ fn read_tag_request_and_reply_frames() {
     expect[40] = 0xCC;
     assert_eq!(reply, expect);
 
-    let (mut scratch, mut out) = (Vec::new(), Vec::new());
-    enip::serve_read_tag(&request, &enip::int_reply(), &mut scratch, &mut out).unwrap();
+    let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
+    enip::serve_read_tag(&request, &enip::int_reply(), &mut encoder, &mut out).unwrap();
     assert_eq!(out, reply);
 }
 
@@ -87,8 +87,8 @@ fn connected_read_tag_round_trip() {
     assert_eq!(call.service, service::READ_TAG);
     assert_eq!(call.elements, 1);
 
-    let (mut scratch, mut out) = (Vec::new(), Vec::new());
-    enip::serve_read_tag(&request, &enip::int_reply(), &mut scratch, &mut out).unwrap();
+    let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
+    enip::serve_read_tag(&request, &enip::int_reply(), &mut encoder, &mut out).unwrap();
     assert_eq!(out, enip::connected_read_tag_reply_frame());
     let answer = enip::decode_read_tag_reply(&out).unwrap();
     assert_eq!(answer.header.command, Command::SendUnitData);
@@ -99,15 +99,14 @@ fn connected_read_tag_round_trip() {
 #[test]
 fn encoding_appends_and_reuses_the_buffers() {
     let header = Header::new(Command::SendRRData, enip::SESSION, enip::CONTEXT);
-    let (mut scratch, mut out) = (Vec::new(), Vec::new());
+    let (mut encoder, mut out) = (enip::ReplyEncoder::default(), Vec::new());
     for _ in 0..2 {
-        enip::encode_read_tag_reply(
+        encoder.encode(
             &header,
             enip::TIMEOUT,
             None,
             service::READ_TAG,
             &enip::int_reply(),
-            &mut scratch,
             &mut out,
         );
     }

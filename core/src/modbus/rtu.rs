@@ -560,10 +560,12 @@ impl RtuFramer {
     fn emit(&mut self, at: usize, n: usize) {
         self.drop_front(at);
         let end = n.min(self.buf.len());
-        let frame: Vec<u8> = self.buf.drain(..end).collect();
-        if let Ok(f) = RtuFrame::decode(&frame) {
+        // Decode in place and copy the PDU once (the one allocation a reported frame
+        // needs), then drop the bytes: the buffer keeps its capacity.
+        if let Ok(f) = RtuFrame::decode(self.buf.get(..end).unwrap_or_default()) {
             self.frames.push_back(f.into_owned());
         }
+        self.buf.drain(..end);
     }
 }
 
