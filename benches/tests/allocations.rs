@@ -1,0 +1,91 @@
+//! Heap allocations per operation, asserted as upper bounds.
+//!
+//! Allocation counts, unlike times, are deterministic: the same operation on the same
+//! bytes allocates the same number of times on every run and machine, so they can be
+//! tested. The bounds are the counts measured with `cargo bench -p cpppo-benches --bench
+//! allocations` (see the README); a change that makes an operation allocate more fails
+//! here. Counting is per thread (`allocation-counter`), so parallel tests do not
+//! disturb each other.
+
+use allocation_counter::measure;
+use cpppo_benches::workload::operations;
+
+/// Runs measured per operation, after one warm-up run that sizes the reused buffers.
+const RUNS: u64 = 100;
+
+/// Heap allocations per run in steady state, at most.
+fn bound(name: &str) -> Option<u64> {
+    Some(match name {
+        // The RTU framer hands out each frame as an owned `RtuFrame<'static>`: one
+        // copy of its PDU per frame found.
+        "modbus_rtu/fc3/framer_decode_request"
+        | "modbus_rtu/fc3/framer_decode_response"
+        | "modbus_rtu/fc3/round_trip" => 1,
+        "enip/read_tag/decode_request"
+        | "enip/read_tag/encode_reply"
+        | "enip/read_tag/decode_reply"
+        | "enip/read_tag/round_trip"
+        | "enip/capture_read_tag_fragmented/round_trip"
+        | "enip/capture_read_tag_fragmented/decode_reply"
+        | "enip/connected_read_tag/round_trip"
+        | "modbus_tcp/fc3/decode_request"
+        | "modbus_tcp/fc3/encode_request"
+        | "modbus_tcp/fc3/decode_response"
+        | "modbus_tcp/fc3/encode_response"
+        | "modbus_tcp/fc3/round_trip"
+        | "modbus_rtu/fc3/encode_request"
+        | "modbus_rtu/fc3/encode_response" => 0,
+        _ => return None,
+    })
+}
+
+#[test]
+fn the_counter_counts_this_thread() {
+    // Without this, every "no allocation" below could pass with a dead counter.
+    let info = measure(|| {
+        std::hint::black_box(Vec::<u8>::with_capacity(10));
+    });
+    assert_eq!(info.count_total, 1);
+    assert_eq!(info.bytes_total, 10);
+}
+
+#[test]
+fn steady_state_allocations_stay_within_their_bounds() {
+    let mut failures = Vec::new();
+    for mut op in operations() {
+        let bound = bound(op.name).unwrap_or_else(|| panic!("no bound for {}", op.name));
+        std::hint::black_box((op.run)());
+        let info = measure(|| {
+            for _ in 0..RUNS {
+                std::hint::black_box((op.run)());
+            }
+        });
+        if info.count_total > bound * RUNS {
+            failures.push(format!(
+                "{}: {} allocations in {RUNS} runs, bound {bound} per run",
+                op.name, info.count_total
+            ));
+        }
+        // Whatever is allocated per run is freed in the same run.
+        assert_eq!(info.count_current, 0, "{} leaks", op.name);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn the_allocating_operations_do_allocate() {
+    // The bounds above are exact, not slack: the RTU framer's copy is really there (if
+    // it goes away, lower its bound to 0).
+    for mut op in operations() {
+        if bound(op.name) != Some(1) {
+            continue;
+        }
+        std::hint::black_box((op.run)());
+        let info = measure(|| {
+            for _ in 0..RUNS {
+                std::hint::black_box((op.run)());
+            }
+        });
+        assert_eq!(info.count_total, RUNS, "{}", op.name);
+    }
+}
