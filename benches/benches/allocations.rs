@@ -14,13 +14,23 @@ const RUNS: u64 = 1000;
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument (any other word) selects
     // operations by substring, as criterion does.
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--repeat") {
+        return repeat(&args[at + 1..]);
+    }
+    if args.iter().any(|a| a == "--list") {
+        for op in operations() {
+            println!("{}", op.name);
+        }
+        return;
+    }
+    let filter: Option<&String> = args.iter().find(|a| !a.starts_with('-'));
     println!(
         "{:<50} {:>12} {:>12} {:>14}",
         "operation", "allocs/op", "bytes/op", "first run"
     );
     for mut op in operations() {
-        if filter.as_deref().is_some_and(|f| !op.name.contains(f)) {
+        if filter.is_some_and(|f| !op.name.contains(f.as_str())) {
             continue;
         }
         let mut sink = 0u64;
@@ -39,6 +49,26 @@ fn main() {
             first.count_total,
         );
     }
+}
+
+/// `--repeat NAME COUNT`: run operation NAME once to warm up, then COUNT times, and
+/// print nothing. `benches/instructions.sh` runs this under callgrind with two counts
+/// and divides the difference in instructions by the difference in runs, which gives
+/// instructions per operation free of the machine's noise and of start-up costs.
+fn repeat(args: &[String]) {
+    let (Some(name), Some(count)) = (args.first(), args.get(1)) else {
+        panic!("usage: --repeat NAME COUNT");
+    };
+    let count: u64 = count.parse().expect("COUNT is a number");
+    let mut op = operations()
+        .into_iter()
+        .find(|op| op.name == name)
+        .unwrap_or_else(|| panic!("no operation {name}"));
+    let mut sink = std::hint::black_box((op.run)());
+    for _ in 0..count {
+        sink = sink.wrapping_add(std::hint::black_box((op.run)()));
+    }
+    std::hint::black_box(sink);
 }
 
 /// A per-run figure, with two decimals when it is not a whole number.
