@@ -562,7 +562,8 @@ pub mod modbus {
     ) -> DecodeResult<usize> {
         framer.handle_input(now, chunk);
         let mut answered = 0;
-        while let Some(frame) = framer.poll_frame() {
+        // Each frame is lent, not copied, while it is answered.
+        while let Some(done) = framer.poll_frame_with(|frame| -> DecodeResult<()> {
             let req = frame.request().map_err(|e| e.error)?;
             answer(&req, table, pdu)?;
             RtuFrame {
@@ -570,6 +571,9 @@ pub mod modbus {
                 pdu: Cow::Borrowed(&pdu[..]),
             }
             .encode(out);
+            Ok(())
+        }) {
+            done?;
             answered += 1;
         }
         Ok(answered)
@@ -581,13 +585,13 @@ pub mod modbus {
     pub fn receive_rtu(framer: &mut RtuFramer, now: Instant, chunk: &[u8]) -> DecodeResult<u32> {
         framer.handle_input(now, chunk);
         let mut sum = 0u32;
-        while let Some(frame) = framer.poll_frame() {
-            match frame.response()? {
-                Response::ReadHoldingRegisters(r) => {
-                    sum = r.iter().fold(sum, |s, v| s.wrapping_add(u32::from(v)));
-                }
-                _ => return Err(not_fc3("not a read holding registers response")),
+        while let Some(values) = framer.poll_frame_with(|frame| match frame.response()? {
+            Response::ReadHoldingRegisters(r) => {
+                Ok(r.iter().fold(0u32, |s, v| s.wrapping_add(u32::from(v))))
             }
+            _ => Err(not_fc3("not a read holding registers response")),
+        }) {
+            sum = sum.wrapping_add(values?);
         }
         Ok(sum)
     }
@@ -786,13 +790,14 @@ pub mod workload {
         let mut clock = ticking_clock();
         ops.push(op("modbus_rtu/fc3/framer_decode_request", move || {
             framer.handle_input(clock(), modbus::RTU_FC3_REQUEST);
-            let frame = framer.poll_frame().expect("a whole frame");
-            match frame.request().expect("valid request") {
-                ModbusRequest::ReadHoldingRegisters { address, quantity } => {
-                    u64::from(frame.unit) + u64::from(address) + u64::from(quantity)
-                }
-                other => panic!("not FC 3: {other:?}"),
-            }
+            framer
+                .poll_frame_with(|frame| match frame.request().expect("valid request") {
+                    ModbusRequest::ReadHoldingRegisters { address, quantity } => {
+                        u64::from(frame.unit) + u64::from(address) + u64::from(quantity)
+                    }
+                    other => panic!("not FC 3: {other:?}"),
+                })
+                .expect("a whole frame")
         }));
 
         let (mut pdu, mut out) = (Vec::new(), Vec::new());
