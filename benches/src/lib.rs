@@ -202,10 +202,20 @@ pub mod enip {
         }
     }
 
+    /// The CIP message of a SendRRData or SendUnitData frame.
+    struct Message<'a> {
+        /// The message bytes (Message Router request or reply).
+        bytes: &'a [u8],
+        /// Connection id and sequence count (SendUnitData only).
+        connection: Option<(u32, u16)>,
+        /// The SendRRData timeout.
+        timeout: u16,
+    }
+
     /// The message of a SendRRData (unconnected data item) or SendUnitData (connected
     /// data item, with its connection id and sequence count) frame's `data`, decoding
     /// the CPF items lazily (no vector of items is built).
-    fn message_of(command: Command, data: &[u8]) -> DecodeResult<(&[u8], Option<(u32, u16)>, u16)> {
+    fn message_of(command: Command, data: &[u8]) -> DecodeResult<Message<'_>> {
         let send = SendDataItems::decode(data)?;
         let timeout = send.timeout;
         match command {
@@ -214,14 +224,22 @@ pub mod enip {
                     .items
                     .connected_data()?
                     .ok_or_else(|| not_a_read("no connected data item"))?;
-                Ok((c.data, Some((c.connection_id, c.sequence)), timeout))
+                Ok(Message {
+                    bytes: c.data,
+                    connection: Some((c.connection_id, c.sequence)),
+                    timeout,
+                })
             }
             Command::SendRRData => {
-                let m = send
+                let bytes = send
                     .items
                     .unconnected_data()?
                     .ok_or_else(|| not_a_read("no unconnected data item"))?;
-                Ok((m, None, timeout))
+                Ok(Message {
+                    bytes,
+                    connection: None,
+                    timeout,
+                })
             }
             _ => Err(not_a_read("not SendRRData/SendUnitData")),
         }
@@ -253,12 +271,12 @@ pub mod enip {
     pub fn decode_read_tag_request(frame: &[u8]) -> DecodeResult<ReadTagCall<'_>> {
         let (encap, _) = Encapsulation::decode(frame)?;
         let header = encap.header;
-        let (message, connection, timeout) = message_of(header.command, borrowed(&encap.data)?)?;
-        let (service_code, path, elements, offset) = logix_read(message)?;
+        let message = message_of(header.command, borrowed(&encap.data)?)?;
+        let (service_code, path, elements, offset) = logix_read(message.bytes)?;
         Ok(ReadTagCall {
             header,
-            timeout,
-            connection,
+            timeout: message.timeout,
+            connection: message.connection,
             service: service_code,
             path,
             elements,
@@ -362,8 +380,8 @@ pub mod enip {
     pub fn decode_read_tag_reply(frame: &[u8]) -> DecodeResult<ReadTagAnswer<'_>> {
         let (encap, _) = Encapsulation::decode(frame)?;
         let header = encap.header;
-        let (message, _, _) = message_of(header.command, borrowed(&encap.data)?)?;
-        let reply = MessageRouterReply::decode(message)?;
+        let message = message_of(header.command, borrowed(&encap.data)?)?;
+        let reply = MessageRouterReply::decode(message.bytes)?;
         let value = ReadTagReply::decode(borrowed(&reply.data)?)?;
         Ok(ReadTagAnswer {
             header,
