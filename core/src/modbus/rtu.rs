@@ -496,9 +496,14 @@ impl RtuFramer {
         let start = self.found_at;
         let end = start.saturating_add(len);
         self.found_at = end;
-        // Only frames that decoded were kept, so this always decodes.
-        let bytes = self.found.get(start..end).unwrap_or_default();
-        let out = RtuFrame::decode(bytes).ok().map(f);
+        // Only frames whose CRC was checked were kept (by `emit`): split, not re-checked.
+        let out = match self.found.get(start..end).unwrap_or_default() {
+            [unit, pdu @ .., _, _] => Some(f(RtuFrame {
+                unit: *unit,
+                pdu: Cow::Borrowed(pdu),
+            })),
+            _ => None,
+        };
         if self.found_lens.is_empty() {
             self.found.clear();
             self.found_at = 0;
