@@ -1138,18 +1138,51 @@ fn two_sessions_interleaved_stay_independent() {
 }
 
 #[test]
-fn a_stream_that_cannot_be_framed_closes() {
-    // The framing accepts every header, so only frames above the decoder's limit fail;
-    // after UnRegisterSession the rest is ignored. Here: garbage that is a valid header
-    // of an unknown command is answered, then the connection carries on.
+fn a_junk_header_is_an_unknown_command_and_the_connection_carries_on() {
+    // The framing accepts every header (only frames above the decoder's limit could
+    // fail, and the limit is the largest frame a header can announce), so junk is a
+    // frame of an unknown command: answered 0x0001, and the stream stays in step.
     let mut h = Harness::default();
     let mut junk = vec![0xFFu8; 24];
-    junk[2] = 0;
-    junk[3] = 0;
+    junk[2..4].copy_from_slice(&[0, 0]);
     junk[20..24].copy_from_slice(&[0; 4]);
     let out = h.send(&junk);
     assert_eq!(u32_at(&out, 8), status::INVALID_COMMAND);
     assert!(!h.conn.is_closed());
+    assert_eq!(h.send(LISTIDENT_1_REQ)[..2], [0x63, 0x00]);
+}
+
+#[test]
+fn pycomm3_falls_back_to_a_small_forward_open() {
+    // A controller that supports only 500-byte connections refuses pycomm3's 4000-byte
+    // Large Forward Open with 0x0109 and the size it supports; pycomm3 then sends a
+    // standard Forward Open of 500 bytes.
+    let mut h = Harness::new(ServerOptions {
+        max_connection_size: 500,
+        ..ServerOptions::default()
+    });
+    let handle = h.register(PYCOMM3_CONTEXT);
+    let out = h.send(&rr(
+        handle,
+        PYCOMM3_CONTEXT,
+        &pycomm3_large_forward_open(1, 2, 3, 4),
+    ));
+    assert_eq!(out[40], 0xDB);
+    assert_eq!(out[42], 0x01);
+    let r = rr_reply(&out);
+    assert_eq!(r.additional_status, vec![0x0109, 500]);
+    assert!(h.server.connections().is_empty());
+    let mut small = pycomm3_large_forward_open(1, 2, 3, 4);
+    // Service 0x54 and 16-bit network connection parameters 0x4200 | 500.
+    small[0] = 0x54;
+    let params = (0x4200u16 | 500).to_le_bytes();
+    small.splice(32..36, params);
+    small.splice(38..42, params);
+    let out = h.send(&rr(handle, PYCOMM3_CONTEXT, &small));
+    assert_eq!(out[40], 0xD4);
+    assert_eq!(out[42], 0);
+    assert_eq!(h.conn.connections()[0].t_o_size, 500);
+    assert_eq!(h.conn.connections()[0].reply_budget(), 498);
 }
 
 proptest! {
