@@ -8,9 +8,11 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::cip::connection_manager::{ForwardCloseReply, ForwardOpenFailure, ForwardOpenReply};
-use crate::cip::device::UNCONNECTED_REPLY_BUDGET;
+use crate::cip::device::{RequestContext, UNCONNECTED_REPLY_BUDGET};
+use crate::cip::message_router::{MessageRouterReply, MessageRouterRequest};
 use crate::cip::objects::{Identity, Revision};
 use crate::cip::status::ConnectionManagerStatus;
+use crate::enip::cpf::SockAddr;
 use crate::enip::cpf::{Cpf, Item};
 use crate::enip::encapsulation::{status, Command, Encapsulation, Header, SendData};
 use crate::enip::frames::*;
