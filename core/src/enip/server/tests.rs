@@ -1383,3 +1383,98 @@ fn statistics_count_bytes_and_requests_and_serialize() {
     h.server.forget_connection(h.conn.id());
     assert!(h.server.stats().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// A real ControlLogix session, replayed
+
+/// A device that answers with the Message Router replies a real controller sent, in
+/// order, and records the requests it was handed.
+struct ReplayDevice {
+    replies: std::collections::VecDeque<Vec<u8>>,
+    requests: Vec<Vec<u8>>,
+}
+
+impl CipDevice for ReplayDevice {
+    fn identity(&self) -> Identity<'_> {
+        TestDevice::default().identity().into_owned()
+    }
+
+    fn execute(
+        &mut self,
+        _: &RequestContext,
+        req: &MessageRouterRequest<'_>,
+    ) -> MessageRouterReply<'static> {
+        self.requests.push(req.to_vec());
+        let bytes = self.replies.pop_front().expect("a recorded reply");
+        MessageRouterReply::decode(&bytes).unwrap().into_owned()
+    }
+}
+
+#[test]
+fn a_real_controllogix_session_is_answered_byte_for_byte() {
+    // cpppo's capture of a cpppo client and a 1756-L61: every client frame fed to the
+    // engine must produce exactly the controller's frame, once the device behind it
+    // gives the controller's Message Router replies and the session handle is ours.
+    let capture = include_str!("../../../tests/frames/controllogix-SCADA-read-write.hex");
+    let mut exchange: Vec<(&str, Vec<u8>)> = Vec::new();
+    for line in capture
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let mut fields = line.split_whitespace();
+        let _pkt = fields.next().unwrap();
+        let who = fields.next().unwrap();
+        let hex = fields.next().unwrap();
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        exchange.push((who, bytes));
+    }
+    assert_eq!(exchange.len(), 14);
+    let replies = exchange
+        .iter()
+        .filter(|(who, b)| *who == "controller" && b[0] == 0x6F)
+        .map(|(_, b)| {
+            let send = SendData::decode(&b[24..]).unwrap();
+            send.cpf.unconnected_data().unwrap().to_vec()
+        })
+        .collect();
+    let now = Instant::now();
+    let mut server = Server::new(
+        ReplayDevice {
+            replies,
+            requests: Vec::new(),
+        },
+        ServerOptions::default(),
+    );
+    let mut conn = ServerConn::new(now, peer(), &mut server);
+    let mut handle = None;
+    for pair in exchange.chunks(2) {
+        let [(c, request), (d, expect)] = pair else {
+            panic!("request/reply pairs")
+        };
+        assert_eq!((*c, *d), ("client", "controller"));
+        let mut request = request.clone();
+        let mut expect = expect.clone();
+        if let Some(h) = handle {
+            request[4..8].copy_from_slice(&u32::to_le_bytes(h));
+        }
+        conn.handle_input(now, &request, &mut server);
+        let mut out = Vec::new();
+        assert!(conn.poll_transmit(now, &mut out));
+        let h = *handle.get_or_insert(u32_at(&out, 4));
+        expect[4..8].copy_from_slice(&h.to_le_bytes());
+        assert_eq!(out, expect);
+    }
+    // The device was handed the requests themselves, Unconnected Send unwrapped.
+    let requests = &server.device().requests;
+    assert_eq!(requests.len(), 6);
+    assert_eq!(requests[0], [0x01, 0x02, 0x20, 0x66, 0x24, 0x01]);
+    assert_eq!(requests[1], [0x01, 0x02, 0x20, 0x01, 0x24, 0x01]);
+    assert_eq!(
+        requests[2],
+        [0x52, 0x04, 0x91, 0x05, b'S', b'C', b'A', b'D', b'A', 0x00, 0x01, 0x00, 0, 0, 0, 0]
+    );
+    assert!(server.device().replies.is_empty());
+}
