@@ -26,6 +26,11 @@
 //! connection registries and [`ConnectionStats`] — is a [`Server`], passed by `&mut` to
 //! every `handle_*` call.
 //!
+//! Submodules, by layer: `session` (encapsulation commands, sessions, the List commands
+//! over TCP and UDP), `messaging` (SendRRData, SendUnitData, Unconnected Send and the
+//! hand-over to the device), `connection` (Forward Open / Close and connection state),
+//! `shared` ([`Server`], options, faults, statistics).
+//!
 //! ## Contract
 //!
 //! - [`ServerConn::handle_input`]: bytes as they arrived, split anywhere; the same
@@ -33,7 +38,8 @@
 //! - [`ServerConn::poll_transmit`]: appends every reply whose release time has come.
 //! - [`ServerConn::poll_event`]: what happened ([`ServerEvent`]).
 //! - [`ServerConn::poll_timeout`] / [`ServerConn::handle_timeout`]: the next reply
-//!   release (reply delay) or CIP connection timeout (RPI x timeout multiplier).
+//!   release (reply delay), CIP connection timeout (RPI x timeout multiplier) or, when
+//!   configured, the encapsulation inactivity timeout of an idle TCP connection.
 //! - [`ServerConn::is_closed`]: the adapter closes the socket (after flushing
 //!   `poll_transmit`).
 //! - [`ServerConn::handle_eof`]: the peer hung up; releases its session and connections.
@@ -147,6 +153,9 @@ pub enum CloseReason {
     PeerClosed,
     /// Fault injection: an EOF was requested for this connection ([`Faults::eof`]).
     InjectedEof,
+    /// Nothing arrived for [`ServerOptions::inactivity_timeout`] and no CIP connection
+    /// was open.
+    Inactivity,
     /// Fault injection: the server is disabled ([`Faults::disabled`]).
     Disabled,
     /// The server is done ([`Faults::done`]).
@@ -251,6 +260,10 @@ pub struct ServerConn {
     connections: Vec<CipConnection>,
     queue: VecDeque<Pending>,
     last_release: Option<Instant>,
+    /// When the last bytes arrived (for the encapsulation inactivity timeout).
+    last_input: Instant,
+    /// The inactivity timeout in force (copied from the options at each input).
+    inactivity: Option<Duration>,
     events: VecDeque<ServerEvent>,
     stats: ConnectionStats,
     closing: bool,
@@ -270,6 +283,8 @@ impl ServerConn {
             connections: Vec::new(),
             queue: VecDeque::new(),
             last_release: None,
+            last_input: now,
+            inactivity: server.options().inactivity_timeout,
             events: VecDeque::new(),
             stats: ConnectionStats {
                 peer,
@@ -323,6 +338,8 @@ impl ServerConn {
         if self.closed || self.check_faults(now, server) {
             return;
         }
+        self.last_input = now;
+        self.inactivity = server.options().inactivity_timeout;
         self.stats.received = self.stats.received.saturating_add(data.len() as u64);
         self.sync_stats(server);
         if self.closing {
@@ -364,6 +381,18 @@ impl ServerConn {
                 i += 1;
             }
         }
+        if self.inactivity_deadline().is_some_and(|at| at <= now) {
+            self.close_now(server, CloseReason::Inactivity);
+        }
+    }
+
+    /// When an idle connection (no CIP connection, nothing queued) will be closed.
+    fn inactivity_deadline(&self) -> Option<Instant> {
+        if self.closing || !self.connections.is_empty() || !self.queue.is_empty() {
+            return None;
+        }
+        self.inactivity
+            .map(|t| self.last_input.checked_add(t).unwrap_or(self.last_input))
     }
 
     /// The peer closed its end: release the session and every CIP connection.
@@ -400,10 +429,10 @@ impl ServerConn {
         }
         let release = self.queue.front().map(|p| p.release);
         let expiry = self.connections.iter().map(|c| c.deadline).min();
-        match (release, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [release, expiry, self.inactivity_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// True when the adapter should close the socket (after draining

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cip::connection_manager::ConnectionTriple;
 use crate::cip::device::{CipDevice, UNCONNECTED_REPLY_BUDGET};
-use crate::cip::epath::{parse_route_path, Epath, Link, PathParseError, Segment};
+use crate::cip::epath::{parse_route_path, Epath, PathParseError, Segment};
 use crate::cip::status::ConnectionManagerStatus;
 use crate::enip::ENIP_PORT;
 
@@ -79,7 +79,7 @@ impl RoutePolicy {
                             if want_port != port {
                                 return Err(ConnectionManagerStatus::INVALID_PORT);
                             }
-                            if !same_link(&want_link, &link) {
+                            if want_link != link {
                                 return Err(ConnectionManagerStatus::INVALID_LINK_ADDRESS);
                             }
                         }
@@ -91,10 +91,6 @@ impl RoutePolicy {
             }
         }
     }
-}
-
-fn same_link(a: &Link<'_>, b: &Link<'_>) -> bool {
-    a == b
 }
 
 /// A delay applied to every reply (cpppo's `--delay #.#[-#.#]`).
@@ -138,6 +134,11 @@ impl ReplyDelay {
 }
 
 /// Fault injection settings, changeable while serving (the web API drives them).
+///
+/// A connection applies `disabled`, `done` and `eof` at its next `handle_input` or
+/// `handle_timeout`; an adapter that changes them should call
+/// [`crate::enip::server::ServerConn::handle_timeout`] on its connections so that idle
+/// ones notice at once. A changed `delay` applies to replies computed afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Faults {
     /// Delay before each reply is released.
@@ -199,6 +200,10 @@ pub struct ServerOptions {
     pub unconnected_reply_budget: usize,
     /// Seed of the generator that picks session handles, connection ids and delays.
     pub seed: u64,
+    /// Close a TCP connection that carries no CIP connection and has received nothing for
+    /// this long (the TCP/IP object's encapsulation inactivity timeout, attribute 13, which
+    /// a ControlLogix sets to 120 s). `None` (cpppo's behaviour) keeps idle connections.
+    pub inactivity_timeout: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -210,6 +215,7 @@ impl Default for ServerOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             unconnected_reply_budget: UNCONNECTED_REPLY_BUDGET,
             seed: 0x6370_7070_6f2d_7273, // "cpppo-rs"
+            inactivity_timeout: None,
         }
     }
 }

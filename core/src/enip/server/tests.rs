@@ -964,6 +964,46 @@ fn connection_times_out_after_rpi_times_multiplier() {
 }
 
 #[test]
+fn idle_connections_close_after_the_inactivity_timeout() {
+    let idle = Duration::from_secs(120);
+    let mut h = Harness::new(ServerOptions {
+        inactivity_timeout: Some(idle),
+        ..ServerOptions::default()
+    });
+    let handle = h.register([0; 8]);
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + idle));
+    // An open CIP connection keeps it alive (its own timeout governs).
+    let out = h.send(&pylogix_rr(handle, &pylogix_forward_open(504, 5, 5)));
+    let o_t = u32_at(&out, 44);
+    let cip = h.conn.connections()[0].timeout;
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + cip));
+    h.send(&unit(handle, [0; 8], o_t, 1, &read_tag("A")));
+    // Once it times out, the idle clock (from the last input) applies again.
+    h.now += cip;
+    h.conn.handle_timeout(h.now, &mut h.server);
+    assert!(h.conn.connections().is_empty());
+    assert!(!h.conn.is_closed());
+    let last_input = h.now - cip;
+    assert_eq!(h.conn.poll_timeout(), Some(last_input + idle));
+    h.now = last_input + idle - Duration::from_millis(1);
+    h.conn.handle_timeout(h.now, &mut h.server);
+    assert!(!h.conn.is_closed());
+    h.now = last_input + idle;
+    h.conn.handle_timeout(h.now, &mut h.server);
+    assert!(h.conn.is_closed());
+    assert_eq!(
+        h.events().last(),
+        Some(&ServerEvent::Closed {
+            reason: CloseReason::Inactivity
+        })
+    );
+    // Without the option (cpppo), an idle connection has no deadline.
+    let mut h = Harness::default();
+    h.register([0; 8]);
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
 fn negotiated_connection_size_bounds_the_reply() {
     let mut h = Harness::default();
     let handle = h.register([0; 8]);
