@@ -4,13 +4,15 @@
 
 use std::time::Instant;
 
+use bytes::BufMut;
+
 use super::{Server, ServerConn, ServerEvent};
 use crate::cip::connection_manager::{unconnected_send_failure, UnconnectedSend};
 use crate::cip::device::{CipDevice, RequestContext};
 use crate::cip::message_router::{MessageRouterReply, MessageRouterRequest, Service};
 use crate::cip::status::GeneralStatus;
-use crate::enip::cpf::Cpf;
-use crate::enip::encapsulation::{status, Header, SendData};
+use crate::enip::cpf::item_type;
+use crate::enip::encapsulation::{status, Header, SendData, HEADER_LEN, MAX_DATA_LEN};
 use crate::wire::Encode;
 
 /// How a CIP request arrived: unconnected or on a connection, and its reply budget.
@@ -60,8 +62,7 @@ impl ServerConn {
             general_status: reply.general_status,
             connection: None,
         });
-        let body = SendData::new(send.timeout, Cpf::unconnected(reply.to_vec())).to_vec();
-        self.reply(now, server, h, status::SUCCESS, &body);
+        self.reply_send_data(now, server, h, send.timeout, None, &reply);
     }
 
     pub(super) fn send_unit_data<D: CipDevice>(
@@ -107,32 +108,95 @@ impl ServerConn {
             connection_serial: Some(conn.triple.connection_serial),
             budget: conn.reply_budget(),
         };
-        let (service, reply) = match &conn.last {
+        let last = match conn.last.take() {
             // A retransmission: answer again without executing twice.
-            Some((seq, service, reply)) if *seq == c.sequence => (*service, reply.clone()),
+            Some(last) if last.0 == c.sequence => last,
             _ => {
                 let Some((service, reply)) = self.dispatch(now, server, c.data, via) else {
                     self.protocol_error(Some(h.command), "empty Message Router request: dropped");
                     return;
                 };
-                if let Some(conn) = self
-                    .connections
-                    .iter_mut()
-                    .find(|x| x.o_t_connection_id == o_t)
-                {
-                    conn.last = Some((c.sequence, service, reply.clone()));
-                }
-                (service, reply)
+                (c.sequence, service, reply)
             }
         };
         self.events.push_back(ServerEvent::RequestServed {
             command: h.command,
-            service,
-            general_status: reply.general_status,
+            service: last.1,
+            general_status: last.2.general_status,
             connection: Some(o_t),
         });
-        let body = SendData::new(0, Cpf::connected(t_o, c.sequence, reply.to_vec())).to_vec();
-        self.reply(now, server, h, status::SUCCESS, &body);
+        self.reply_send_data(now, server, h, 0, Some((t_o, c.sequence)), &last.2);
+        // Kept for a retransmission (unless the request closed its own connection).
+        if let Some(conn) = self
+            .connections
+            .iter_mut()
+            .find(|x| x.o_t_connection_id == o_t)
+        {
+            conn.last = Some(last);
+        }
+    }
+
+    /// Queue a SendRRData/SendUnitData reply carrying `reply` in the canonical two-item
+    /// CPF (null address and unconnected data, or connected address `id` and connected
+    /// data with sequence count `seq`), encoded straight into one buffer.
+    fn reply_send_data<D>(
+        &mut self,
+        now: Instant,
+        server: &mut Server<D>,
+        h: &Header,
+        timeout: u16,
+        connected: Option<(u32, u16)>,
+        reply: &MessageRouterReply<'_>,
+    ) {
+        const SEND_DATA_PREFIX: usize = 6; // interface handle, timeout
+        const ITEM_HEADER: usize = 4; // type id, length
+        let mr_len = reply.encoded_len();
+        let (address_len, data_item_len) = match connected {
+            None => (0, mr_len),
+            Some(_) => (4, 2 + mr_len),
+        };
+        let data_len =
+            SEND_DATA_PREFIX + 2 + ITEM_HEADER + address_len + ITEM_HEADER + data_item_len;
+        let (Ok(length), Ok(item_len)) = (u16::try_from(data_len), u16::try_from(data_item_len))
+        else {
+            self.protocol_error(Some(h.command), format!("reply of {mr_len} bytes too long"));
+            return;
+        };
+        if data_len > MAX_DATA_LEN {
+            self.protocol_error(Some(h.command), format!("reply of {mr_len} bytes too long"));
+            return;
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN + data_len);
+        Header {
+            command: h.command,
+            length,
+            session_handle: h.session_handle,
+            status: status::SUCCESS,
+            sender_context: h.sender_context,
+            options: 0,
+        }
+        .encode(&mut out);
+        out.put_u32_le(0); // interface handle: CIP
+        out.put_u16_le(timeout);
+        out.put_u16_le(2); // item count
+        match connected {
+            None => {
+                out.put_u16_le(item_type::NULL_ADDRESS);
+                out.put_u16_le(0);
+                out.put_u16_le(item_type::UNCONNECTED_DATA);
+                out.put_u16_le(item_len);
+            }
+            Some((id, seq)) => {
+                out.put_u16_le(item_type::CONNECTED_ADDRESS);
+                out.put_u16_le(4);
+                out.put_u32_le(id);
+                out.put_u16_le(item_type::CONNECTED_DATA);
+                out.put_u16_le(item_len);
+                out.put_u16_le(seq);
+            }
+        }
+        reply.encode(&mut out);
+        self.queue_bytes(now, server, out);
     }
 
     /// Route one Message Router request: Connection Manager services here, the rest to
