@@ -55,9 +55,12 @@
 //!   TCP connection too (with the handle already registered, as OpENer does); a
 //!   RegisterSession asking for a protocol version other than 1 gets 0x0069 and version
 //!   1 in its data; a length beyond the specification's limit gets 0x0065; a SendRRData
-//!   whose data is not a Common Packet Format with an unconnected data item gets 0x0003.
+//!   whose data is not a Common Packet Format with an unconnected data item gets 0x0003;
+//!   RegisterSession with non-zero options gets 0x0069 too (as OpENer answers).
+//! - Over UDP, the commands that need a TCP connection get 0x0001 (as OpENer answers).
 //! - A message with non-zero options is discarded, as the specification requires.
-//! - Nop and UnRegisterSession get no reply; UnRegisterSession closes the connection.
+//! - Nop and UnRegisterSession get no reply; UnRegisterSession closes the connection
+//!   and every CIP connection opened on it (so does the TCP connection closing).
 //! - A SendUnitData whose connected address names no connection open on this TCP
 //!   connection is dropped (no reply), as is a malformed one.
 //! - A repeated sequence count on a connection is a retransmission: the previous reply is

@@ -106,10 +106,13 @@ impl ServerConn {
             self.reply(now, server, &header, status::INVALID_COMMAND, data);
             return;
         }
-        if request.protocol_version != PROTOCOL_VERSION {
+        if request.protocol_version != PROTOCOL_VERSION || request.options != 0 {
             self.protocol_error(
                 Some(h.command),
-                format!("unsupported protocol version {}", request.protocol_version),
+                format!(
+                    "unsupported protocol version {} or options 0x{:04X}",
+                    request.protocol_version, request.options
+                ),
             );
             let header = Header {
                 session_handle: 0,
@@ -174,11 +177,17 @@ fn list_reply<D: CipDevice>(command: Command, device: &D, addr: SocketAddrV4) ->
 }
 
 impl<D: CipDevice> Server<D> {
-    /// Answer one UDP datagram (ListIdentity, ListServices, ListInterfaces, legacy
-    /// 0x0001), appending the reply datagram to `out`. Returns false when the datagram
-    /// gets no reply: Nop, commands that need a TCP session, anything malformed, and
-    /// everything while the server is disabled or done. `peer` is the sender (kept for
-    /// the signature adapters use; replies do not depend on it).
+    /// Answer one UDP datagram, appending the reply datagram to `out`: ListIdentity,
+    /// ListServices, ListInterfaces and legacy 0x0001 are answered as over TCP; the
+    /// commands that need a TCP connection (Nop, RegisterSession, UnRegisterSession,
+    /// SendRRData, SendUnitData) and unknown ones get status 0x0001 (invalid command), as
+    /// OpENer answers them. Returns false when there is no reply: a datagram that is not
+    /// exactly one encapsulation message, non-zero options, and everything while the
+    /// server is disabled or done. `peer` is the sender (replies do not depend on it).
+    ///
+    /// Replies are immediate: the random delay the specification asks of a reply to a
+    /// *broadcast* ListIdentity (up to the request's maximum response delay) is left
+    /// out, since an adapter cannot always tell broadcast from unicast.
     pub fn handle_datagram(
         &mut self,
         _now: Instant,
@@ -210,7 +219,14 @@ impl<D: CipDevice> Server<D> {
                     Err(_) => false,
                 }
             }
-            _ => false,
+            // TCP-only commands (and unknown ones) are refused, as OpENer does.
+            _ => match Encapsulation::reply(&h, status::INVALID_COMMAND, &[][..]) {
+                Ok(frame) => {
+                    frame.encode(out);
+                    true
+                }
+                Err(_) => false,
+            },
         }
     }
 }

@@ -317,6 +317,10 @@ fn register_session_refusals() {
     assert_eq!(&f.header.sender_context, &[7; 8]);
     assert_eq!(&f.data[..], &[1, 0, 0, 0]);
     assert_eq!(h.conn.session_handle(), None);
+    // Non-zero session options: 0x0069 too.
+    let out = h.send(&frame(Command::RegisterSession, 0, [0; 8], &[1, 0, 1, 0]));
+    assert_eq!(u32_at(&out, 8), status::UNSUPPORTED_PROTOCOL_REVISION);
+    assert_eq!(h.conn.session_handle(), None);
     // Wrong data length: 0x0065.
     let out = h.send(&frame(Command::RegisterSession, 0, [0; 8], &[1, 0, 0]));
     assert_eq!(u32_at(&out, 8), status::INVALID_LENGTH);
@@ -439,20 +443,28 @@ fn list_identity_over_tcp_and_udp() {
         .handle_datagram(h.now, peer(), LISTIDENT_1_REQ, &mut dgram));
     let (g, _) = Encapsulation::decode(&dgram).unwrap();
     assert_eq!(g.body().unwrap(), f.body().unwrap());
-    // Commands needing a session, Nop and garbage get no datagram.
+    // Commands needing a TCP connection are refused with 0x0001.
+    for request in [
+        RSS_004_REQUEST.to_vec(),
+        frame(Command::Nop, 0, [3; 8], &[]),
+        rr(1, [3; 8], &[0x01, 0x02, 0x20, 0x01, 0x24, 0x01]),
+    ] {
+        let mut d = Vec::new();
+        assert!(h.server.handle_datagram(h.now, peer(), &request, &mut d));
+        let (f, used) = Encapsulation::decode(&d).unwrap();
+        assert_eq!(used, 24);
+        assert_eq!(f.header.status, status::INVALID_COMMAND);
+        assert_eq!(&d[..2], &request[..2]);
+        assert_eq!(&d[12..20], &request[12..20]);
+    }
+    // Garbage and trailing bytes get no datagram.
     let mut none = Vec::new();
     assert!(!h
         .server
-        .handle_datagram(h.now, peer(), RSS_004_REQUEST, &mut none));
-    assert!(!h.server.handle_datagram(
-        h.now,
-        peer(),
-        &frame(Command::Nop, 0, [0; 8], &[]),
-        &mut none
-    ));
-    assert!(!h
-        .server
         .handle_datagram(h.now, peer(), &[0x63, 0], &mut none));
+    let mut two = LISTIDENT_1_REQ.to_vec();
+    two.extend_from_slice(LISTIDENT_1_REQ);
+    assert!(!h.server.handle_datagram(h.now, peer(), &two, &mut none));
     assert!(none.is_empty());
     h.server.faults.disabled = true;
     assert!(!h
