@@ -1530,3 +1530,70 @@ fn a_real_controllogix_session_is_answered_byte_for_byte() {
     );
     assert!(server.device().replies.is_empty());
 }
+
+/// The bytes of a `core/tests/frames` hex file (comment lines skipped).
+fn hex_frame(text: &str) -> Vec<u8> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_real_forward_open_gets_a_logix_shaped_reply() {
+    // cpppo's fwd_o01: RSLinx-style Forward Open (8 s RPI, multiplier 0, 500 bytes) and
+    // the reply a Logix controller gave it.
+    let request = hex_frame(include_str!(
+        "../../../tests/frames/enip/cpppo-enip_test__forward_open_request.hex"
+    ));
+    let logix = hex_frame(include_str!(
+        "../../../tests/frames/enip/cpppo-enip_test__forward_open_reply.hex"
+    ));
+    let mut h = Harness::default();
+    let handle = h.register([0; 8]);
+    let mut request = request.clone();
+    request[4..8].copy_from_slice(&handle.to_le_bytes());
+    let out = h.send(&request);
+    let o_t = u32_at(&out, 44);
+    let mut expect = logix.clone();
+    expect[4..8].copy_from_slice(&handle.to_le_bytes());
+    // Ours echoes the request's timeout (as the 1756-L61 capture does for SendRRData);
+    // this Logix answered 0. And the O->T id is each target's own choice.
+    expect[28..30].copy_from_slice(&request[28..30]);
+    expect[44..48].copy_from_slice(&o_t.to_le_bytes());
+    assert_eq!(out, expect);
+    let conn = &h.conn.connections()[0];
+    assert_eq!(conn.t_o_connection_id, 0x80FE_0010);
+    assert_eq!((conn.o_t_size, conn.t_o_size), (500, 500));
+    // 8 s RPI x (4 << 0).
+    assert_eq!(conn.timeout, Duration::from_secs(32));
+
+    // cpppo's fwd_c01 Forward Close, for connection serial 0x0001: not ours (0x0107);
+    // with the serial of the connection just opened: closed.
+    let close = hex_frame(include_str!(
+        "../../../tests/frames/enip/cpppo-enip_test__forward_close_request.hex"
+    ));
+    let mut close = close.clone();
+    close[4..8].copy_from_slice(&handle.to_le_bytes());
+    let r = rr_reply(&h.send(&close));
+    assert_eq!(r.additional_status, vec![0x0107]);
+    assert_eq!(h.conn.connections().len(), 1);
+    close[48..50].copy_from_slice(&0x0011u16.to_le_bytes());
+    let r = rr_reply(&h.send(&close));
+    assert_eq!(r.service, 0xCE);
+    assert!(r.general_status.is_success());
+    assert_eq!(
+        &r.data[..],
+        &[0x11, 0x00, 0x4D, 0x00, 0x0F, 0x7F, 0x3D, 0x1E, 0x00, 0x00]
+    );
+    assert!(h.conn.connections().is_empty());
+
+    // cpppo's wtg_001: a connected Write Tag on a connection the session never opened.
+    let write = hex_frame(include_str!(
+        "../../../tests/frames/enip/cpppo-enip_test__send_unit_data_write_tag_bool_request.hex"
+    ));
+    let mut write = write.clone();
+    write[4..8].copy_from_slice(&handle.to_le_bytes());
+    assert!(h.send(&write).is_empty());
+}
