@@ -65,6 +65,30 @@
 //!   connection is dropped (no reply), as is a malformed one.
 //! - A repeated sequence count on a connection is a retransmission: the previous reply is
 //!   sent again without executing the request twice.
+//! - Connected replies echo the sequence count and are addressed with the T->O id the
+//!   originator chose in its Forward Open (cpppo's simulator wrongly uses the O->T id).
+//!
+//! ## Connection Manager and routing
+//!
+//! - An Unconnected Send (0x52 to class 6) is unwrapped and its route path checked
+//!   against [`ServerOptions::route_path`] ([`RoutePolicy`]: backplane port 1 link 0 by
+//!   default, cpppo's `--route-path` JSON, `false`/`--simple` for none, or any); a route
+//!   that does not lead here gets general status 0x01 with 0x0311 (port not available),
+//!   0x0312 (link address not valid) or 0x0315 (invalid segment) and the route path size
+//!   as remaining path size. The embedded request's reply is returned as is. Requests
+//!   sent straight to an object (no Unconnected Send) are served under every policy.
+//! - Forward Open / Large Forward Open: class 3 server transport only (else 0x0103),
+//!   point-to-point both ways (0x0123/0x0124), sizes up to
+//!   [`ServerOptions::max_connection_size`] (else 0x0109 and the largest size), non-zero
+//!   RPIs (0x0112), a connection path of a route the policy accepts then the Message
+//!   Router (0x0311/0x0312/0x0315), a triple not in use (0x0100), and room
+//!   ([`ServerOptions::max_connections`], 0x0113). The target chooses the O->T id; the
+//!   timeout is the O->T RPI x (4 << multiplier); the reply budget is the T->O size less
+//!   the 2-byte sequence count.
+//! - Forward Close of a connection this TCP connection did not open (unknown, or another
+//!   client's) gets 0x01/0x0107.
+//! - A device reply longer than the budget (unconnected or connection size) is replaced
+//!   by general status 0x11 (reply data too large).
 //!
 //! ## Example
 //!
