@@ -1597,3 +1597,105 @@ fn a_real_forward_open_gets_a_logix_shaped_reply() {
     write[4..8].copy_from_slice(&handle.to_le_bytes());
     assert!(h.send(&write).is_empty());
 }
+
+/// One step of a random conversation on one of two TCP connections.
+#[derive(Debug, Clone)]
+enum Step {
+    Register(usize),
+    Unregister(usize),
+    Open(usize, u16),
+    Close(usize, u16),
+    Unit(usize, usize, u16),
+    Eof(usize),
+    Wait(u64),
+    Junk(usize, Vec<u8>),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let who = 0usize..2;
+    prop_oneof![
+        who.clone().prop_map(Step::Register),
+        who.clone().prop_map(Step::Unregister),
+        (who.clone(), 0u16..4).prop_map(|(w, s)| Step::Open(w, s)),
+        (who.clone(), 0u16..4).prop_map(|(w, s)| Step::Close(w, s)),
+        (who.clone(), 0usize..4, 0u16..3).prop_map(|(w, i, s)| Step::Unit(w, i, s)),
+        who.clone().prop_map(Step::Eof),
+        (0u64..200_000).prop_map(Step::Wait),
+        (who, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(w, b)| Step::Junk(w, b)),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn registries_stay_consistent_whatever_two_clients_do(steps in proptest::collection::vec(step(), 0..40)) {
+        let mut now = Instant::now();
+        let mut server = Server::new(TestDevice::default(), ServerOptions::default());
+        let mut conns = vec![
+            ServerConn::new(now, "10.0.0.1:1".parse().unwrap(), &mut server),
+            ServerConn::new(now, "10.0.0.2:2".parse().unwrap(), &mut server),
+        ];
+        for step in steps {
+            let feed = |c: &mut ServerConn, server: &mut Server<TestDevice>, bytes: &[u8]| {
+                c.handle_input(now, bytes, server);
+                let mut out = Vec::new();
+                c.poll_transmit(now, &mut out);
+                out
+            };
+            match step {
+                Step::Register(w) => {
+                    feed(&mut conns[w], &mut server, &Encapsulation::register_session([0; 8]).to_vec());
+                }
+                Step::Unregister(w) => {
+                    let h = conns[w].session_handle().unwrap_or(0);
+                    feed(&mut conns[w], &mut server, &frame(Command::UnRegisterSession, h, [0; 8], &[]));
+                }
+                Step::Open(w, serial) => {
+                    let h = conns[w].session_handle().unwrap_or(0);
+                    feed(&mut conns[w], &mut server, &pylogix_rr(h, &pylogix_forward_open(504, 7, serial)));
+                }
+                Step::Close(w, serial) => {
+                    let h = conns[w].session_handle().unwrap_or(0);
+                    feed(&mut conns[w], &mut server, &pylogix_rr(h, &pylogix_forward_close(serial)));
+                }
+                Step::Unit(w, i, seq) => {
+                    let h = conns[w].session_handle().unwrap_or(0);
+                    // Any open connection id, possibly the other client's.
+                    let ids: Vec<u32> = server.connections().keys().copied().collect();
+                    let id = ids.get(i).copied().unwrap_or(1);
+                    let owned = conns[w].connections().iter().any(|c| c.o_t_connection_id == id);
+                    let out = feed(&mut conns[w], &mut server, &unit(h, [0; 8], id, seq, &read_tag("T")));
+                    if owned && conns[w].session_handle() == Some(h) {
+                        prop_assert_eq!(u16_at(&out, 44), seq);
+                    }
+                }
+                Step::Eof(w) => conns[w].handle_eof(now, &mut server),
+                Step::Wait(ms) => {
+                    now += Duration::from_millis(ms);
+                    for c in conns.iter_mut() {
+                        c.handle_timeout(now, &mut server);
+                    }
+                }
+                Step::Junk(w, bytes) => {
+                    feed(&mut conns[w], &mut server, &bytes);
+                }
+            }
+            // Every registered connection is held by exactly the connection that owns it,
+            // and every held connection is registered; sessions likewise.
+            let held: usize = conns.iter().map(|c| c.connections().len()).sum();
+            prop_assert_eq!(server.connections().len(), held);
+            for c in &conns {
+                for cip in c.connections() {
+                    let reg = server.connections().get(&cip.o_t_connection_id);
+                    prop_assert_eq!(reg.map(|r| r.owner), Some(c.id()));
+                }
+                if c.is_closed() {
+                    prop_assert!(c.connections().is_empty());
+                    prop_assert!(c.session_handle().is_none());
+                }
+            }
+            let sessions: std::collections::BTreeSet<u32> =
+                conns.iter().filter_map(|c| c.session_handle()).collect();
+            prop_assert_eq!(&sessions, server.sessions());
+        }
+    }
+}
