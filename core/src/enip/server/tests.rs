@@ -1608,7 +1608,7 @@ enum Step {
     Unit(usize, usize, u16),
     Eof(usize),
     Wait(u64),
-    Junk(usize, Vec<u8>),
+    Junk(usize, u16, Vec<u8>),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -1621,7 +1621,12 @@ fn step() -> impl Strategy<Value = Step> {
         (who.clone(), 0usize..4, 0u16..3).prop_map(|(w, i, s)| Step::Unit(w, i, s)),
         who.clone().prop_map(Step::Eof),
         (0u64..200_000).prop_map(Step::Wait),
-        (who, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(w, b)| Step::Junk(w, b)),
+        (
+            who,
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..40)
+        )
+            .prop_map(|(w, c, b)| Step::Junk(w, c, b)),
     ]
 }
 
@@ -1675,8 +1680,10 @@ proptest! {
                         c.handle_timeout(now, &mut server);
                     }
                 }
-                Step::Junk(w, bytes) => {
-                    feed(&mut conns[w], &mut server, &bytes);
+                Step::Junk(w, code, bytes) => {
+                    // A whole frame of any command with any data (keeps the stream in step).
+                    let h = conns[w].session_handle().unwrap_or(0);
+                    feed(&mut conns[w], &mut server, &frame(Command::from_code(code), h, [0; 8], &bytes));
                 }
             }
             // Every registered connection is held by exactly the connection that owns it,
