@@ -65,6 +65,7 @@
 pub mod cip;
 pub mod enip;
 pub mod modbus;
+pub mod rng;
 pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -1,0 +1,780 @@
+//! The simulated Modbus device: units with their four data tables, and the execution of
+//! every request the codec in [`super::pdu`] decodes, with exceptions exactly as the
+//! *MODBUS Application Protocol Specification* V1.1b3 prescribes.
+//!
+//! A [`Device`] is shared state: one per simulated device, passed by `&mut` to every
+//! connection's [`super::server::ServerConn`]. It holds
+//!
+//! - the units it answers: any unit id with one set of tables (cpppo's `modbus_sim`
+//!   default), a listed set of unit ids sharing one set (cpppo's `slaves` option), or
+//!   units with tables of their own ([`Device::add_unit`]);
+//! - per set of tables, a [`UnitData`]: coils, discrete inputs, input and holding
+//!   registers, each a [`SparseTable`] where only the configured ranges exist, built
+//!   from cpppo register specs (`40001-40100=99`, `40001=1,2,3`, `1-16=1`, see
+//!   [`super::numbering`]);
+//! - the identification it reports (*Report Server ID*, *Read Device Identification*);
+//! - the [`Faults`] to inject, changeable while serving, and the seeded generator they
+//!   draw from.
+//!
+//! Exceptions, in the specification's order of checks (section 6, each function's
+//! state diagram): an unknown function code is 0x01 *Illegal Function*, a quantity
+//! outside the function's limits or a byte count that disagrees with it is 0x03
+//! *Illegal Data Value* (both found by [`Request::decode`]), and a range that is not
+//! wholly inside one configured range of the table is 0x02 *Illegal Data Address*,
+//! checked to the exact bit for coils and discrete inputs.
+//!
+//! ```
+//! use cpppo_core::modbus::device::Device;
+//! use cpppo_core::modbus::pdu::{Request, Response, Registers};
+//!
+//! let mut dev = Device::from_specs(["40001-40010=99"]).unwrap();
+//! let mut writes = Vec::new();
+//! let read = Request::ReadHoldingRegisters { address: 8, quantity: 2 };
+//! assert_eq!(
+//!     dev.serve(1, &read, &mut writes),
+//!     Some(Response::ReadHoldingRegisters(Registers::from_values(&[99, 99])))
+//! );
+//! // One register past the end of the table: Illegal Data Address.
+//! let past = Request::ReadHoldingRegisters { address: 9, quantity: 2 };
+//! assert_eq!(dev.serve(1, &past, &mut writes).unwrap().function(), 0x83);
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::numbering::{parse_specs, RegisterSpec, SpecError, Table};
+use super::pdu::{
+    Bits, DeviceObject, Exception, ExceptionCode, Registers, Request, Response,
+    DIAGNOSTICS_RETURN_QUERY_DATA, MAX_PDU_LEN, READ_DEVICE_ID_BASIC, READ_DEVICE_ID_EXTENDED,
+    READ_DEVICE_ID_REGULAR, READ_DEVICE_ID_SPECIFIC,
+};
+use crate::rng::SplitMix64;
+
+/// *Read Device Identification* object ids of the basic category (section 6.21).
+pub mod object {
+    /// VendorName (basic, mandatory).
+    pub const VENDOR_NAME: u8 = 0x00;
+    /// ProductCode (basic, mandatory).
+    pub const PRODUCT_CODE: u8 = 0x01;
+    /// MajorMinorRevision (basic, mandatory).
+    pub const MAJOR_MINOR_REVISION: u8 = 0x02;
+    /// VendorUrl (regular, optional).
+    pub const VENDOR_URL: u8 = 0x03;
+    /// ProductName (regular, optional).
+    pub const PRODUCT_NAME: u8 = 0x04;
+    /// ModelName (regular, optional).
+    pub const MODEL_NAME: u8 = 0x05;
+    /// UserApplicationName (regular, optional).
+    pub const USER_APPLICATION_NAME: u8 = 0x06;
+    /// Last object id of the basic category.
+    pub const LAST_BASIC: u8 = 0x02;
+    /// Last object id of the regular category; extended objects follow (0x80-0xFF).
+    pub const LAST_REGULAR: u8 = 0x7F;
+}
+
+/// Conformity level bit: the device also answers individual access (code 04).
+pub const CONFORMITY_INDIVIDUAL_ACCESS: u8 = 0x80;
+/// Run indicator status of *Report Server ID*: ON.
+pub const RUN_INDICATOR_ON: u8 = 0xFF;
+/// Run indicator status of *Report Server ID*: OFF.
+pub const RUN_INDICATOR_OFF: u8 = 0x00;
+/// Bytes of a *Read Device Identification* response before its objects: function
+/// code, MEI type, code, conformity level, more follows, next object id, count.
+const DEVICE_ID_HEADER_LEN: usize = 7;
+/// Longest object value that fits a response on its own.
+pub const MAX_DEVICE_OBJECT_LEN: usize = MAX_PDU_LEN - DEVICE_ID_HEADER_LEN - 2;
+
+/// A table where only configured ranges exist: runs of consecutive addresses, kept
+/// sorted, merged when they touch, so any request range that exists lies in one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SparseTable<T> {
+    runs: Vec<Run<T>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Run<T> {
+    start: u16,
+    values: Vec<T>,
+}
+
+impl<T> Run<T> {
+    /// One past the last address, as u32 (a run may end at 65535).
+    fn end(&self) -> u32 {
+        u32::from(self.start) + self.values.len() as u32
+    }
+}
+
+impl<T: Copy> SparseTable<T> {
+    /// An empty table: every address is illegal.
+    pub fn new() -> Self {
+        SparseTable { runs: Vec::new() }
+    }
+
+    /// Define (or redefine) `values` from `address` on; values past address 65535 are
+    /// dropped. Later definitions override earlier ones where they overlap.
+    pub fn define(&mut self, address: u16, values: &[T]) {
+        let room = 0x1_0000 - usize::from(address);
+        let values = values.get(..room).unwrap_or(values);
+        if values.is_empty() {
+            return;
+        }
+        let mut all: BTreeMap<u16, T> = BTreeMap::new();
+        for run in &self.runs {
+            for (a, v) in (run.start..=u16::MAX).zip(run.values.iter()) {
+                all.insert(a, *v);
+            }
+        }
+        for (a, v) in (address..=u16::MAX).zip(values.iter()) {
+            all.insert(a, *v);
+        }
+        let mut runs: Vec<Run<T>> = Vec::new();
+        for (a, v) in all {
+            match runs.last_mut() {
+                Some(run) if run.end() == u32::from(a) => run.values.push(v),
+                _ => runs.push(Run {
+                    start: a,
+                    values: vec![v],
+                }),
+            }
+        }
+        self.runs = runs;
+    }
+
+    /// The run holding `address..address + quantity` entirely, and the offset in it.
+    fn locate(&self, address: u16, quantity: u16) -> Option<(usize, usize)> {
+        let end = u32::from(address) + u32::from(quantity);
+        // The last run starting at or before `address`.
+        let i = self
+            .runs
+            .partition_point(|r| r.start <= address)
+            .checked_sub(1)?;
+        let run = self.runs.get(i)?;
+        if quantity == 0 || end > run.end() {
+            return None;
+        }
+        Some((i, usize::from(address - run.start)))
+    }
+
+    /// The values at `address..address + quantity`, if every one of them exists.
+    pub fn range(&self, address: u16, quantity: u16) -> Option<&[T]> {
+        let (i, at) = self.locate(address, quantity)?;
+        self.runs
+            .get(i)?
+            .values
+            .get(at..at.checked_add(usize::from(quantity))?)
+    }
+
+    /// The values at `address..address + quantity` to change, if every one exists.
+    pub fn range_mut(&mut self, address: u16, quantity: u16) -> Option<&mut [T]> {
+        let (i, at) = self.locate(address, quantity)?;
+        self.runs
+            .get_mut(i)?
+            .values
+            .get_mut(at..at.checked_add(usize::from(quantity))?)
+    }
+
+    /// The value at `address`, if it exists.
+    pub fn get(&self, address: u16) -> Option<T> {
+        self.range(address, 1).and_then(|v| v.first().copied())
+    }
+
+    /// Set `address` to `value`; false (and nothing changes) if it does not exist.
+    pub fn set(&mut self, address: u16, value: T) -> bool {
+        match self.range_mut(address, 1).and_then(|v| v.first_mut()) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many addresses exist.
+    pub fn len(&self) -> usize {
+        self.runs.iter().map(|r| r.values.len()).sum()
+    }
+
+    /// True when no address exists.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The configured ranges: (first address, values), in address order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u16, &[T])> {
+        self.runs.iter().map(|r| (r.start, r.values.as_slice()))
+    }
+}
+
+/// The four data tables of one unit (or of several units sharing them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitData {
+    /// Coils (0xxxx): read and written as bits.
+    pub coils: SparseTable<bool>,
+    /// Discrete inputs (1xxxx): read-only bits.
+    pub discrete_inputs: SparseTable<bool>,
+    /// Input registers (3xxxx): read-only.
+    pub input_registers: SparseTable<u16>,
+    /// Holding registers (4xxxx): read and written.
+    pub holding_registers: SparseTable<u16>,
+    /// The eight exception status outputs *Read Exception Status* (0x07) returns.
+    pub exception_status: u8,
+}
+
+impl UnitData {
+    /// Empty tables: every address is illegal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tables from parsed register specs, in order (later ones override).
+    pub fn from_specs<'a>(specs: impl IntoIterator<Item = &'a RegisterSpec>) -> Self {
+        let mut data = Self::new();
+        for spec in specs {
+            data.define(spec);
+        }
+        data
+    }
+
+    /// Tables from cpppo register spec strings (`40001-40100=99`, `1-16=1`).
+    pub fn parse<'s>(specs: impl IntoIterator<Item = &'s str>) -> Result<Self, SpecError> {
+        Ok(Self::from_specs(&parse_specs(specs)?))
+    }
+
+    /// Add (or redefine) the registers of one spec; non-zero is ON for bit tables.
+    pub fn define(&mut self, spec: &RegisterSpec) {
+        match spec.table {
+            Table::Coils => self.coils.define(spec.address, &bits(&spec.values)),
+            Table::DiscreteInputs => self
+                .discrete_inputs
+                .define(spec.address, &bits(&spec.values)),
+            Table::InputRegisters => self.input_registers.define(spec.address, &spec.values),
+            Table::HoldingRegisters => self.holding_registers.define(spec.address, &spec.values),
+        }
+    }
+
+    /// The values at `address..address + quantity` of `table` as numbers (bits are
+    /// 0 or 1), if every one exists.
+    pub fn read(&self, table: Table, address: u16, quantity: u16) -> Option<Vec<u16>> {
+        match table {
+            Table::Coils => self
+                .coils
+                .range(address, quantity)
+                .map(|v| v.iter().map(|b| u16::from(*b)).collect()),
+            Table::DiscreteInputs => self
+                .discrete_inputs
+                .range(address, quantity)
+                .map(|v| v.iter().map(|b| u16::from(*b)).collect()),
+            Table::InputRegisters => self
+                .input_registers
+                .range(address, quantity)
+                .map(<[_]>::to_vec),
+            Table::HoldingRegisters => self
+                .holding_registers
+                .range(address, quantity)
+                .map(<[_]>::to_vec),
+        }
+    }
+}
+
+fn bits(values: &[u16]) -> Vec<bool> {
+    values.iter().map(|v| *v != 0).collect()
+}
+
+/// A write a request made, for a history or hook to observe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    /// The unit id addressed (0 for a serial-line broadcast, applied to every unit).
+    pub unit: u8,
+    /// The table written.
+    pub table: Table,
+    /// Zero-based address of the first value.
+    pub address: u16,
+    /// The values now stored (coils: 0 or 1).
+    pub values: Vec<u16>,
+}
+
+/// What the device answers for a unit id it does not serve, over Modbus/TCP.
+///
+/// On a serial line (and RTU over TCP) a request for another unit is never answered:
+/// on a multi-drop line it is some other device's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnknownUnit {
+    /// No reply at all (pymodbus's `ignore_missing_slaves`).
+    Ignore,
+    /// An exception reply with this code, as a gateway does (pymodbus's default is
+    /// 0x0B *Gateway Target Device Failed to Respond*).
+    Exception(ExceptionCode),
+}
+
+impl Default for UnknownUnit {
+    fn default() -> Self {
+        UnknownUnit::Exception(ExceptionCode::GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND)
+    }
+}
+
+/// What the device says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// *Report Server ID* (0x11): the device-specific server id bytes.
+    pub server_id: Vec<u8>,
+    /// *Report Server ID*: the run indicator (ON 0xFF, OFF 0x00).
+    pub running: bool,
+    /// *Report Server ID*: additional device-specific data after the run indicator.
+    pub additional: Vec<u8>,
+    /// *Read Device Identification* (0x2B/0x0E) objects by id; values longer than
+    /// [`MAX_DEVICE_OBJECT_LEN`] are cut to it when served.
+    pub objects: BTreeMap<u8, Vec<u8>>,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        let objects = [
+            (object::VENDOR_NAME, &b"cpppo-rs"[..]),
+            (object::PRODUCT_CODE, b"modbus_sim"),
+            (
+                object::MAJOR_MINOR_REVISION,
+                env!("CARGO_PKG_VERSION").as_bytes(),
+            ),
+        ]
+        .into_iter()
+        .map(|(id, v)| (id, v.to_vec()))
+        .collect();
+        Identity {
+            server_id: b"cpppo-rs".to_vec(),
+            running: true,
+            additional: Vec::new(),
+            objects,
+        }
+    }
+}
+
+/// How long a reply is held before it is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delay {
+    /// Always this long (cpppo `--evil delay:2.5`).
+    Fixed(Duration),
+    /// Uniformly between the two, inclusive (cpppo `--evil delay:.01-.1`).
+    Range(Duration, Duration),
+}
+
+impl Delay {
+    /// cpppo's default when `--evil delay` gives no number: 5 seconds.
+    pub const CPPPO_DEFAULT: Delay = Delay::Fixed(Duration::from_secs(5));
+
+    /// One delay, drawn from `rng` for a range.
+    pub fn sample(&self, rng: &mut SplitMix64) -> Duration {
+        match *self {
+            Delay::Fixed(d) => d,
+            Delay::Range(a, b) => {
+                let (lo, hi) = (a.min(b), a.max(b));
+                let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                lo.saturating_add(Duration::from_nanos(
+                    rng.between(0, nanos(hi).saturating_sub(nanos(lo))),
+                ))
+            }
+        }
+    }
+}
+
+/// Which part of a reply to corrupt, as cpppo's `--evil corrupt:<what>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Corruption {
+    /// The MBAP transaction id, all 16 bits flipped (Modbus/TCP only).
+    TransactionId,
+    /// The MBAP protocol id, all 16 bits flipped (Modbus/TCP only).
+    ProtocolId,
+    /// The unit id, all 8 bits flipped.
+    UnitId,
+    /// The function code, all 8 bits flipped.
+    Function,
+    /// The amount of response data: a register read's reply gains a register (999)
+    /// or loses its last one, at random (always gains one when empty); a register
+    /// write's echo has its address bits flipped. Other replies are unchanged.
+    Registers,
+}
+
+/// The value a [`Corruption::Registers`] fault adds to a register read's reply.
+pub const CORRUPT_EXTRA_REGISTER: u16 = 999;
+
+/// Faults to inject into replies, as cpppo's `modbus_sim --evil` offers; they may be
+/// changed at any time and apply to requests arriving after the change. All may be
+/// combined: the reply is computed (state changes happen), corrupted, truncated, then
+/// held for the delay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Hold each reply this long after its request arrived (replies stay in order).
+    pub delay: Option<Delay>,
+    /// Send only part of each reply: from 0 to all but one of its bytes, at random.
+    pub truncate: bool,
+    /// Corrupt each reply so.
+    pub corrupt: Option<Corruption>,
+}
+
+/// The seed a new device's fault generator starts from.
+pub const DEFAULT_SEED: u64 = 0x6370_7070_6f2d_7273; // "cpppo-rs"
+
+/// A simulated Modbus device: units, their tables, identity and faults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    stores: Vec<UnitData>,
+    any_unit: Option<usize>,
+    units: BTreeMap<u8, usize>,
+    /// What [`Device::identity`] reports.
+    pub identity: Identity,
+    /// Faults to inject, changeable while serving.
+    pub faults: Faults,
+    /// The answer, over Modbus/TCP, for a unit id not served.
+    pub unknown_unit: UnknownUnit,
+    rng: SplitMix64,
+}
+
+impl Device {
+    /// A device answering every unit id with `data` (cpppo's default).
+    pub fn new(data: UnitData) -> Self {
+        Device {
+            stores: vec![data],
+            any_unit: Some(0),
+            units: BTreeMap::new(),
+            identity: Identity::default(),
+            faults: Faults::default(),
+            unknown_unit: UnknownUnit::default(),
+            rng: SplitMix64::new(DEFAULT_SEED),
+        }
+    }
+
+    /// A device answering every unit id, with tables from cpppo register specs.
+    pub fn from_specs<'s>(specs: impl IntoIterator<Item = &'s str>) -> Result<Self, SpecError> {
+        Ok(Self::new(UnitData::parse(specs)?))
+    }
+
+    /// A device answering only `units`, all sharing `data` (cpppo's `slaves` list).
+    pub fn with_units(units: impl IntoIterator<Item = u8>, data: UnitData) -> Self {
+        let mut dev = Self::new(data);
+        dev.any_unit = None;
+        dev.units = units.into_iter().map(|u| (u, 0)).collect();
+        dev
+    }
+
+    /// Serve `unit` from tables of its own (replacing how it was served before).
+    pub fn add_unit(&mut self, unit: u8, data: UnitData) {
+        self.stores.push(data);
+        self.units.insert(unit, self.stores.len() - 1);
+    }
+
+    /// Stop answering unit ids that were not named (only those listed by
+    /// [`Device::with_units`] or [`Device::add_unit`] remain).
+    pub fn only_listed_units(&mut self) {
+        self.any_unit = None;
+    }
+
+    /// Restart the fault generator from `seed` (for reproducible runs).
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
+    }
+
+    /// The fault generator (the server engine draws delays and truncations from it).
+    pub fn rng(&mut self) -> &mut SplitMix64 {
+        &mut self.rng
+    }
+
+    fn store_index(&self, unit: u8) -> Option<usize> {
+        self.units.get(&unit).copied().or(self.any_unit)
+    }
+
+    /// True when `unit` is served.
+    pub fn serves(&self, unit: u8) -> bool {
+        self.store_index(unit).is_some()
+    }
+
+    /// The tables serving `unit`.
+    pub fn unit(&self, unit: u8) -> Option<&UnitData> {
+        self.stores.get(self.store_index(unit)?)
+    }
+
+    /// The tables serving `unit`, to change (e.g. from a web API or a simulation).
+    pub fn unit_mut(&mut self, unit: u8) -> Option<&mut UnitData> {
+        let i = self.store_index(unit)?;
+        self.stores.get_mut(i)
+    }
+
+    /// Execute `request` addressed to `unit`: the reply (an exception is a reply), or
+    /// `None` when `unit` is not served. Writes are applied at once and reported in
+    /// `writes`.
+    pub fn serve(
+        &mut self,
+        unit: u8,
+        request: &Request<'_>,
+        writes: &mut Vec<Write>,
+    ) -> Option<Response<'static>> {
+        let i = self.store_index(unit)?;
+        let store = self.stores.get_mut(i)?;
+        Some(
+            execute(store, &self.identity, unit, request, writes)
+                .unwrap_or_else(|code| exception(request.function(), code)),
+        )
+    }
+
+    /// Execute a serial-line broadcast (unit 0): applied to every set of tables once,
+    /// never answered. Writes are reported once, with unit 0.
+    pub fn broadcast(&mut self, request: &Request<'_>, writes: &mut Vec<Write>) {
+        let mut first = true;
+        for store in &mut self.stores {
+            let mut sink = Vec::new();
+            let _ = execute(store, &self.identity, 0, request, &mut sink);
+            if first {
+                writes.append(&mut sink);
+                first = false;
+            }
+        }
+    }
+}
+
+fn exception(function: u8, code: ExceptionCode) -> Response<'static> {
+    Response::Exception(Exception { function, code })
+}
+
+const ADDRESS: ExceptionCode = ExceptionCode::ILLEGAL_DATA_ADDRESS;
+
+/// Execute one request on one unit's tables; `Err` is the exception to answer.
+fn execute(
+    store: &mut UnitData,
+    identity: &Identity,
+    unit: u8,
+    request: &Request<'_>,
+    writes: &mut Vec<Write>,
+) -> Result<Response<'static>, ExceptionCode> {
+    let mut wrote = |table, address, values| {
+        writes.push(Write {
+            unit,
+            table,
+            address,
+            values,
+        })
+    };
+    Ok(match request {
+        Request::ReadCoils { address, quantity } => Response::ReadCoils(Bits::from_bools(
+            store.coils.range(*address, *quantity).ok_or(ADDRESS)?,
+        )),
+        Request::ReadDiscreteInputs { address, quantity } => {
+            Response::ReadDiscreteInputs(Bits::from_bools(
+                store
+                    .discrete_inputs
+                    .range(*address, *quantity)
+                    .ok_or(ADDRESS)?,
+            ))
+        }
+        Request::ReadHoldingRegisters { address, quantity } => {
+            Response::ReadHoldingRegisters(Registers::from_values(
+                store
+                    .holding_registers
+                    .range(*address, *quantity)
+                    .ok_or(ADDRESS)?,
+            ))
+        }
+        Request::ReadInputRegisters { address, quantity } => {
+            Response::ReadInputRegisters(Registers::from_values(
+                store
+                    .input_registers
+                    .range(*address, *quantity)
+                    .ok_or(ADDRESS)?,
+            ))
+        }
+        Request::WriteSingleCoil { address, value } => {
+            if !store.coils.set(*address, *value) {
+                return Err(ADDRESS);
+            }
+            wrote(Table::Coils, *address, vec![u16::from(*value)]);
+            Response::WriteSingleCoil {
+                address: *address,
+                value: *value,
+            }
+        }
+        Request::WriteSingleRegister { address, value } => {
+            if !store.holding_registers.set(*address, *value) {
+                return Err(ADDRESS);
+            }
+            wrote(Table::HoldingRegisters, *address, vec![*value]);
+            Response::WriteSingleRegister {
+                address: *address,
+                value: *value,
+            }
+        }
+        Request::ReadExceptionStatus => Response::ReadExceptionStatus(store.exception_status),
+        Request::Diagnostics { sub_function, data } => {
+            // Only Return Query Data is implemented; the spec answers any other
+            // sub-function a server lacks with Illegal Function.
+            if *sub_function != DIAGNOSTICS_RETURN_QUERY_DATA {
+                return Err(ExceptionCode::ILLEGAL_FUNCTION);
+            }
+            Response::Diagnostics {
+                sub_function: *sub_function,
+                data: std::borrow::Cow::Owned(data.to_vec()),
+            }
+        }
+        Request::WriteMultipleCoils { address, values } => {
+            let quantity = values.quantity();
+            let slots = store.coils.range_mut(*address, quantity).ok_or(ADDRESS)?;
+            for (slot, v) in slots.iter_mut().zip(values.iter()) {
+                *slot = v;
+            }
+            wrote(
+                Table::Coils,
+                *address,
+                values.iter().map(u16::from).collect(),
+            );
+            Response::WriteMultipleCoils {
+                address: *address,
+                quantity,
+            }
+        }
+        Request::WriteMultipleRegisters { address, values } => {
+            let quantity =
+                u16::try_from(values.len()).map_err(|_| ExceptionCode::ILLEGAL_DATA_VALUE)?;
+            let slots = store
+                .holding_registers
+                .range_mut(*address, quantity)
+                .ok_or(ADDRESS)?;
+            for (slot, v) in slots.iter_mut().zip(values.iter()) {
+                *slot = v;
+            }
+            wrote(Table::HoldingRegisters, *address, values.to_vec());
+            Response::WriteMultipleRegisters {
+                address: *address,
+                quantity,
+            }
+        }
+        Request::ReportServerId => {
+            let mut data = identity.server_id.clone();
+            data.push(if identity.running {
+                RUN_INDICATOR_ON
+            } else {
+                RUN_INDICATOR_OFF
+            });
+            data.extend_from_slice(&identity.additional);
+            // Function code and byte count leave 251 bytes.
+            data.truncate(MAX_PDU_LEN - 2);
+            Response::ReportServerId(data.into())
+        }
+        Request::MaskWriteRegister {
+            address,
+            and_mask,
+            or_mask,
+        } => {
+            let slot = store
+                .holding_registers
+                .range_mut(*address, 1)
+                .and_then(|s| s.first_mut())
+                .ok_or(ADDRESS)?;
+            // Section 6.16: Result = (Current AND And_Mask) OR (Or_Mask AND (NOT And_Mask)).
+            *slot = (*slot & and_mask) | (or_mask & !and_mask);
+            let now = *slot;
+            wrote(Table::HoldingRegisters, *address, vec![now]);
+            Response::MaskWriteRegister {
+                address: *address,
+                and_mask: *and_mask,
+                or_mask: *or_mask,
+            }
+        }
+        Request::ReadWriteMultipleRegisters {
+            read_address,
+            read_quantity,
+            write_address,
+            values,
+        } => {
+            let write_quantity =
+                u16::try_from(values.len()).map_err(|_| ExceptionCode::ILLEGAL_DATA_VALUE)?;
+            // Both ranges are checked before anything is written; the write happens
+            // before the read (section 6.17).
+            store
+                .holding_registers
+                .range(*read_address, *read_quantity)
+                .ok_or(ADDRESS)?;
+            let slots = store
+                .holding_registers
+                .range_mut(*write_address, write_quantity)
+                .ok_or(ADDRESS)?;
+            for (slot, v) in slots.iter_mut().zip(values.iter()) {
+                *slot = v;
+            }
+            wrote(Table::HoldingRegisters, *write_address, values.to_vec());
+            Response::ReadWriteMultipleRegisters(Registers::from_values(
+                store
+                    .holding_registers
+                    .range(*read_address, *read_quantity)
+                    .ok_or(ADDRESS)?,
+            ))
+        }
+        Request::ReadDeviceIdentification {
+            read_device_id_code,
+            object_id,
+        } => device_identification(identity, *read_device_id_code, *object_id)?,
+    })
+}
+
+/// Section 6.21: stream access returns the objects of the category asked and those
+/// below it, from `object_id` (or from the first object when `object_id` is not one
+/// of them), as many as fit one PDU; individual access returns one object or 0x02.
+fn device_identification(
+    identity: &Identity,
+    code: u8,
+    object_id: u8,
+) -> Result<Response<'static>, ExceptionCode> {
+    let objects = &identity.objects;
+    let highest = objects.keys().next_back().copied().unwrap_or(0);
+    let category = if highest > object::LAST_REGULAR {
+        READ_DEVICE_ID_EXTENDED
+    } else if highest > object::LAST_BASIC {
+        READ_DEVICE_ID_REGULAR
+    } else {
+        READ_DEVICE_ID_BASIC
+    };
+    let conformity_level = CONFORMITY_INDIVIDUAL_ACCESS | category;
+    let value = |v: &Vec<u8>| v.get(..MAX_DEVICE_OBJECT_LEN).unwrap_or(v).to_vec();
+    if code == READ_DEVICE_ID_SPECIFIC {
+        let v = objects.get(&object_id).ok_or(ADDRESS)?;
+        return Ok(Response::ReadDeviceIdentification {
+            read_device_id_code: code,
+            conformity_level,
+            more_follows: false,
+            next_object_id: 0,
+            objects: vec![DeviceObject {
+                id: object_id,
+                value: value(v).into(),
+            }],
+        });
+    }
+    let last = match code {
+        READ_DEVICE_ID_BASIC => object::LAST_BASIC,
+        READ_DEVICE_ID_REGULAR => object::LAST_REGULAR,
+        _ => u8::MAX,
+    };
+    let start = if object_id <= last && objects.contains_key(&object_id) {
+        object_id
+    } else {
+        0
+    };
+    let mut len = DEVICE_ID_HEADER_LEN;
+    let mut out = Vec::new();
+    let mut next = None;
+    for (id, v) in objects.range(start..=last) {
+        let v = value(v);
+        if len + 2 + v.len() > MAX_PDU_LEN {
+            next = Some(*id);
+            break;
+        }
+        len += 2 + v.len();
+        out.push(DeviceObject {
+            id: *id,
+            value: v.into(),
+        });
+    }
+    Ok(Response::ReadDeviceIdentification {
+        read_device_id_code: code,
+        conformity_level,
+        more_follows: next.is_some(),
+        next_object_id: next.unwrap_or(0),
+        objects: out,
+    })
+}
