@@ -778,3 +778,464 @@ fn device_identification(
         objects: out,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Encode;
+
+    /// Decode `request` (a PDU), serve it on `unit`, return the reply PDU's bytes.
+    fn serve(dev: &mut Device, unit: u8, request: &[u8]) -> Vec<u8> {
+        serve_w(dev, unit, request).0
+    }
+
+    fn serve_w(dev: &mut Device, unit: u8, request: &[u8]) -> (Vec<u8>, Vec<Write>) {
+        let req = Request::decode(request).unwrap();
+        let mut writes = Vec::new();
+        let reply = dev.serve(unit, &req, &mut writes).expect("unit served");
+        (reply.to_vec(), writes)
+    }
+
+    fn device(specs: &[&str]) -> Device {
+        Device::from_specs(specs.iter().copied()).unwrap()
+    }
+
+    fn packed(bytes: &[u8], quantity: usize) -> Vec<bool> {
+        Bits::from_packed(bytes).iter().take(quantity).collect()
+    }
+
+    #[test]
+    fn sparse_tables_merge_and_override() {
+        let mut t = SparseTable::new();
+        t.define(10, &[1u16, 2, 3]);
+        t.define(20, &[7]);
+        assert_eq!(t.ranges().count(), 2);
+        t.define(13, &[4, 5, 6, 7, 8, 9, 10]); // fills 13..=19: one run now
+        assert_eq!(t.ranges().count(), 1);
+        assert_eq!(t.range(10, 11).unwrap(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 7]);
+        t.define(11, &[42]);
+        assert_eq!(t.get(11), Some(42));
+        assert_eq!(t.len(), 11);
+        assert_eq!(t.range(9, 1), None);
+        assert_eq!(t.range(10, 12), None);
+        assert_eq!(t.range(20, 1), Some(&[7][..]));
+        assert_eq!(t.range(21, 1), None);
+        assert_eq!(t.range(10, 0), None);
+        assert!(!t.set(21, 1));
+        let mut t = SparseTable::new();
+        t.define(u16::MAX - 1, &[1u16, 2, 3]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.range(u16::MAX, 1), Some(&[2][..]));
+        assert_eq!(t.range(u16::MAX, 2), None);
+        assert!(SparseTable::<u16>::new().range(0, 1).is_none());
+    }
+
+    // MODBUS Application Protocol Specification V1.1b3, section 6: each function's
+    // request and response example, served from tables holding the example's values.
+    #[test]
+    fn specification_examples_served() {
+        let mut dev = device(&["1-200", "10001-10300", "40001-40200", "30001-30010"]);
+        let u = dev.unit_mut(1).unwrap();
+        u.coils.define(19, &packed(&[0xCD, 0x6B, 0x05], 19));
+        u.discrete_inputs
+            .define(196, &packed(&[0xAC, 0xDB, 0x35], 22));
+        u.holding_registers.define(107, &[555, 0, 100]);
+        u.input_registers.define(8, &[10]);
+        u.holding_registers
+            .define(3, &[0xFE, 0x0ACD, 0x01, 0x03, 0x0D]);
+        u.holding_registers.define(4, &[0x12]);
+        u.holding_registers.define(8, &[0xFF]);
+        u.exception_status = 0x6D;
+
+        assert_eq!(
+            serve(&mut dev, 1, &[0x01, 0x00, 0x13, 0x00, 0x13]),
+            [0x01, 0x03, 0xCD, 0x6B, 0x05]
+        );
+        assert_eq!(
+            serve(&mut dev, 1, &[0x02, 0x00, 0xC4, 0x00, 0x16]),
+            [0x02, 0x03, 0xAC, 0xDB, 0x35]
+        );
+        assert_eq!(
+            serve(&mut dev, 1, &[0x03, 0x00, 0x6B, 0x00, 0x03]),
+            [0x03, 0x06, 0x02, 0x2B, 0x00, 0x00, 0x00, 0x64]
+        );
+        assert_eq!(
+            serve(&mut dev, 1, &[0x04, 0x00, 0x08, 0x00, 0x01]),
+            [0x04, 0x02, 0x00, 0x0A]
+        );
+        assert_eq!(serve(&mut dev, 1, &[0x07]), [0x07, 0x6D]);
+        assert_eq!(
+            serve(&mut dev, 1, &[0x08, 0x00, 0x00, 0xA5, 0x37]),
+            [0x08, 0x00, 0x00, 0xA5, 0x37]
+        );
+
+        // Write Single Coil 173 ON, then read it back.
+        let (r, w) = serve_w(&mut dev, 1, &[0x05, 0x00, 0xAC, 0xFF, 0x00]);
+        assert_eq!(r, [0x05, 0x00, 0xAC, 0xFF, 0x00]);
+        assert_eq!(
+            w,
+            [Write {
+                unit: 1,
+                table: Table::Coils,
+                address: 172,
+                values: vec![1]
+            }]
+        );
+        assert_eq!(
+            serve(&mut dev, 1, &[0x01, 0x00, 0xAC, 0x00, 0x01]),
+            [0x01, 0x01, 0x01]
+        );
+        let (r, _) = serve_w(&mut dev, 1, &[0x05, 0x00, 0xAC, 0x00, 0x00]);
+        assert_eq!(r, [0x05, 0x00, 0xAC, 0x00, 0x00]);
+        assert_eq!(dev.unit(1).unwrap().coils.get(172), Some(false));
+
+        // Write Single Register 2 := 3.
+        let (r, w) = serve_w(&mut dev, 1, &[0x06, 0x00, 0x01, 0x00, 0x03]);
+        assert_eq!(r, [0x06, 0x00, 0x01, 0x00, 0x03]);
+        assert_eq!(w[0].values, [3]);
+        assert_eq!(
+            serve(&mut dev, 1, &[0x03, 0x00, 0x01, 0x00, 0x01]),
+            [0x03, 0x02, 0x00, 0x03]
+        );
+
+        // Write Multiple Coils 20-29 := CD 01, read back.
+        let (r, w) = serve_w(
+            &mut dev,
+            1,
+            &[0x0F, 0x00, 0x13, 0x00, 0x0A, 0x02, 0xCD, 0x01],
+        );
+        assert_eq!(r, [0x0F, 0x00, 0x13, 0x00, 0x0A]);
+        assert_eq!(w[0].values, [1, 0, 1, 1, 0, 0, 1, 1, 1, 0]);
+        assert_eq!(
+            serve(&mut dev, 1, &[0x01, 0x00, 0x13, 0x00, 0x0A]),
+            [0x01, 0x02, 0xCD, 0x01]
+        );
+
+        // Write Multiple Registers 2-3 := 000A 0102, read back.
+        let (r, w) = serve_w(
+            &mut dev,
+            1,
+            &[0x10, 0x00, 0x01, 0x00, 0x02, 0x04, 0x00, 0x0A, 0x01, 0x02],
+        );
+        assert_eq!(r, [0x10, 0x00, 0x01, 0x00, 0x02]);
+        assert_eq!(
+            w,
+            [Write {
+                unit: 1,
+                table: Table::HoldingRegisters,
+                address: 1,
+                values: vec![0x0A, 0x0102]
+            }]
+        );
+        assert_eq!(
+            serve(&mut dev, 1, &[0x03, 0x00, 0x01, 0x00, 0x02]),
+            [0x03, 0x04, 0x00, 0x0A, 0x01, 0x02]
+        );
+
+        // Mask Write Register 5: 0x12 AND 0xF2 OR (0x25 AND NOT 0xF2) = 0x17.
+        let m = [0x16, 0x00, 0x04, 0x00, 0xF2, 0x00, 0x25];
+        let (r, w) = serve_w(&mut dev, 1, &m);
+        assert_eq!(r, m);
+        assert_eq!(w[0].values, [0x17]);
+        assert_eq!(dev.unit(1).unwrap().holding_registers.get(4), Some(0x17));
+
+        // Read/Write Multiple Registers: write 15-17 := 00FF x3, read 4-9. The
+        // spec's registers 4-9 hold FE, ACD, 1, 3, D, FF... but register 5 is the
+        // masked register above (0x17); put the spec's value back first.
+        dev.unit_mut(1)
+            .unwrap()
+            .holding_registers
+            .define(4, &[0x0ACD]);
+        let (r, w) = serve_w(
+            &mut dev,
+            1,
+            &[
+                0x17, 0x00, 0x03, 0x00, 0x06, 0x00, 0x0E, 0x00, 0x03, 0x06, 0x00, 0xFF, 0x00, 0xFF,
+                0x00, 0xFF,
+            ],
+        );
+        assert_eq!(
+            r,
+            [0x17, 0x0C, 0x00, 0xFE, 0x0A, 0xCD, 0x00, 0x01, 0x00, 0x03, 0x00, 0x0D, 0x00, 0xFF]
+        );
+        assert_eq!(w[0].address, 14);
+        assert_eq!(
+            dev.unit(1).unwrap().holding_registers.range(14, 3).unwrap(),
+            [0xFF; 3]
+        );
+    }
+
+    #[test]
+    fn read_write_multiple_writes_before_it_reads() {
+        let mut dev = device(&["40001-40010=5"]);
+        // Read 1-4, write 3-4 := 7, 8: the read sees the new values.
+        let r = serve(&mut dev, 1, &[0x17, 0, 0, 0, 4, 0, 2, 0, 2, 4, 0, 7, 0, 8]);
+        assert_eq!(r, [0x17, 8, 0, 5, 0, 5, 0, 7, 0, 8]);
+        // A bad read range refuses the whole request: nothing is written.
+        let r = serve(&mut dev, 1, &[0x17, 0, 9, 0, 2, 0, 0, 0, 1, 2, 0, 1]);
+        assert_eq!(r, [0x97, 0x02]);
+        assert_eq!(dev.unit(1).unwrap().holding_registers.get(0), Some(5));
+        let r = serve(&mut dev, 1, &[0x17, 0, 0, 0, 1, 0, 9, 0, 2, 4, 0, 1, 0, 1]);
+        assert_eq!(r, [0x97, 0x02]);
+        assert_eq!(dev.unit(1).unwrap().holding_registers.get(9), Some(5));
+    }
+
+    #[test]
+    fn illegal_data_address_to_the_exact_bit() {
+        let mut dev = device(&["1-16=1", "10001-10008", "40001-40100=99", "30001"]);
+        assert_eq!(
+            serve(&mut dev, 1, &[0x01, 0, 0, 0, 16]),
+            [0x01, 2, 0xFF, 0xFF]
+        );
+        assert_eq!(serve(&mut dev, 1, &[0x01, 0, 0, 0, 17]), [0x81, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x01, 0, 15, 0, 1]), [0x01, 1, 0x01]);
+        assert_eq!(serve(&mut dev, 1, &[0x01, 0, 16, 0, 1]), [0x81, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x02, 0, 0, 0, 8]), [0x02, 1, 0x00]);
+        assert_eq!(serve(&mut dev, 1, &[0x02, 0, 1, 0, 8]), [0x82, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x03, 0, 99, 0, 1]), [0x03, 2, 0, 99]);
+        assert_eq!(serve(&mut dev, 1, &[0x03, 0, 99, 0, 2]), [0x83, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x03, 0, 100, 0, 1]), [0x83, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x03, 0xFF, 0xFF, 0, 2]), [0x83, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x04, 0, 0, 0, 1]), [0x04, 2, 0, 0]);
+        assert_eq!(serve(&mut dev, 1, &[0x04, 0, 0, 0, 2]), [0x84, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x05, 0, 16, 0xFF, 0]), [0x85, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x06, 0, 100, 0, 1]), [0x86, 0x02]);
+        assert_eq!(
+            serve(&mut dev, 1, &[0x16, 0, 100, 0, 1, 0, 1]),
+            [0x96, 0x02]
+        );
+        assert_eq!(
+            serve(&mut dev, 1, &[0x10, 0, 99, 0, 2, 4, 0, 1, 0, 2]),
+            [0x90, 0x02]
+        );
+        // Coils 10-17: one bit past the table; nothing is written.
+        let (r, w) = serve_w(&mut dev, 1, &[0x0F, 0, 9, 0, 8, 1, 0x00]);
+        assert_eq!((r, w), (vec![0x8F, 0x02], vec![]));
+        assert_eq!(dev.unit(1).unwrap().coils.range(0, 16).unwrap(), [true; 16]);
+        let (r, _) = serve_w(&mut dev, 1, &[0x0F, 0, 8, 0, 8, 1, 0x00]);
+        assert_eq!(r, [0x0F, 0, 8, 0, 8]);
+        assert_eq!(
+            serve(&mut dev, 1, &[0x01, 0, 0, 0, 16]),
+            [0x01, 2, 0xFF, 0x00]
+        );
+        // Gaps between ranges are illegal; touching ranges are one.
+        let mut dev = device(&["40001-40010", "40021-40030", "40011-40012"]);
+        assert_eq!(serve(&mut dev, 1, &[0x03, 0, 5, 0, 7])[0], 0x03);
+        assert_eq!(serve(&mut dev, 1, &[0x03, 0, 5, 0, 8]), [0x83, 0x02]);
+        assert_eq!(serve(&mut dev, 1, &[0x03, 0, 20, 0, 10])[0], 0x03);
+        // No such table at all.
+        assert_eq!(serve(&mut dev, 1, &[0x01, 0, 0, 0, 1]), [0x81, 0x02]);
+    }
+
+    #[test]
+    fn diagnostics_other_sub_functions_are_illegal_functions() {
+        let mut dev = device(&["40001"]);
+        assert_eq!(
+            serve(&mut dev, 1, &[0x08, 0x00, 0x01, 0x00, 0x00]),
+            [0x88, 0x01]
+        );
+        assert_eq!(serve(&mut dev, 1, &[0x08, 0x00, 0x00]), [0x08, 0x00, 0x00]);
+    }
+
+    #[test]
+    fn report_server_id() {
+        let mut dev = device(&["40001"]);
+        dev.identity.server_id = vec![0x42];
+        dev.identity.additional = b"ok".to_vec();
+        assert_eq!(
+            serve(&mut dev, 1, &[0x11]),
+            [0x11, 4, 0x42, 0xFF, b'o', b'k']
+        );
+        dev.identity.running = false;
+        dev.identity.additional = vec![7; 300];
+        let r = serve(&mut dev, 1, &[0x11]);
+        assert_eq!((r.len(), r[1], r[3]), (MAX_PDU_LEN, 251, 0x00));
+    }
+
+    fn device_id(dev: &mut Device, code: u8, object: u8) -> Response<'static> {
+        Response::decode(&serve(dev, 1, &[0x2B, 0x0E, code, object]))
+            .unwrap()
+            .into_owned()
+    }
+
+    #[test]
+    fn read_device_identification() {
+        let mut dev = device(&["40001"]);
+        let Response::ReadDeviceIdentification {
+            read_device_id_code,
+            conformity_level,
+            more_follows,
+            next_object_id,
+            objects,
+        } = device_id(&mut dev, 1, 0)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                read_device_id_code,
+                conformity_level,
+                more_follows,
+                next_object_id
+            ),
+            (1, 0x81, false, 0)
+        );
+        assert_eq!(objects.iter().map(|o| o.id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(&*objects[0].value, b"cpppo-rs");
+
+        dev.identity
+            .objects
+            .insert(object::PRODUCT_NAME, b"sim".to_vec());
+        dev.identity.objects.insert(0x80, b"private".to_vec());
+        let ids = |r: Response<'_>| match r {
+            Response::ReadDeviceIdentification {
+                objects,
+                conformity_level,
+                ..
+            } => (
+                conformity_level,
+                objects.iter().map(|o| o.id).collect::<Vec<_>>(),
+            ),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ids(device_id(&mut dev, 1, 0)), (0x83, vec![0, 1, 2]));
+        assert_eq!(ids(device_id(&mut dev, 2, 0)), (0x83, vec![0, 1, 2, 4]));
+        assert_eq!(
+            ids(device_id(&mut dev, 3, 0)),
+            (0x83, vec![0, 1, 2, 4, 0x80])
+        );
+        assert_eq!(ids(device_id(&mut dev, 3, 2)), (0x83, vec![2, 4, 0x80]));
+        // An object id that is not there (or not in the category): from the start.
+        assert_eq!(ids(device_id(&mut dev, 2, 3)), (0x83, vec![0, 1, 2, 4]));
+        assert_eq!(ids(device_id(&mut dev, 1, 4)), (0x83, vec![0, 1, 2]));
+        // Individual access.
+        assert_eq!(ids(device_id(&mut dev, 4, 0x80)), (0x83, vec![0x80]));
+        assert_eq!(serve(&mut dev, 1, &[0x2B, 0x0E, 4, 3]), [0xAB, 0x02]);
+        // Too many for one PDU: more follows, with the next object's id.
+        for id in 0x81..=0x84 {
+            dev.identity.objects.insert(id, vec![b'x'; 100]);
+        }
+        let Response::ReadDeviceIdentification {
+            more_follows,
+            next_object_id,
+            objects,
+            ..
+        } = device_id(&mut dev, 3, 0x81)
+        else {
+            panic!()
+        };
+        assert!(more_follows);
+        assert_eq!(next_object_id, 0x83);
+        assert_eq!(objects.len(), 2);
+        let Response::ReadDeviceIdentification {
+            more_follows,
+            objects,
+            ..
+        } = device_id(&mut dev, 3, 0x83)
+        else {
+            panic!()
+        };
+        assert!(!more_follows);
+        assert_eq!(
+            objects.iter().map(|o| o.id).collect::<Vec<_>>(),
+            [0x83, 0x84]
+        );
+        // An object too long for any PDU is cut to fit.
+        dev.identity.objects.insert(0x81, vec![b'y'; 255]);
+        let r = serve(&mut dev, 1, &[0x2B, 0x0E, 4, 0x81]);
+        assert_eq!(r.len(), MAX_PDU_LEN);
+    }
+
+    #[test]
+    fn units_any_listed_and_own_tables() {
+        let mut dev = device(&["40001=1"]);
+        for unit in [0, 1, 17, 255] {
+            assert!(dev.serves(unit));
+        }
+        let data = UnitData::parse(["40001=1"]).unwrap();
+        let mut dev = Device::with_units([1, 2], data);
+        assert!(!dev.serves(3));
+        let mut w = Vec::new();
+        let req = Request::WriteSingleRegister {
+            address: 0,
+            value: 9,
+        };
+        assert_eq!(dev.serve(3, &req, &mut w), None);
+        assert!(w.is_empty());
+        dev.serve(1, &req, &mut w).unwrap();
+        // Units 1 and 2 share their tables, as cpppo's slaves list does.
+        assert_eq!(dev.unit(2).unwrap().holding_registers.get(0), Some(9));
+        dev.add_unit(3, UnitData::parse(["40001=5"]).unwrap());
+        assert_eq!(dev.unit(3).unwrap().holding_registers.get(0), Some(5));
+        // A broadcast writes every set of tables, reported once with unit 0.
+        let mut w = Vec::new();
+        dev.broadcast(
+            &Request::WriteSingleRegister {
+                address: 0,
+                value: 77,
+            },
+            &mut w,
+        );
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].unit, 0);
+        for unit in 1..=3 {
+            assert_eq!(dev.unit(unit).unwrap().holding_registers.get(0), Some(77));
+        }
+        // A named unit in an any-unit device gets its own tables; the rest share.
+        let mut dev = device(&["40001=1"]);
+        dev.add_unit(9, UnitData::parse(["40001=2"]).unwrap());
+        assert_eq!(dev.unit(9).unwrap().holding_registers.get(0), Some(2));
+        assert_eq!(dev.unit(8).unwrap().holding_registers.get(0), Some(1));
+        dev.only_listed_units();
+        assert!(!dev.serves(8));
+    }
+
+    #[test]
+    fn delays_sample_within_their_range() {
+        let mut rng = SplitMix64::new(1);
+        let d = Delay::Range(Duration::from_millis(10), Duration::from_millis(100));
+        let mut min = Duration::MAX;
+        let mut max = Duration::ZERO;
+        for _ in 0..500 {
+            let s = d.sample(&mut rng);
+            assert!((Duration::from_millis(10)..=Duration::from_millis(100)).contains(&s));
+            min = min.min(s);
+            max = max.max(s);
+        }
+        assert!(min < Duration::from_millis(20) && max > Duration::from_millis(90));
+        assert_eq!(
+            Delay::Fixed(Duration::from_secs(2)).sample(&mut rng),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            Delay::Range(Duration::from_secs(3), Duration::from_secs(3)).sample(&mut rng),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn device_and_faults_serialize() {
+        let mut dev = device(&["1-4=1", "40001=1,2"]);
+        dev.faults = Faults {
+            delay: Some(Delay::Range(
+                Duration::from_millis(10),
+                Duration::from_millis(20),
+            )),
+            truncate: true,
+            corrupt: Some(Corruption::UnitId),
+        };
+        let json = serde_json::to_string(&dev).unwrap();
+        let back: Device = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, dev);
+        let w = Write {
+            unit: 1,
+            table: Table::Coils,
+            address: 3,
+            values: vec![1],
+        };
+        assert_eq!(
+            serde_json::to_string(&w).unwrap(),
+            r#"{"unit":1,"table":"Coils","address":3,"values":[1]}"#
+        );
+    }
+}
