@@ -1148,7 +1148,7 @@ mod tests {
 
     #[test]
     fn units_any_listed_and_own_tables() {
-        let mut dev = device(&["40001=1"]);
+        let dev = device(&["40001=1"]);
         for unit in [0, 1, 17, 255] {
             assert!(dev.serves(unit));
         }
