@@ -76,6 +76,9 @@ pub mod object {
 
 /// Conformity level bit: the device also answers individual access (code 04).
 pub const CONFORMITY_INDIVIDUAL_ACCESS: u8 = 0x80;
+/// The server id *Report Server ID* gives by default. One byte, since clients
+/// (libmodbus's unit tests among them) read the run indicator right after it.
+pub const DEFAULT_SERVER_ID: u8 = 0x01;
 /// Run indicator status of *Report Server ID*: ON.
 pub const RUN_INDICATOR_ON: u8 = 0xFF;
 /// Run indicator status of *Report Server ID*: OFF.
@@ -342,9 +345,11 @@ impl Default for Identity {
         .map(|(id, v)| (id, v.to_vec()))
         .collect();
         Identity {
-            server_id: b"cpppo-rs".to_vec(),
+            server_id: vec![DEFAULT_SERVER_ID],
             running: true,
-            additional: Vec::new(),
+            additional: concat!("cpppo-rs ", env!("CARGO_PKG_VERSION"))
+                .as_bytes()
+                .to_vec(),
             objects,
         }
     }
@@ -402,7 +407,7 @@ pub const CORRUPT_EXTRA_REGISTER: u16 = 999;
 /// changed at any time and apply to requests arriving after the change. All may be
 /// combined: the reply is computed (state changes happen), corrupted, truncated, then
 /// held for the delay.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Faults {
     /// Hold each reply this long after its request arrived (replies stay in order).
     pub delay: Option<Delay>,

@@ -454,7 +454,7 @@ impl ServerConn {
         if matches!(reply, Response::Exception(_)) {
             self.stats.exceptions = self.stats.exceptions.saturating_add(1);
         }
-        let faults = device.faults.clone();
+        let faults = device.faults;
         let rng = device.rng();
         let reply = match faults.corrupt {
             Some(Corruption::Registers) => corrupt_registers(reply, rng.coin()),
@@ -733,9 +733,9 @@ mod tests {
             identity.extend([id, v.len() as u8]);
             identity.extend_from_slice(v);
         }
-        let mut server_id = vec![0x11, 10];
-        server_id.extend_from_slice(b"cpppo-rs\xFF");
-        server_id[1] = 9;
+        let additional = concat!("cpppo-rs ", env!("CARGO_PKG_VERSION"));
+        let mut server_id = vec![0x11, 2 + additional.len() as u8, 0x01, 0xFF];
+        server_id.extend_from_slice(additional.as_bytes());
         vec![
             p(&[0x01, 0, 0, 0, 16], &[0x01, 2, 0xFF, 0xFF]),
             p(&[0x02, 0, 0, 0, 8], &[0x02, 1, 0x00]),
