@@ -4,6 +4,8 @@
 //! exception it asserts. The requests are built from that client's constants; the
 //! assertions are libmodbus's (values read back, exception codes).
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::time::Instant;
 
 use cpppo_core::modbus::device::{Device, UnitData};
