@@ -157,7 +157,8 @@ impl<T: Copy> SparseTable<T> {
         if quantity == 0 || end > run.end() {
             return None;
         }
-        Some((i, usize::from(address - run.start)))
+        // checked: runs deserialized from elsewhere need not be in order.
+        Some((i, usize::from(address.checked_sub(run.start)?)))
     }
 
     /// The values at `address..address + quantity`, if every one of them exists.
@@ -415,6 +416,56 @@ pub struct Faults {
     pub truncate: bool,
     /// Corrupt each reply so.
     pub corrupt: Option<Corruption>,
+}
+
+/// Why a cpppo `--evil` option could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognized --evil option {0:?}: expected truncate, delay[:S[-S]] or corrupt[:transaction|protocol|unit|function|registers]")]
+pub struct EvilError(pub String);
+
+impl std::str::FromStr for Faults {
+    type Err = EvilError;
+
+    /// Parse cpppo `modbus_sim`'s `--evil` option: `truncate`, `delay` (5 s),
+    /// `delay:2.5`, `delay:.01-.1` (seconds), `corrupt` (the transaction id) or
+    /// `corrupt:transaction|protocol|unit|function|registers`.
+    fn from_str(text: &str) -> Result<Faults, EvilError> {
+        let bad = || EvilError(text.to_string());
+        let (what, arg) = match text.split_once(':') {
+            Some((w, a)) => (w, Some(a)),
+            None => (text, None),
+        };
+        let seconds = |s: &str| {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|v| Duration::try_from_secs_f64(v).ok())
+                .ok_or_else(bad)
+        };
+        let mut faults = Faults::default();
+        match (what, arg) {
+            ("truncate", None) => faults.truncate = true,
+            ("delay", None) => faults.delay = Some(Delay::CPPPO_DEFAULT),
+            ("delay", Some(a)) => {
+                faults.delay = Some(match a.split_once('-') {
+                    Some((lo, hi)) => Delay::Range(seconds(lo)?, seconds(hi)?),
+                    None => Delay::Fixed(seconds(a)?),
+                })
+            }
+            ("corrupt", arg) => {
+                faults.corrupt = Some(match arg.unwrap_or("transaction") {
+                    "transaction" => Corruption::TransactionId,
+                    "protocol" => Corruption::ProtocolId,
+                    "unit" => Corruption::UnitId,
+                    "function" => Corruption::Function,
+                    "registers" => Corruption::Registers,
+                    _ => return Err(bad()),
+                })
+            }
+            _ => return Err(bad()),
+        }
+        Ok(faults)
+    }
 }
 
 /// The seed a new device's fault generator starts from.
@@ -833,6 +884,15 @@ mod tests {
         assert_eq!(t.range(u16::MAX, 1), Some(&[2][..]));
         assert_eq!(t.range(u16::MAX, 2), None);
         assert!(SparseTable::<u16>::new().range(0, 1).is_none());
+        // Runs from a hand-written file may be out of order: wrong answers at worst,
+        // never a panic.
+        let t: SparseTable<u16> = serde_json::from_str(
+            r#"{"runs":[{"start":50,"values":[1,2]},{"start":10,"values":[3]}]}"#,
+        )
+        .unwrap();
+        for a in [0, 10, 11, 49, 50, 51, 52, u16::MAX] {
+            let _ = (t.range(a, 1), t.range(a, 3));
+        }
     }
 
     // MODBUS Application Protocol Specification V1.1b3, section 6: each function's
@@ -1216,6 +1276,45 @@ mod tests {
             Delay::Range(Duration::from_secs(3), Duration::from_secs(3)).sample(&mut rng),
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn cpppo_evil_options() {
+        let f = |s: &str| s.parse::<Faults>().unwrap();
+        assert!(f("truncate").truncate);
+        assert_eq!(f("delay").delay, Some(Delay::Fixed(Duration::from_secs(5))));
+        assert_eq!(
+            f("delay:2.5").delay,
+            Some(Delay::Fixed(Duration::from_millis(2500)))
+        );
+        assert_eq!(
+            f("delay:.01-.1").delay,
+            Some(Delay::Range(
+                Duration::from_millis(10),
+                Duration::from_millis(100)
+            ))
+        );
+        assert_eq!(f("corrupt").corrupt, Some(Corruption::TransactionId));
+        for (w, c) in [
+            ("transaction", Corruption::TransactionId),
+            ("protocol", Corruption::ProtocolId),
+            ("unit", Corruption::UnitId),
+            ("function", Corruption::Function),
+            ("registers", Corruption::Registers),
+        ] {
+            assert_eq!(f(&format!("corrupt:{w}")).corrupt, Some(c));
+        }
+        for bad in [
+            "",
+            "evil",
+            "delay:",
+            "delay:x",
+            "delay:-1",
+            "corrupt:crc",
+            "truncate:1",
+        ] {
+            assert_eq!(bad.parse::<Faults>(), Err(EvilError(bad.to_string())));
+        }
     }
 
     #[test]
