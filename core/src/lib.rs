@@ -15,7 +15,8 @@
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
-//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering |
+//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
+//! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
 //!
 //! ## Codecs
 //!
