@@ -26,6 +26,9 @@
 //!   or a serial line's silence); sleep until then or new input.
 //! - [`ServerConn::is_closed`]: the adapter closes the socket once this is true (it is
 //!   only true after every reply has been handed out).
+//! - [`ServerConn::is_backlogged`]: too many replies are held (a client pipelining
+//!   into a reply delay); the adapter stops reading until some are sent, so memory
+//!   stays bounded.
 //!
 //! ## Framing and errors
 //!
@@ -40,7 +43,9 @@
 //!   are not a frame with a valid CRC are noise, dropped and reported
 //!   ([`Event::Discarded`]), never answered, never fatal. Unit 0 is a broadcast:
 //!   executed on every unit, never answered. A request for a unit not served is
-//!   another device's on the line: no reply.
+//!   another device's on the line: no reply. A function code the framer has no
+//!   length rule for (0x09, 0x42, MEI types other than 0x0E) cannot be framed, so it
+//!   is dropped as noise rather than answered with Illegal Function.
 //!
 //! ## Example
 //!
@@ -162,6 +167,10 @@ pub struct Statistics {
     /// Bytes dropped as noise (RTU).
     pub discarded: u64,
 }
+
+/// Replies held (delayed, not yet handed out) at which [`ServerConn::is_backlogged`]
+/// asks the adapter to stop reading.
+pub const MAX_PENDING_REPLIES: usize = 1024;
 
 #[derive(Debug)]
 struct Pending {
@@ -307,6 +316,12 @@ impl ServerConn {
     /// and every reply has been handed out.
     pub fn is_closed(&self) -> bool {
         self.closing && self.pending.is_empty()
+    }
+
+    /// True when [`MAX_PENDING_REPLIES`] or more replies wait for release: stop
+    /// reading input until [`ServerConn::poll_transmit`] has handed some out.
+    pub fn is_backlogged(&self) -> bool {
+        self.pending.len() >= MAX_PENDING_REPLIES
     }
 
     fn drain_frames(&mut self, now: Instant, device: &mut Device) {
@@ -1039,6 +1054,24 @@ mod tests {
             assert_eq!(drain(&mut conn, ms(6)), (vec![], vec![]));
             assert_eq!(conn.poll_timeout(), None);
         }
+    }
+
+    #[test]
+    fn a_backlog_of_delayed_replies_is_reported() {
+        let mut dev = every_function_device();
+        dev.faults.delay = Some(Delay::Fixed(Duration::from_secs(5)));
+        let mut conn = ServerConn::tcp();
+        let read = adu(1, 1, &[0x03, 0, 0, 0, 1]);
+        for _ in 0..MAX_PENDING_REPLIES - 1 {
+            conn.handle_input(ms(0), &read, &mut dev);
+        }
+        assert!(!conn.is_backlogged());
+        conn.handle_input(ms(0), &read, &mut dev);
+        assert!(conn.is_backlogged());
+        let mut out = Vec::new();
+        assert!(conn.poll_transmit(ms(5000), &mut out));
+        assert_eq!(out.len(), MAX_PENDING_REPLIES * 11);
+        assert!(!conn.is_backlogged());
     }
 
     #[test]
