@@ -16,6 +16,7 @@
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
 //! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering |
+//! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
 //!
 //! ## Codecs
 //!
@@ -63,6 +64,7 @@
 #![warn(missing_docs)]
 
 pub mod cip;
+pub mod engine;
 pub mod enip;
 pub mod modbus;
 pub mod wire;
