@@ -9,6 +9,9 @@
 // Helpers outside `#[test]` functions unwrap too: a malformed capture is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::hex_bytes;
 use cpppo_core::cip::data::{Count, DataType, TagType, Values};
 use cpppo_core::cip::epath::Segment;
 use cpppo_core::cip::logix::{ReadTagFragmentedRequest, ReadTagReply, WriteTagFragmentedRequest};
@@ -41,11 +44,7 @@ fn packets() -> Vec<Packet> {
                 "controller" => false,
                 other => panic!("{name}: unknown sender {other}"),
             };
-            let hex = words.next().unwrap();
-            let bytes = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
+            let bytes = hex_bytes(words.next().unwrap());
             Packet {
                 name,
                 from_client,
