@@ -18,10 +18,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{hex, hex_bytes};
+use common::{hex, hex_files};
 use cpppo_core::cip::connection_manager::{
     ForwardCloseFailure, ForwardCloseReply, ForwardOpenFailure, ForwardOpenReply,
 };
@@ -101,10 +100,6 @@ impl FrameFile {
     }
 }
 
-fn frames_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/frames")
-}
-
 /// Split an `expect:` line on spaces outside `"..."`, then each token on its first `=`.
 fn parse_expect(line: &str, file: &str) -> Vec<(String, String)> {
     let mut tokens = Vec::new();
@@ -139,42 +134,26 @@ fn parse_expect(line: &str, file: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn load(sub: &str) -> Vec<FrameFile> {
-    let dir = frames_dir().join(sub);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "hex"))
-        .collect();
-    paths.sort();
-    paths
+fn load(dir: &str) -> Vec<FrameFile> {
+    hex_files(dir)
         .into_iter()
-        .map(|path| {
-            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path).unwrap();
-            let mut expect = Vec::new();
-            let mut hex_text = String::new();
-            for line in text.lines() {
-                if let Some(comment) = line.strip_prefix('#') {
-                    if let Some(e) = comment.trim_start().strip_prefix("expect:") {
-                        expect.extend(parse_expect(e, &name));
-                    }
-                } else {
-                    hex_text.push_str(line);
-                    hex_text.push(' ');
-                }
-            }
-            let kind = match sub {
+        .map(|file| {
+            let name = file.name.clone();
+            let expect: Vec<(String, String)> = file
+                .tagged("expect")
+                .flat_map(|e| parse_expect(e, &name))
+                .collect();
+            assert!(!expect.is_empty(), "{name}: no expect line");
+            let kind = match dir {
                 "enip" => Kind::Enip,
                 _ if name.contains("tcp_") => Kind::ModbusTcp,
                 _ if name.contains("rtu_") => Kind::ModbusRtu,
                 _ => panic!("{name}: Modbus file name says neither tcp_ nor rtu_"),
             };
-            assert!(!expect.is_empty(), "{name}: no expect line");
             FrameFile {
                 name,
                 kind,
-                bytes: hex_bytes(&hex_text),
+                bytes: file.bytes,
                 expect,
             }
         })
@@ -539,12 +518,7 @@ fn decode_request(req: &MessageRouterRequest<'_>, d: &mut Decoded, p: &str) {
     };
     let data: &[u8] = &req.data;
     let body = &data[..data.len() - classified.trailing.len()];
-    if !classified.trailing.is_empty()
-        && !matches!(
-            classified.request,
-            Request::GetAttributesAll | Request::GetAttributeSingle
-        )
-    {
+    if !classified.trailing.is_empty() {
         d.non_canonical.push(format!("{p}service_data.trailing"));
     }
     match &classified.request {
@@ -645,7 +619,8 @@ fn decode_reply(reply: &MessageRouterReply<'_>, d: &mut Decoded, p: &str) {
     let data: &[u8] = &reply.data;
     let ok = reply.general_status.is_success();
     match reply.request_service() {
-        // Read Tag and Read Tag Fragmented: the type, then the (partial) value.
+        // Read Tag and Read Tag Fragmented: the type, then the (partial) value. (A
+        // Template Read reply shares 0xCC but carries template bytes; none is here.)
         service::READ_TAG | service::READ_TAG_FRAGMENTED
             if reply.general_status.is_ok_or_partial() && !data.is_empty() =>
         {
