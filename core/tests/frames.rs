@@ -886,13 +886,13 @@ fn every_canonical_frame_reencodes_to_its_bytes_at_every_layer() {
     let mut failures = Vec::new();
     for f in &files {
         let d = decode_file(f);
-        let known: &[&str] = NON_CANONICAL
+        let (known, why): (&[&str], &str) = NON_CANONICAL
             .iter()
             .find(|(name, _, _)| *name == f.name)
-            .map_or(&[], |(_, layers, _)| layers);
+            .map_or((&[], "canonical"), |(_, layers, why)| (layers, why));
         if d.non_canonical != known {
             failures.push(format!(
-                "{}: layers that do not re-encode to their bytes: {:?}, listed: {known:?}",
+                "{}: layers that do not re-encode to their bytes: {:?}, listed: {known:?} ({why})",
                 f.name, d.non_canonical
             ));
         }
