@@ -2,7 +2,8 @@
 //!
 //! The frames are the TCP payloads of cpppo's capture of a cpppo client talking to a
 //! 1756-L61 controller (`tests/frames/enip/cpppo-capture__pkt*.hex`, whose headers name
-//! the source), taken in capture order as one session. Each frame is decoded through
+//! the source; `tests/frames/controllogix-SCADA-read-write.hex` holds the same packets as
+//! one session), taken in capture order. Each frame is decoded through
 //! encapsulation, CPF, Message Router, Unconnected Send and the Logix service into typed
 //! values, which are asserted. (`tests/frames.rs` checks the `expect:` fields, the
 //! byte-exact re-encoding and the framing at every split of these frames and all the
@@ -13,7 +14,7 @@
 
 mod common;
 
-use common::hex_files;
+use common::{hex_bytes, hex_files};
 use cpppo_core::cip::data::{Count, DataType, TagType, Values};
 use cpppo_core::cip::epath::Segment;
 use cpppo_core::cip::logix::{ReadTagFragmentedRequest, ReadTagReply, WriteTagFragmentedRequest};
@@ -110,6 +111,35 @@ fn int_values(reply: &ReadTagReply<'_>) -> Vec<i16> {
         panic!("not INT: {values:?}")
     };
     v
+}
+
+/// The whole session in one file, one packet a line (`pktN sender hex`), as the fuzz
+/// corpus seeds the stream decoder with it.
+const SESSION_FILE: &str = include_str!("frames/controllogix-SCADA-read-write.hex");
+
+#[test]
+fn the_session_file_holds_the_packet_files_in_capture_order() {
+    let lines: Vec<(String, bool, Vec<u8>)> = SESSION_FILE
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let [name, sender, bytes] = words[..] else {
+                panic!("bad session line {l:?}")
+            };
+            let from_client = match sender {
+                "client" => true,
+                "controller" => false,
+                other => panic!("{name}: unknown sender {other}"),
+            };
+            (name.to_string(), from_client, hex_bytes(bytes))
+        })
+        .collect();
+    let packets: Vec<(String, bool, Vec<u8>)> = packets()
+        .into_iter()
+        .map(|p| (p.name, p.from_client, p.bytes))
+        .collect();
+    assert_eq!(lines, packets);
 }
 
 #[test]
