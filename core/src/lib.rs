@@ -16,6 +16,7 @@
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
 //! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
+//! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
 //! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
 //!
 //! ## Codecs
@@ -64,6 +65,7 @@
 #![warn(missing_docs)]
 
 pub mod cip;
+pub mod engine;
 pub mod enip;
 pub mod modbus;
 pub mod rng;
