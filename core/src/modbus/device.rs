@@ -50,6 +50,7 @@ use super::pdu::{
     DIAGNOSTICS_RETURN_QUERY_DATA, MAX_PDU_LEN, READ_DEVICE_ID_BASIC, READ_DEVICE_ID_EXTENDED,
     READ_DEVICE_ID_REGULAR, READ_DEVICE_ID_SPECIFIC,
 };
+use super::server::Transport;
 use crate::rng::SplitMix64;
 
 /// *Read Device Identification* object ids of the basic category (section 6.21).
@@ -483,6 +484,13 @@ pub struct Device {
     pub faults: Faults,
     /// The answer, over Modbus/TCP, for a unit id not served.
     pub unknown_unit: UnknownUnit,
+    /// How connections accepted through [`crate::engine::Server`] frame requests.
+    pub transport: Transport,
+    /// Refuse new connections (they are closed at once); served ones go on.
+    pub disabled: bool,
+    /// Stop serving: the runtime closes its listeners and connections (cpppo's
+    /// `done`).
+    pub done: bool,
     rng: SplitMix64,
 }
 
@@ -496,6 +504,9 @@ impl Device {
             identity: Identity::default(),
             faults: Faults::default(),
             unknown_unit: UnknownUnit::default(),
+            transport: Transport::Tcp,
+            disabled: false,
+            done: false,
             rng: SplitMix64::new(DEFAULT_SEED),
         }
     }

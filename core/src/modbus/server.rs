@@ -7,6 +7,10 @@
 //!
 //! ## Contract
 //!
+//! [`ServerConn`] implements [`crate::engine::Connection`] and [`Device`] implements
+//! [`crate::engine::Server`] (connections framed as [`Device::transport`] says,
+//! Modbus/UDP datagrams), so every runtime drives it with its one loop.
+//!
 //! Inputs:
 //! - [`ServerConn::handle_input`]`(now, bytes, device)`: bytes as they arrived, split
 //!   anywhere. Every whole request is executed at once (writes change the device now),
@@ -78,6 +82,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BufMut;
@@ -87,6 +92,7 @@ use super::device::{Corruption, Device, UnknownUnit, Write, CORRUPT_EXTRA_REGIST
 use super::pdu::{Exception, Registers, Request, RequestError, Response};
 use super::rtu::{Direction, RtuFrame, RtuFramer, BROADCAST_ADDRESS};
 use super::tcp::{self, TcpDecoder, MBAP_HEADER_LEN, PROTOCOL_ID_MODBUS};
+use crate::engine;
 use crate::wire::{DecodeError, Encode};
 
 /// How requests are framed on this connection.
@@ -272,8 +278,19 @@ impl ServerConn {
 
     /// The peer has closed its side: nothing more will be read; pending replies are
     /// still sent, then [`ServerConn::is_closed`] becomes true.
-    pub fn handle_eof(&mut self) {
+    pub fn handle_eof(&mut self, _now: Instant, _device: &mut Device) {
         self.closing = true;
+    }
+
+    /// Hand out every reply held, due or not (a datagram gets its answer at once).
+    fn release_all(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut any = false;
+        while let Some(p) = self.pending.pop_front() {
+            self.stats.bytes_out = self.stats.bytes_out.saturating_add(p.bytes.len() as u64);
+            out.extend_from_slice(&p.bytes);
+            any = true;
+        }
+        any
     }
 
     /// Append every reply due by `now` to `out`, in request order; false when none is.
@@ -530,6 +547,82 @@ impl ServerConn {
             due = due.max(last.due);
         }
         self.pending.push_back(Pending { due, bytes });
+    }
+}
+
+impl engine::Connection for ServerConn {
+    type Server = Device;
+    type Event = Event;
+
+    fn handle_input(&mut self, now: Instant, data: &[u8], server: &mut Device) {
+        ServerConn::handle_input(self, now, data, server)
+    }
+
+    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        ServerConn::poll_transmit(self, now, out)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        ServerConn::poll_event(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        ServerConn::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, server: &mut Device) {
+        ServerConn::handle_timeout(self, now, server)
+    }
+
+    fn handle_eof(&mut self, now: Instant, server: &mut Device) {
+        ServerConn::handle_eof(self, now, server)
+    }
+
+    fn is_closed(&self) -> bool {
+        ServerConn::is_closed(self)
+    }
+}
+
+impl engine::Server for Device {
+    type Connection = ServerConn;
+
+    /// A connection framed as [`Device::transport`] says; `None` while the device is
+    /// [`Device::disabled`] or [`Device::done`].
+    fn accept(
+        &mut self,
+        _now: Instant,
+        _local: SocketAddr,
+        _peer: SocketAddr,
+    ) -> Option<ServerConn> {
+        (!self.disabled && !self.done).then(|| ServerConn::new(self.transport))
+    }
+
+    /// Modbus/UDP (pymodbus's UDP server; RTU frames in datagrams when
+    /// [`Device::transport`] is RTU): every request in the datagram is executed and
+    /// the replies appended to `out` at once. A reply delay cannot hold a datagram
+    /// answer here, so it does not apply; truncation and corruption do. Writes are
+    /// applied but not reported as events.
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        _local: SocketAddr,
+        _peer: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if self.disabled || self.done {
+            return false;
+        }
+        let mut conn = ServerConn::new(match self.transport {
+            Transport::Tcp => Transport::Tcp,
+            Transport::RtuOverTcp | Transport::RtuSerial { .. } => Transport::RtuOverTcp,
+        });
+        conn.handle_input(now, data, self);
+        conn.release_all(out)
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
     }
 }
 
@@ -1075,12 +1168,59 @@ mod tests {
     }
 
     #[test]
+    fn driven_through_the_engine_traits() {
+        use crate::engine::{Connection, Server};
+        let local: SocketAddr = ([127, 0, 0, 1], 502).into();
+        let peer: SocketAddr = ([127, 0, 0, 1], 40000).into();
+        let mut dev = every_function_device();
+        let mut conn = Server::accept(&mut dev, ms(0), local, peer).unwrap();
+        Connection::handle_input(&mut conn, ms(0), &adu(1, 1, &[0x06, 0, 0, 0, 7]), &mut dev);
+        let mut out = Vec::new();
+        assert!(Connection::poll_transmit(&mut conn, ms(0), &mut out));
+        assert_eq!(out, adu(1, 1, &[0x06, 0, 0, 0, 7]));
+        assert!(matches!(
+            Connection::poll_event(&mut conn),
+            Some(Event::Written(_))
+        ));
+        Connection::handle_eof(&mut conn, ms(1), &mut dev);
+        assert!(Connection::is_closed(&conn));
+        // Modbus/UDP: the answer comes back at once, even with a delay set.
+        dev.faults.delay = Some(Delay::Fixed(Duration::from_secs(1)));
+        out.clear();
+        let mut two = adu(2, 1, &[0x03, 0, 0, 0, 1]);
+        two.extend(adu(3, 1, &[0x09]));
+        assert!(dev.handle_datagram(ms(2), local, peer, &two, &mut out));
+        let mut want = adu(2, 1, &[0x03, 2, 0, 7]);
+        want.extend(adu(3, 1, &[0x89, 0x01]));
+        assert_eq!(out, want);
+        // RTU in datagrams.
+        dev.transport = Transport::RtuSerial { baud: 9600 };
+        out.clear();
+        assert!(dev.handle_datagram(ms(3), local, peer, &rtu(1, &[0x03, 0, 0, 0, 1]), &mut out));
+        assert_eq!(out, rtu(1, &[0x03, 2, 0, 7]));
+        assert!(
+            Server::accept(&mut dev, ms(3), local, peer)
+                .unwrap()
+                .transport()
+                == dev.transport
+        );
+        // Disabled refuses; done stops.
+        dev.disabled = true;
+        assert!(Server::accept(&mut dev, ms(4), local, peer).is_none());
+        assert!(!dev.handle_datagram(ms(4), local, peer, &rtu(1, &[0x07]), &mut out));
+        dev.disabled = false;
+        dev.done = true;
+        assert!(dev.is_done());
+        assert!(Server::accept(&mut dev, ms(5), local, peer).is_none());
+    }
+
+    #[test]
     fn end_of_input_flushes_then_closes() {
         let mut dev = every_function_device();
         dev.faults.delay = Some(Delay::Fixed(Duration::from_millis(100)));
         let mut conn = ServerConn::tcp();
         conn.handle_input(ms(0), &adu(1, 1, &[0x03, 0, 0, 0, 1]), &mut dev);
-        conn.handle_eof();
+        conn.handle_eof(ms(0), &mut dev);
         assert!(!conn.is_closed());
         assert_eq!(conn.poll_timeout(), Some(ms(100)));
         assert_eq!(drain(&mut conn, ms(100)).0, adu(1, 1, &[0x03, 2, 0, 99]));
