@@ -281,6 +281,44 @@ impl UnitData {
                 .map(<[_]>::to_vec),
         }
     }
+
+    /// Store `values` (bits: non-zero is ON) at `address..` of `table`, if every
+    /// address exists; false (and nothing changes) otherwise. For a simulation or an
+    /// operator changing inputs; no [`Write`] event is made.
+    pub fn write(&mut self, table: Table, address: u16, values: &[u16]) -> bool {
+        let Ok(quantity) = u16::try_from(values.len()) else {
+            return false;
+        };
+        fn store<T>(slots: Option<&mut [T]>, values: &[u16], f: impl Fn(u16) -> T) -> bool {
+            match slots {
+                Some(slots) => {
+                    for (slot, v) in slots.iter_mut().zip(values) {
+                        *slot = f(*v);
+                    }
+                    true
+                }
+                None => false,
+            }
+        }
+        match table {
+            Table::Coils => store(self.coils.range_mut(address, quantity), values, |v| v != 0),
+            Table::DiscreteInputs => store(
+                self.discrete_inputs.range_mut(address, quantity),
+                values,
+                |v| v != 0,
+            ),
+            Table::InputRegisters => store(
+                self.input_registers.range_mut(address, quantity),
+                values,
+                |v| v,
+            ),
+            Table::HoldingRegisters => store(
+                self.holding_registers.range_mut(address, quantity),
+                values,
+                |v| v,
+            ),
+        }
+    }
 }
 
 fn bits(values: &[u16]) -> Vec<bool> {
@@ -1101,6 +1139,21 @@ mod tests {
         assert_eq!(serve(&mut dev, 1, &[0x03, 0, 20, 0, 10])[0], 0x03);
         // No such table at all.
         assert_eq!(serve(&mut dev, 1, &[0x01, 0, 0, 0, 1]), [0x81, 0x02]);
+    }
+
+    #[test]
+    fn operator_reads_and_writes_every_table() {
+        let mut u = UnitData::parse(["1-4", "10001-10004", "30001-30002", "40001-40002"]).unwrap();
+        assert!(u.write(Table::DiscreteInputs, 1, &[1, 0, 5]));
+        assert_eq!(u.read(Table::DiscreteInputs, 0, 4), Some(vec![0, 1, 0, 1]));
+        assert!(u.write(Table::InputRegisters, 0, &[7, 8]));
+        assert_eq!(u.read(Table::InputRegisters, 0, 2), Some(vec![7, 8]));
+        assert!(u.write(Table::Coils, 3, &[1]));
+        assert_eq!(u.read(Table::Coils, 0, 4), Some(vec![0, 0, 0, 1]));
+        assert!(!u.write(Table::HoldingRegisters, 1, &[1, 2]));
+        assert_eq!(u.read(Table::HoldingRegisters, 0, 2), Some(vec![0, 0]));
+        assert_eq!(u.read(Table::HoldingRegisters, 0, 3), None);
+        assert!(!u.write(Table::Coils, 0, &[]));
     }
 
     #[test]
