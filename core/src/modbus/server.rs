@@ -1002,6 +1002,33 @@ mod tests {
     }
 
     #[test]
+    fn two_connections_interleaved_stay_independent() {
+        let mut dev = every_function_device();
+        let mut a = ServerConn::tcp();
+        let mut b = ServerConn::rtu_over_tcp();
+        let write = adu(7, 1, &[0x06, 0, 2, 0xBE, 0xEF]);
+        let read = rtu(1, &[0x03, 0, 2, 0, 1]);
+        // Half of each, then the rest: each connection keeps its own partial frame.
+        a.handle_input(t0(), &write[..5], &mut dev);
+        b.handle_input(t0(), &read[..3], &mut dev);
+        a.handle_input(t0(), &write[5..], &mut dev);
+        b.handle_input(t0(), &read[3..], &mut dev);
+        let (out_a, ev_a) = drain(&mut a, t0());
+        let (out_b, ev_b) = drain(&mut b, t0());
+        assert_eq!(out_a, write);
+        assert_eq!(ev_a.len(), 1);
+        // The device is shared: b reads what a wrote.
+        assert_eq!(out_b, rtu(1, &[0x03, 2, 0xBE, 0xEF]));
+        assert!(ev_b.is_empty());
+        assert_eq!((a.statistics().requests, b.statistics().requests), (1, 1));
+        // One connection's fatal error leaves the other serving.
+        a.handle_input(t0(), &[0, 0, 0, 9, 0, 2, 1, 1], &mut dev);
+        assert!(a.is_closed());
+        b.handle_input(t0(), &read, &mut dev);
+        assert_eq!(drain(&mut b, t0()).0, rtu(1, &[0x03, 2, 0xBE, 0xEF]));
+    }
+
+    #[test]
     fn writes_are_events() {
         let mut dev = every_function_device();
         let mut conn = ServerConn::tcp();
