@@ -15,7 +15,9 @@
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format; the server engine ([`enip::server`]) |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
-//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering |
+//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
+//! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
+//! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
 //!
 //! ## Codecs
 //!
@@ -68,8 +70,10 @@
 #![warn(missing_docs)]
 
 pub mod cip;
+pub mod engine;
 pub mod enip;
 pub mod modbus;
+pub mod rng;
 pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests.
