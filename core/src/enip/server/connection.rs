@@ -12,6 +12,7 @@ use crate::cip::connection_manager::{
     connection_type, ConnectionTriple, ForwardCloseFailure, ForwardCloseReply, ForwardCloseRequest,
     ForwardOpenFailure, ForwardOpenReply, ForwardOpenRequest,
 };
+use crate::cip::device::CipDevice;
 use crate::cip::epath::{Epath, Segment};
 use crate::cip::message_router::{class, service, MessageRouterReply, MessageRouterRequest};
 use crate::cip::status::{ConnectionManagerStatus, GeneralStatus};
@@ -132,8 +133,8 @@ fn check_connection_path<D>(
     }
 }
 
-impl ServerConn {
-    pub(super) fn forward_open<D>(
+impl<D: CipDevice> ServerConn<D> {
+    pub(super) fn forward_open(
         &mut self,
         now: Instant,
         server: &mut Server<D>,
@@ -226,7 +227,7 @@ impl ServerConn {
         MessageRouterReply::success(req.service, reply.to_vec())
     }
 
-    pub(super) fn forward_close<D>(
+    pub(super) fn forward_close(
         &mut self,
         server: &mut Server<D>,
         req: &MessageRouterRequest<'_>,

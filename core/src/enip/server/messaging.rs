@@ -22,8 +22,8 @@ struct Via {
     budget: usize,
 }
 
-impl ServerConn {
-    pub(super) fn send_rr_data<D: CipDevice>(
+impl<D: CipDevice> ServerConn<D> {
+    pub(super) fn send_rr_data(
         &mut self,
         now: Instant,
         server: &mut Server<D>,
@@ -65,7 +65,7 @@ impl ServerConn {
         self.reply_send_data(now, server, h, send.timeout, None, &reply);
     }
 
-    pub(super) fn send_unit_data<D: CipDevice>(
+    pub(super) fn send_unit_data(
         &mut self,
         now: Instant,
         server: &mut Server<D>,
@@ -139,7 +139,7 @@ impl ServerConn {
     /// Queue a SendRRData/SendUnitData reply carrying `reply` in the canonical two-item
     /// CPF (null address and unconnected data, or connected address `id` and connected
     /// data with sequence count `seq`), encoded straight into one buffer.
-    fn reply_send_data<D>(
+    fn reply_send_data(
         &mut self,
         now: Instant,
         server: &mut Server<D>,
@@ -202,7 +202,7 @@ impl ServerConn {
     /// Route one Message Router request: Connection Manager services here, the rest to
     /// the device. `None` when there is not even a service code. Returns the service
     /// code served (the embedded one for an Unconnected Send) and the reply.
-    fn dispatch<D: CipDevice>(
+    fn dispatch(
         &mut self,
         now: Instant,
         server: &mut Server<D>,
@@ -229,7 +229,7 @@ impl ServerConn {
         })
     }
 
-    fn unconnected_send<D: CipDevice>(
+    fn unconnected_send(
         &mut self,
         now: Instant,
         server: &mut Server<D>,

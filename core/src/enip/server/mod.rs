@@ -42,7 +42,13 @@
 //!   configured, the encapsulation inactivity timeout of an idle TCP connection.
 //! - [`ServerConn::is_closed`]: the adapter closes the socket (after flushing
 //!   `poll_transmit`).
-//! - [`ServerConn::handle_eof`]: the peer hung up; releases its session and connections.
+//! - [`ServerConn::handle_eof`]: the peer hung up; its session and CIP connections are
+//!   released, replies already queued still go out.
+//!
+//! [`ServerConn`] implements [`crate::engine::Connection`] and [`Server`] implements
+//! [`crate::engine::Server`] (`accept` refuses while disabled or done, and announces
+//! the accepted-on address in ListIdentity; `handle_datagram` answers UDP), so every
+//! runtime drives this engine with the same loop as the Modbus one.
 //!
 //! Replies are computed when the request arrives (so state changes happen then) but a
 //! [`ReplyDelay`] holds their release until `arrival + delay`, in order.
@@ -136,6 +142,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -144,6 +151,7 @@ use serde::{Deserialize, Serialize};
 use crate::cip::connection_manager::ConnectionTriple;
 use crate::cip::device::CipDevice;
 use crate::cip::status::GeneralStatus;
+use crate::engine;
 use crate::enip::cpf;
 use crate::enip::encapsulation::{Command, Encapsulation, EncapsulationFraming, Header};
 use crate::wire::{Encode, StreamDecoder};
@@ -159,7 +167,7 @@ pub use connection::CipConnection;
 pub use session::list_identity_item;
 pub use shared::{
     ConnectionStats, Faults, RegisteredConnection, ReplyDelay, RoutePolicy, Server, ServerOptions,
-    SplitMix64, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTION_SIZE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTION_SIZE,
 };
 
 /// The `ListServices` capability flags this server announces: CIP encapsulation over TCP
@@ -279,7 +287,7 @@ struct Pending {
 /// ([`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
 /// [`poll_timeout`](Self::poll_timeout), [`is_closed`](Self::is_closed)).
 #[derive(Debug)]
-pub struct ServerConn {
+pub struct ServerConn<D> {
     id: u64,
     local: Option<SocketAddrV4>,
     decoder: StreamDecoder<EncapsulationFraming>,
@@ -295,12 +303,14 @@ pub struct ServerConn {
     stats: ConnectionStats,
     closing: bool,
     closed: bool,
+    /// The device type served (the engine holds no device; see [`Server`]).
+    device: PhantomData<fn(&mut D)>,
 }
 
-impl ServerConn {
+impl<D: CipDevice> ServerConn<D> {
     /// A new connection from `peer`, registered with `server` (for statistics and fault
     /// injection). When the server is disabled or done it is closed at once.
-    pub fn new<D: CipDevice>(now: Instant, peer: SocketAddr, server: &mut Server<D>) -> Self {
+    pub fn new(now: Instant, peer: SocketAddr, server: &mut Server<D>) -> Self {
         let id = server.new_conn(peer);
         let mut conn = ServerConn {
             id,
@@ -323,6 +333,7 @@ impl ServerConn {
             },
             closing: false,
             closed: false,
+            device: PhantomData,
         };
         conn.check_faults(now, server);
         conn
@@ -356,12 +367,7 @@ impl ServerConn {
     }
 
     /// Feed bytes received from the peer, split anywhere.
-    pub fn handle_input<D: CipDevice>(
-        &mut self,
-        now: Instant,
-        data: &[u8],
-        server: &mut Server<D>,
-    ) {
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], server: &mut Server<D>) {
         if self.closed || self.check_faults(now, server) {
             return;
         }
@@ -395,7 +401,7 @@ impl ServerConn {
     /// Expire CIP connections whose timeout has passed, and apply fault injection.
     /// (Delayed replies need no call here: [`poll_transmit`](Self::poll_transmit)
     /// releases them when `now` reaches their time.)
-    pub fn handle_timeout<D: CipDevice>(&mut self, now: Instant, server: &mut Server<D>) {
+    pub fn handle_timeout(&mut self, now: Instant, server: &mut Server<D>) {
         if self.closed || self.check_faults(now, server) {
             return;
         }
@@ -422,10 +428,17 @@ impl ServerConn {
             .map(|t| self.last_input.checked_add(t).unwrap_or(self.last_input))
     }
 
-    /// The peer closed its end: release the session and every CIP connection.
-    pub fn handle_eof<D: CipDevice>(&mut self, _now: Instant, server: &mut Server<D>) {
-        if !self.closed {
-            self.close_now(server, CloseReason::PeerClosed);
+    /// The peer closed its end: no more input will come. The session and every CIP
+    /// connection are released; replies already queued may still be transmitted.
+    pub fn handle_eof(&mut self, _now: Instant, server: &mut Server<D>) {
+        if !self.closed && !self.closing {
+            // Replies already computed may still go out; nothing more is read.
+            self.release_all(server);
+            self.closing = true;
+            self.events.push_back(ServerEvent::Closed {
+                reason: CloseReason::PeerClosed,
+            });
+            self.sync_stats(server);
         }
     }
 
@@ -471,7 +484,7 @@ impl ServerConn {
     // -----------------------------------------------------------------------------------
 
     /// Apply `disabled`, `done` and per-connection EOF; true when the connection closed.
-    fn check_faults<D>(&mut self, _now: Instant, server: &mut Server<D>) -> bool {
+    fn check_faults(&mut self, _now: Instant, server: &mut Server<D>) -> bool {
         if self.closed {
             return true;
         }
@@ -493,16 +506,16 @@ impl ServerConn {
         }
     }
 
-    fn sync_stats<D>(&mut self, server: &mut Server<D>) {
+    fn sync_stats(&mut self, server: &mut Server<D>) {
         self.stats.session_handle = self.session;
-        self.stats.closed = self.closed;
+        self.stats.closed = self.closed || self.closing;
         if let Some(s) = server.stats_mut(self.id) {
             s.clone_from(&self.stats);
         }
     }
 
     /// Release the session and connections; with `flush` false, drop queued replies too.
-    fn release_all<D>(&mut self, server: &mut Server<D>) {
+    fn release_all(&mut self, server: &mut Server<D>) {
         for c in std::mem::take(&mut self.connections) {
             self.release_connection(server, &c, ConnectionCloseReason::SessionClosed);
         }
@@ -514,7 +527,7 @@ impl ServerConn {
         }
     }
 
-    fn close_now<D>(&mut self, server: &mut Server<D>, reason: CloseReason) {
+    fn close_now(&mut self, server: &mut Server<D>, reason: CloseReason) {
         self.release_all(server);
         self.queue.clear();
         self.closed = true;
@@ -522,7 +535,7 @@ impl ServerConn {
         self.sync_stats(server);
     }
 
-    fn release_connection<D>(
+    fn release_connection(
         &mut self,
         server: &mut Server<D>,
         c: &CipConnection,
@@ -544,7 +557,7 @@ impl ServerConn {
     }
 
     /// Queue a reply to `header` (its command, session handle and sender context).
-    fn reply<D>(
+    fn reply(
         &mut self,
         now: Instant,
         server: &mut Server<D>,
@@ -562,7 +575,7 @@ impl ServerConn {
         }
     }
 
-    fn queue_bytes<D>(&mut self, now: Instant, server: &mut Server<D>, bytes: Vec<u8>) {
+    fn queue_bytes(&mut self, now: Instant, server: &mut Server<D>, bytes: Vec<u8>) {
         let delay = server.sample_delay();
         let at = now.checked_add(delay).unwrap_or(now);
         // Replies leave in order: none overtakes an earlier one with a longer delay.
@@ -573,5 +586,77 @@ impl ServerConn {
         self.last_release = Some(release);
         self.stats.sent = self.stats.sent.saturating_add(bytes.len() as u64);
         self.queue.push_back(Pending { release, bytes });
+    }
+}
+
+impl<D: CipDevice> engine::Connection for ServerConn<D> {
+    type Server = Server<D>;
+    type Event = ServerEvent;
+
+    fn handle_input(&mut self, now: Instant, data: &[u8], server: &mut Server<D>) {
+        ServerConn::handle_input(self, now, data, server)
+    }
+
+    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        ServerConn::poll_transmit(self, now, out)
+    }
+
+    fn poll_event(&mut self) -> Option<ServerEvent> {
+        ServerConn::poll_event(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        ServerConn::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, server: &mut Server<D>) {
+        ServerConn::handle_timeout(self, now, server)
+    }
+
+    fn handle_eof(&mut self, now: Instant, server: &mut Server<D>) {
+        ServerConn::handle_eof(self, now, server)
+    }
+
+    fn is_closed(&self) -> bool {
+        ServerConn::is_closed(self)
+    }
+}
+
+impl<D: CipDevice> engine::Server for Server<D> {
+    type Connection = ServerConn<D>;
+
+    /// A connection announcing `local` (when it is a specific IPv4 address) in its
+    /// ListIdentity replies; `None` while the server is disabled or done.
+    fn accept(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<ServerConn<D>> {
+        if self.faults.disabled || self.faults.done {
+            return None;
+        }
+        let mut conn = ServerConn::new(now, peer, self);
+        if let SocketAddr::V4(v4) = local {
+            if !v4.ip().is_unspecified() {
+                conn.set_local_address(v4);
+            }
+        }
+        Some(conn)
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        Server::handle_datagram(self, now, local, peer, data, out)
+    }
+
+    fn is_done(&self) -> bool {
+        Server::is_done(self)
     }
 }

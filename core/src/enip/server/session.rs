@@ -15,13 +15,8 @@ use crate::enip::encapsulation::{
 };
 use crate::wire::Encode;
 
-impl ServerConn {
-    pub(super) fn handle_frame<D: CipDevice>(
-        &mut self,
-        now: Instant,
-        frame: &[u8],
-        server: &mut Server<D>,
-    ) {
+impl<D: CipDevice> ServerConn<D> {
+    pub(super) fn handle_frame(&mut self, now: Instant, frame: &[u8], server: &mut Server<D>) {
         let enc = match Encapsulation::decode(frame) {
             Ok((enc, _)) => enc,
             Err(e) => {
@@ -74,7 +69,7 @@ impl ServerConn {
         }
     }
 
-    pub(super) fn wrong_session<D>(&mut self, now: Instant, server: &mut Server<D>, h: &Header) {
+    pub(super) fn wrong_session(&mut self, now: Instant, server: &mut Server<D>, h: &Header) {
         self.protocol_error(
             Some(h.command),
             format!("invalid session handle 0x{:08X}", h.session_handle),
@@ -82,7 +77,7 @@ impl ServerConn {
         self.reply(now, server, h, status::INVALID_SESSION_HANDLE, &[]);
     }
 
-    pub(super) fn register_session<D>(
+    pub(super) fn register_session(
         &mut self,
         now: Instant,
         server: &mut Server<D>,
@@ -183,7 +178,9 @@ impl<D: CipDevice> Server<D> {
     /// SendRRData, SendUnitData) and unknown ones get status 0x0001 (invalid command), as
     /// OpENer answers them. Returns false when there is no reply: a datagram that is not
     /// exactly one encapsulation message, non-zero options, and everything while the
-    /// server is disabled or done. `peer` is the sender (replies do not depend on it).
+    /// server is disabled or done. `local` is the address the datagram arrived on: a
+    /// specific IPv4 address is announced in the reply, else [`super::ServerOptions::address`].
+    /// `peer` is the sender (replies do not depend on it).
     ///
     /// Replies are immediate: the random delay the specification asks of a reply to a
     /// *broadcast* ListIdentity (up to the request's maximum response delay) is left
@@ -191,6 +188,7 @@ impl<D: CipDevice> Server<D> {
     pub fn handle_datagram(
         &mut self,
         _now: Instant,
+        local: SocketAddr,
         _peer: SocketAddr,
         data: &[u8],
         out: &mut Vec<u8>,
@@ -210,7 +208,11 @@ impl<D: CipDevice> Server<D> {
             | Command::ListServices
             | Command::ListInterfaces
             | Command::Legacy => {
-                let cpf = list_reply(h.command, self.device(), self.options().address);
+                let addr = match local {
+                    SocketAddr::V4(v4) if !v4.ip().is_unspecified() => v4,
+                    _ => self.options().address,
+                };
+                let cpf = list_reply(h.command, self.device(), addr);
                 match Encapsulation::reply(&h, status::SUCCESS, cpf.to_vec()) {
                     Ok(frame) => {
                         frame.encode(out);

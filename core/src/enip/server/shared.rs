@@ -13,6 +13,7 @@ use crate::cip::device::{CipDevice, UNCONNECTED_REPLY_BUDGET};
 use crate::cip::epath::{parse_route_path, Epath, PathParseError, Segment};
 use crate::cip::status::ConnectionManagerStatus;
 use crate::enip::ENIP_PORT;
+use crate::rng::SplitMix64;
 
 /// The largest connection size a Large Forward Open may negotiate by default: 4002 bytes,
 /// what ControlLogix 5570/5580 controllers accept (and what pylogix asks for).
@@ -103,7 +104,7 @@ pub enum ReplyDelay {
     /// Every reply waits this long.
     Fixed(Duration),
     /// Every reply waits a duration drawn uniformly from `min..=max` by the server's
-    /// seeded generator (reproducible for a given seed).
+    /// seeded generator (reproducible for a given seed; up to 584 years).
     Range {
         /// Shortest delay.
         min: Duration,
@@ -120,14 +121,8 @@ impl ReplyDelay {
             ReplyDelay::Fixed(d) => d,
             ReplyDelay::Range { min, max } => {
                 let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
-                let span = hi.saturating_sub(lo).as_nanos();
-                let span = u64::try_from(span).unwrap_or(u64::MAX);
-                let pick = if span == u64::MAX {
-                    rng.next_u64()
-                } else {
-                    rng.next_u64() % (span + 1)
-                };
-                lo.saturating_add(Duration::from_nanos(pick))
+                let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                Duration::from_nanos(rng.between(nanos(lo), nanos(hi)))
             }
         }
     }
@@ -152,34 +147,6 @@ pub struct Faults {
     /// Connection ids (see [`crate::enip::server::ServerConn::id`]) to close as if the
     /// peer had hung up, at their next input or timeout.
     pub eof: BTreeSet<u64>,
-}
-
-/// A small, fast, seedable generator (splitmix64) for session handles, connection ids and
-/// delays; reproducible for a given seed, which is what tests and fault injection need.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// The next 32 random bits.
-    pub fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
 }
 
 /// Server configuration.
@@ -376,7 +343,7 @@ impl<D> Server<D> {
     /// Allocate a fresh, non-zero session handle.
     pub(super) fn register_session(&mut self) -> u32 {
         loop {
-            let handle = self.rng.next_u32();
+            let handle = (self.rng.next_u64() >> 32) as u32;
             if handle != 0 && self.sessions.insert(handle) {
                 return handle;
             }
@@ -398,7 +365,7 @@ impl<D> Server<D> {
     /// Allocate a fresh, non-zero O->T connection id and register the connection.
     pub(super) fn register_connection(&mut self, conn: RegisteredConnection) -> u32 {
         loop {
-            let id = self.rng.next_u32();
+            let id = (self.rng.next_u64() >> 32) as u32;
             if id != 0 && !self.connections.contains_key(&id) {
                 self.connections.insert(id, conn);
                 return id;
