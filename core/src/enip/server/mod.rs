@@ -42,6 +42,8 @@
 //!   configured, the encapsulation inactivity timeout of an idle TCP connection.
 //! - [`ServerConn::is_closed`]: the adapter closes the socket (after flushing
 //!   `poll_transmit`).
+//! - [`ServerConn::is_backlogged`]: too many delayed replies are held; the adapter stops
+//!   reading until some are sent.
 //! - [`ServerConn::handle_eof`]: the peer hung up; its session and CIP connections are
 //!   released, replies already queued still go out.
 //!
@@ -177,6 +179,10 @@ pub const LIST_SERVICES_CAPABILITY: u16 = cpf::capability::CIP_ENCAPSULATION;
 /// The Identity object state announced by ListIdentity when the device gives none
 /// (0xFF: "not implemented", as cpppo answers).
 pub const IDENTITY_STATE_UNKNOWN: u8 = 0xFF;
+
+/// Replies held (delayed, not yet handed out) at which [`ServerConn::is_backlogged`] asks
+/// the adapter to stop reading (the same bound as the Modbus server's).
+pub const MAX_PENDING_REPLIES: usize = 1024;
 
 /// Why a TCP connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -473,6 +479,14 @@ impl<D: CipDevice> ServerConn<D> {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// True when [`MAX_PENDING_REPLIES`] or more replies wait for their release (a client
+    /// pipelining into a reply delay): the adapter stops reading input until
+    /// [`poll_transmit`](Self::poll_transmit) has handed some out, so memory stays
+    /// bounded.
+    pub fn is_backlogged(&self) -> bool {
+        self.queue.len() >= MAX_PENDING_REPLIES
     }
 
     /// True when the adapter should close the socket (after draining

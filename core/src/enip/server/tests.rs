@@ -1340,6 +1340,26 @@ fn reply_delay_holds_replies_in_order() {
 }
 
 #[test]
+fn a_backlog_of_delayed_replies_is_reported() {
+    let mut h = Harness::default();
+    h.server.faults.delay = ReplyDelay::Fixed(Duration::from_secs(5));
+    let burst = LISTIDENT_1_REQ.repeat(MAX_PENDING_REPLIES - 1);
+    h.conn.handle_input(h.now, &burst, &mut h.server);
+    assert!(!h.conn.is_backlogged());
+    h.conn.handle_input(h.now, LISTIDENT_1_REQ, &mut h.server);
+    assert!(h.conn.is_backlogged());
+    let mut out = Vec::new();
+    assert!(h
+        .conn
+        .poll_transmit(h.now + Duration::from_secs(5), &mut out));
+    assert!(!h.conn.is_backlogged());
+    assert_eq!(out.len(), MAX_PENDING_REPLIES * LISTIDENT_1_RPY_LEN);
+}
+
+/// The length of our ListIdentity reply for the test device (the L61's name).
+const LISTIDENT_1_RPY_LEN: usize = 24 + 2 + 4 + 2 + 16 + 14 + 1 + 20 + 1;
+
+#[test]
 fn delay_ranges_are_reproducible_and_bounded() {
     let delay = ReplyDelay::Range {
         min: Duration::from_millis(10),
