@@ -682,7 +682,61 @@ pub mod workload {
         ops.extend(enip_operations());
         ops.extend(modbus_tcp_operations());
         ops.extend(modbus_rtu_operations());
+        ops.extend(modbus_server_operations());
         ops
+    }
+
+    /// The register spec of the simulated device the server operations talk to:
+    /// holding registers 40001-41000 (so the request's 124-125 exist).
+    pub const DEVICE_SPEC: &str = "40001-41000=7";
+
+    /// One request through core's Modbus server engine (`modbus::server::ServerConn`
+    /// over a `modbus::device::Device`), as a runtime drives it: `handle_input`, then
+    /// drain `poll_transmit` and `poll_event`.
+    fn server_turn(
+        transport: cpppo_core::modbus::server::Transport,
+        request: &'static [u8],
+        name: &'static str,
+    ) -> Operation {
+        use cpppo_core::engine::Server;
+        use cpppo_core::modbus::device::Device;
+
+        let mut device = Device::from_specs([DEVICE_SPEC]).expect("a valid register spec");
+        device.transport = transport;
+        let mut clock = ticking_clock();
+        let local = "127.0.0.1:502".parse().expect("an address");
+        let peer = "127.0.0.1:40000".parse().expect("an address");
+        let mut conn = device
+            .accept(clock(), local, peer)
+            .expect("the device accepts a connection");
+        let mut out = Vec::new();
+        op(name, move || {
+            let now = clock();
+            out.clear();
+            conn.handle_input(now, request, &mut device);
+            while conn.poll_transmit(now, &mut out) {}
+            let mut events = 0u64;
+            while conn.poll_event().is_some() {
+                events += 1;
+            }
+            out.len() as u64 + events
+        })
+    }
+
+    fn modbus_server_operations() -> Vec<Operation> {
+        use cpppo_core::modbus::server::Transport;
+        vec![
+            server_turn(
+                Transport::Tcp,
+                modbus::TCP_FC3_REQUEST,
+                "modbus_tcp/fc3/server_conn",
+            ),
+            server_turn(
+                Transport::RtuSerial { baud: RTU_BAUD },
+                modbus::RTU_FC3_REQUEST,
+                "modbus_rtu/fc3/server_conn",
+            ),
+        ]
     }
 
     fn enip_operations() -> Vec<Operation> {
