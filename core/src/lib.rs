@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 
 pub mod cip;
+pub mod controller;
 pub mod enip;
 pub mod modbus;
 pub mod wire;
