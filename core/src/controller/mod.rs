@@ -273,6 +273,9 @@ fn path_error(svc: u8, e: PathError) -> Reply {
 /// True for a decode error that means "the request ended early" (the codecs report
 /// truncation inside a known length as `Invalid` with a "truncated" reason).
 fn is_short(e: &DecodeError) -> bool {
+    if e.field() == "multiple_service.offsets" {
+        return true;
+    }
     match e {
         DecodeError::Incomplete { .. } => true,
         DecodeError::Invalid { reason, .. } => reason.starts_with("truncated"),

@@ -1,1 +1,1609 @@
+use std::sync::Mutex;
+use std::time::Duration;
 
+use proptest::prelude::*;
+
+use super::*;
+use crate::cip::data::{Count, Text, Values, LOGIX_STRING_HANDLE};
+use crate::cip::device::UNCONNECTED_REPLY_BUDGET;
+use crate::cip::logix::{TemplateAttributes, TemplateDefinition};
+use crate::cip::message_router::Request;
+use crate::cip::objects::identity_attribute;
+use crate::wire::Reader;
+
+fn ctx_at(now: Instant, budget: usize) -> RequestContext {
+    RequestContext {
+        now,
+        connection: None,
+        reply_budget: budget,
+    }
+}
+
+fn ctx(budget: usize) -> RequestContext {
+    ctx_at(Instant::now(), budget)
+}
+
+fn path(p: &str) -> Epath<'static> {
+    p.parse().unwrap()
+}
+
+fn controller(specs: &[&str]) -> Controller {
+    let mut c = Controller::new(ControllerConfig::default());
+    for s in specs {
+        c.tags_mut().add_str(s).unwrap();
+    }
+    c
+}
+
+/// Execute and check that the reply encodes and decodes back to itself.
+fn exec_ctx(c: &mut Controller, ctx: &RequestContext, req: &MessageRouterRequest<'_>) -> Reply {
+    let reply = c.execute(ctx, req);
+    let bytes = reply.to_vec();
+    assert_eq!(MessageRouterReply::decode(&bytes).unwrap(), reply);
+    assert!(
+        bytes.len() <= ctx.reply_budget.max(6),
+        "reply of {} bytes exceeds budget {}",
+        bytes.len(),
+        ctx.reply_budget
+    );
+    reply
+}
+
+fn exec(c: &mut Controller, service: u8, p: &str, data: Vec<u8>) -> Reply {
+    let req = MessageRouterRequest::new(service, path(p), data);
+    exec_ctx(c, &ctx(UNCONNECTED_REPLY_BUDGET), &req)
+}
+
+fn read_req(elements: u16) -> Vec<u8> {
+    ReadTagRequest { elements }.to_vec()
+}
+
+fn write_req(v: &Values) -> Vec<u8> {
+    WriteTagRequest {
+        tag_type: v.tag_type(),
+        elements: v.len() as u16,
+        data: Cow::Owned(v.to_vec()),
+    }
+    .to_vec()
+}
+
+fn read_values(c: &mut Controller, p: &str, n: u16) -> Values {
+    let r = exec(c, service::READ_TAG, p, read_req(n));
+    assert_eq!(r.general_status, GeneralStatus::SUCCESS, "{p}: {r:?}");
+    assert_eq!(r.service, service::READ_TAG | 0x80);
+    let body = ReadTagReply::decode(&r.data).unwrap();
+    let mut rd = Reader::new(&body.data);
+    let v = Values::decode(body.tag_type, Count::Elements(usize::from(n)), &mut rd).unwrap();
+    assert!(rd.is_empty());
+    v
+}
+
+fn assert_status(r: &Reply, status: GeneralStatus, ext: &[u16]) {
+    assert_eq!(
+        (r.general_status, r.additional_status.as_slice()),
+        (status, ext),
+        "{r:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Tag specs
+
+#[test]
+fn tag_specs_parse() {
+    let s: TagSpec = "SCADA=INT[1000]".parse().unwrap();
+    assert_eq!(
+        (
+            s.name.as_str(),
+            s.type_name.as_str(),
+            s.dimensions.as_slice()
+        ),
+        ("SCADA", "INT", &[1000][..])
+    );
+    assert_eq!((s.program, s.address), (None, None));
+    let s: TagSpec = "Temp@0x22/1/3=real".parse().unwrap();
+    assert_eq!(s.type_name, "REAL");
+    assert_eq!(
+        s.address,
+        Some(CipAddress {
+            class: 0x22,
+            instance: 1,
+            attribute: 3
+        })
+    );
+    assert!(s.dimensions.is_empty());
+    let s: TagSpec = "Program:Main.Grid=DINT[2,3]".parse().unwrap();
+    assert_eq!(s.program.as_deref(), Some("Main"));
+    assert_eq!(s.dimensions, vec![2, 3]);
+    let s: TagSpec = "Msg=MyUdt[4]".parse().unwrap();
+    assert_eq!(s.type_name, "MyUdt");
+
+    let err = |spec: &str| spec.parse::<TagSpec>().unwrap_err();
+    assert!(matches!(err("SCADA"), TagError::MissingType { .. }));
+    assert!(matches!(err("1abc=INT"), TagError::BadName { .. }));
+    assert!(matches!(err("a b=INT"), TagError::BadName { .. }));
+    assert!(matches!(err("=INT"), TagError::BadName { .. }));
+    assert!(matches!(err("A=INT[0]"), TagError::BadDimensions { .. }));
+    assert!(matches!(
+        err("A=INT[1,2,3,4]"),
+        TagError::BadDimensions { .. }
+    ));
+    assert!(matches!(err("A=INT[x]"), TagError::BadDimensions { .. }));
+    assert!(matches!(err("A=INT[3"), TagError::BadDimensions { .. }));
+    assert!(matches!(err("A@1/2=INT"), TagError::BadAddress { .. }));
+    assert!(matches!(err("A@1/2/x=INT"), TagError::BadAddress { .. }));
+    assert!(matches!(
+        err("A@0x10000/1/1=INT"),
+        TagError::BadAddress { .. }
+    ));
+    assert!(matches!(err("A="), TagError::UnknownType { .. }));
+
+    let mut db = TagDatabase::new();
+    assert!(matches!(
+        db.add_str("A=FLOAT"),
+        Err(TagError::UnknownType { .. })
+    ));
+    assert!(matches!(
+        db.add_str("A=MyUdt"),
+        Err(TagError::UnknownType { .. })
+    ));
+    db.add_str("A=DINT").unwrap();
+    assert!(matches!(
+        db.add_str("a=INT"),
+        Err(TagError::Duplicate { .. })
+    ));
+    assert!(matches!(
+        db.add_str("Huge=LREAL[100000000]"),
+        Err(TagError::TooLarge { .. })
+    ));
+    // The same name in a program scope is another tag.
+    db.add_str("Program:P.A=INT").unwrap();
+    assert_eq!(db.tags().len(), 2);
+    assert_eq!(db.programs().len(), 1);
+    assert_eq!(db.find_full("Program:p.a"), Some(1));
+    assert_eq!(db.find_full("A"), Some(0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Read Tag / Write Tag with real values
+
+#[test]
+fn every_type_written_then_read_back() {
+    let mut c = controller(&[
+        "B=BOOL[3]",
+        "S=SINT[2]",
+        "US=USINT[2]",
+        "I=INT[2]",
+        "UI=UINT[2]",
+        "D=DINT[2]",
+        "UD=UDINT[2]",
+        "L=LINT[2]",
+        "UL=ULINT[2]",
+        "R=REAL[2]",
+        "LR=LREAL[2]",
+        "W=DWORD[2]",
+        "SS=SSTRING[2]",
+        "Str=STRING[2]",
+    ]);
+    let cases: Vec<(&str, Values)> = vec![
+        ("B", Values::Bool(vec![true, false, true])),
+        ("S", Values::Sint(vec![-128, 127])),
+        ("US", Values::Usint(vec![0, 255])),
+        ("I", Values::Int(vec![-32768, 12345])),
+        ("UI", Values::Uint(vec![65535, 1])),
+        ("D", Values::Dint(vec![i32::MIN, 7])),
+        ("UD", Values::Udint(vec![u32::MAX, 9])),
+        ("L", Values::Lint(vec![i64::MIN, -2])),
+        ("UL", Values::Ulint(vec![u64::MAX, 3])),
+        ("R", Values::Real(vec![1.5, -0.25])),
+        ("LR", Values::Lreal(vec![std::f64::consts::PI, -1e300])),
+        ("W", Values::Dword(vec![0xDEAD_BEEF, 0])),
+        (
+            "SS",
+            Values::Sstring(vec![Text::from("hello"), Text::from("")]),
+        ),
+        (
+            "Str",
+            Values::LogixString(vec![Text::from("Logix"), Text::from(&*"x".repeat(82))]),
+        ),
+    ];
+    for (name, v) in &cases {
+        let r = exec(c_ref(&mut c), service::WRITE_TAG, name, write_req(v));
+        assert_status(&r, GeneralStatus::SUCCESS, &[]);
+        assert!(r.data.is_empty());
+        assert_eq!(&read_values(&mut c, name, v.len() as u16), v, "{name}");
+    }
+    // Single elements by index.
+    assert_eq!(read_values(&mut c, "I[1]", 1), Values::Int(vec![12345]));
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "D[1]",
+        write_req(&Values::Dint(vec![-99])),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(
+        read_values(&mut c, "D", 2),
+        Values::Dint(vec![i32::MIN, -99])
+    );
+    // The Logix STRING is sent as the A0 02 CE 0F structure type.
+    let r = exec(&mut c, service::READ_TAG, "Str", read_req(1));
+    assert_eq!(&r.data[..4], &[0xA0, 0x02, 0xCE, 0x0F]);
+    assert_eq!(r.data.len(), 4 + 88);
+    // Names are case-insensitive, as in Logix.
+    assert_eq!(read_values(&mut c, "ud", 1), Values::Udint(vec![u32::MAX]));
+}
+
+fn c_ref(c: &mut Controller) -> &mut Controller {
+    c
+}
+
+#[test]
+fn read_write_errors_as_a_controllogix_answers() {
+    let mut c = controller(&["SCADA=INT[10]", "Scalar=DINT"]);
+    let rd = service::READ_TAG;
+    let wr = service::WRITE_TAG;
+    // Unknown tag: 0x05 with extended status 0x0000.
+    assert_status(
+        &exec(&mut c, rd, "Nope", read_req(1)),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    // Unknown member of a non-structure.
+    assert_status(
+        &exec(&mut c, rd, "SCADA.x", read_req(1)),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    // A path that does not decode (a symbolic segment cut short): 0x04.
+    let bad = MessageRouterRequest::new(
+        rd,
+        Epath::from_vec(vec![0x91, 0x07, b'S', b'C']),
+        read_req(1),
+    );
+    assert_status(
+        &exec_ctx(&mut c, &ctx(500), &bad),
+        GeneralStatus::PATH_SEGMENT_ERROR,
+        &[0],
+    );
+    // A port segment where a tag name belongs: 0x04.
+    assert_status(
+        &exec(&mut c, rd, r#"@{"port":1,"link":0}/2/1"#, read_req(1)),
+        GeneralStatus::PATH_SEGMENT_ERROR,
+        &[0],
+    );
+    // Index and element count beyond the tag: 0xFF / 0x2105.
+    assert_status(
+        &exec(&mut c, rd, "SCADA[10]", read_req(1)),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+    assert_status(
+        &exec(&mut c, rd, "SCADA[5]", read_req(6)),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+    assert_status(
+        &exec(&mut c, rd, "SCADA", read_req(0)),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+    assert_status(
+        &exec(&mut c, rd, "SCADA[1,2]", read_req(1)),
+        GeneralStatus::PATH_SEGMENT_ERROR,
+        &[0],
+    );
+    // Not enough / too much request data.
+    assert_status(
+        &exec(&mut c, rd, "SCADA", vec![1]),
+        GeneralStatus::NOT_ENOUGH_DATA,
+        &[],
+    );
+    assert_status(
+        &exec(&mut c, rd, "SCADA", vec![1, 0, 0]),
+        GeneralStatus::TOO_MUCH_DATA,
+        &[],
+    );
+    assert_status(
+        &exec(
+            &mut c,
+            service::READ_TAG_FRAGMENTED,
+            "SCADA",
+            vec![1, 0, 0, 0],
+        ),
+        GeneralStatus::NOT_ENOUGH_DATA,
+        &[],
+    );
+    // Type mismatch: DINT into INT.
+    assert_status(
+        &exec(&mut c, wr, "SCADA", write_req(&Values::Dint(vec![1]))),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2107],
+    );
+    // Write of 3 INTs with only 4 bytes of value: not enough data.
+    assert_status(
+        &exec(&mut c, wr, "SCADA", vec![0xC3, 0, 3, 0, 1, 0, 2, 0]),
+        GeneralStatus::NOT_ENOUGH_DATA,
+        &[],
+    );
+    // Write beyond the end: 0x2105, and nothing written.
+    assert_status(
+        &exec(&mut c, wr, "SCADA[9]", write_req(&Values::Int(vec![1, 2]))),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+    assert_eq!(read_values(&mut c, "SCADA[9]", 1), Values::Int(vec![0]));
+    // A service tags do not have.
+    assert_status(
+        &exec(&mut c, service::GET_ATTRIBUTES_ALL, "SCADA", vec![]),
+        GeneralStatus::SERVICE_NOT_SUPPORTED,
+        &[],
+    );
+    assert_status(
+        &exec(&mut c, 0x4B, "SCADA", vec![]),
+        GeneralStatus::SERVICE_NOT_SUPPORTED,
+        &[],
+    );
+    // Scalar: index 0 is accepted (cpppo clients send Tag[0]), 1 is not.
+    assert_eq!(read_values(&mut c, "Scalar[0]", 1), Values::Dint(vec![0]));
+    assert_status(
+        &exec(&mut c, rd, "Scalar[1]", read_req(1)),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+}
+
+// pycomm3's single Write Tag may carry bytes after the complete request: a ControlLogix
+// writes the tag and answers success, and so must we.
+#[test]
+fn write_tag_with_trailing_bytes_succeeds() {
+    let mut c = controller(&["D=DINT[2]"]);
+    let mut data = write_req(&Values::Dint(vec![0x0102_0304]));
+    data.extend_from_slice(&[0xEE, 0xFF, 0x00]);
+    let r = exec(&mut c, service::WRITE_TAG, "D", data);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(
+        read_values(&mut c, "D", 2),
+        Values::Dint(vec![0x0102_0304, 0])
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Fragmented services
+
+fn read_fragmented_all(
+    c: &mut Controller,
+    p: &str,
+    elements: u16,
+    budget: usize,
+) -> (TagType, Vec<u8>, usize) {
+    let mut offset = 0u32;
+    let mut out = Vec::new();
+    let mut replies = 0;
+    loop {
+        let req = MessageRouterRequest::new(
+            service::READ_TAG_FRAGMENTED,
+            path(p),
+            ReadTagFragmentedRequest { elements, offset }.to_vec(),
+        );
+        let r = exec_ctx(c, &ctx(budget), &req);
+        replies += 1;
+        assert!(r.general_status.is_ok_or_partial(), "{r:?}");
+        let body = ReadTagReply::decode(&r.data).unwrap();
+        assert!(!body.data.is_empty(), "no progress");
+        out.extend_from_slice(&body.data);
+        offset += body.data.len() as u32;
+        if r.general_status == GeneralStatus::SUCCESS {
+            return (body.tag_type, out, replies);
+        }
+    }
+}
+
+#[test]
+fn fragmented_reads_at_budget_boundaries() {
+    let mut c = controller(&["D=DINT[200]"]);
+    let v = Values::Dint((0..200).map(|i| i * 1000 - 7).collect());
+    // Write it in fragments of 10 DINTs.
+    let bytes = v.to_vec();
+    for (k, chunk) in bytes.chunks(40).enumerate() {
+        let w = WriteTagFragmentedRequest {
+            tag_type: DataType::DINT.into(),
+            elements: 200,
+            offset: (k * 40) as u32,
+            data: Cow::Borrowed(chunk),
+        };
+        let r = exec(&mut c, service::WRITE_TAG_FRAGMENTED, "D", w.to_vec());
+        assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    }
+    // Unconnected budget: 504 - 4 - 2 = 498 bytes, 124 whole DINTs per reply.
+    let (t, all, n) = read_fragmented_all(&mut c, "D", 200, UNCONNECTED_REPLY_BUDGET);
+    assert_eq!((t, n), (DataType::DINT.into(), 2));
+    assert_eq!(all, bytes);
+    let req = MessageRouterRequest::new(
+        service::READ_TAG_FRAGMENTED,
+        path("D"),
+        ReadTagFragmentedRequest {
+            elements: 200,
+            offset: 0,
+        }
+        .to_vec(),
+    );
+    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
+    assert_eq!(r.general_status, GeneralStatus::PARTIAL_TRANSFER);
+    assert_eq!(r.data.len(), 2 + 124 * 4);
+    // Exactly fitting: 4 header + 2 type + 8 data = 14 bytes.
+    let two = |budget| {
+        let req = MessageRouterRequest::new(
+            service::READ_TAG_FRAGMENTED,
+            path("D[3]"),
+            ReadTagFragmentedRequest {
+                elements: 2,
+                offset: 0,
+            }
+            .to_vec(),
+        );
+        exec_ctx(&mut c_clone(&c), &ctx(budget), &req)
+    };
+    let r = two(14);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(&r.data[2..], &bytes[12..20]);
+    // One byte short: only the first whole DINT, partial.
+    let r = two(13);
+    assert_status(&r, GeneralStatus::PARTIAL_TRANSFER, &[]);
+    assert_eq!(&r.data[2..], &bytes[12..16]);
+    // Every small budget still reassembles the same data.
+    for budget in [10, 11, 17, 50, 101] {
+        let (_, all, n) = read_fragmented_all(&mut c, "D[150]", 50, budget);
+        assert_eq!(all, &bytes[600..800], "budget {budget}");
+        assert_eq!(
+            n,
+            200usize.div_ceil((budget - 6) / 4 * 4),
+            "budget {budget}"
+        );
+    }
+    // Plain Read Tag too big for the budget: what fits, status 0x06.
+    let r = exec(&mut c, service::READ_TAG, "D", read_req(200));
+    assert_status(&r, GeneralStatus::PARTIAL_TRANSFER, &[]);
+    assert_eq!(r.data.len(), 2 + 124 * 4);
+    // Offset beyond the data.
+    let r = exec(
+        &mut c,
+        service::READ_TAG_FRAGMENTED,
+        "D",
+        ReadTagFragmentedRequest {
+            elements: 2,
+            offset: 9,
+        }
+        .to_vec(),
+    );
+    assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2105]);
+    // A write fragment beyond the elements written: 0xFF / 0x2104.
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG_FRAGMENTED,
+        "D",
+        vec![0xC4, 0, 2, 0, 8, 0, 0, 0, 1, 2, 3, 4],
+    );
+    assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2104]);
+}
+
+fn c_clone(c: &Controller) -> Controller {
+    Controller::with_tags(c.config().clone(), c.tags().clone())
+}
+
+#[test]
+fn structures_are_read_in_fragments_of_any_size() {
+    let mut c = controller(&["Msgs=STRING[10]"]);
+    let texts: Vec<Text> = (0..10)
+        .map(|i| Text::from(&*format!("message {i}")))
+        .collect();
+    let v = Values::LogixString(texts);
+    let r = exec(&mut c, service::WRITE_TAG, "Msgs", write_req(&v));
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    let (t, all, n) = read_fragmented_all(&mut c, "Msgs", 10, 100);
+    assert_eq!(t, TagType::Structure(LOGIX_STRING_HANDLE));
+    assert_eq!(all, v.to_vec());
+    // 880 bytes in replies of 100 - 8 = 92 bytes.
+    assert_eq!(n, 880usize.div_ceil(92));
+}
+
+// ---------------------------------------------------------------------------------------
+// Structures, members, programs, Symbol instance addressing
+
+fn udt_controller() -> Controller {
+    let mut c = Controller::new(ControllerConfig::default());
+    let db = c.tags_mut();
+    db.define_structure(
+        "Motor",
+        &[
+            ("Run", "BOOL", 0),
+            ("Fault", "BOOL", 0),
+            ("Speed", "REAL", 0),
+            ("Hist", "DINT", 4),
+            ("Name", "STRING", 0),
+        ],
+    )
+    .unwrap();
+    db.add_str("M=Motor[3]").unwrap();
+    db.add_str("Program:Main.Count=DINT").unwrap();
+    db.add_str("Program:Main.M=Motor").unwrap();
+    c
+}
+
+#[test]
+fn structure_layout_members_and_bits() {
+    let mut c = udt_controller();
+    let s = c.tags().structure_named("motor").unwrap().clone();
+    // Hidden SINT host for the BOOLs at 0, REAL at 4, DINT[4] at 8, STRING at 24.
+    let layout: Vec<(&str, u32, u16, Option<u8>)> = s
+        .members
+        .iter()
+        .map(|m| (m.name.as_str(), m.offset, m.array, m.bit))
+        .collect();
+    assert_eq!(
+        layout,
+        vec![
+            ("ZZZZZZZZZZMotor0", 0, 0, None),
+            ("Run", 0, 0, Some(0)),
+            ("Fault", 0, 0, Some(1)),
+            ("Speed", 4, 0, None),
+            ("Hist", 8, 4, None),
+            ("Name", 24, 0, None),
+        ]
+    );
+    assert_eq!(s.size, 24 + 88);
+    assert!(s.members[0].is_hidden());
+
+    let wr = |c: &mut Controller, p: &str, v: Values| {
+        let r = exec(c, service::WRITE_TAG, p, write_req(&v));
+        assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    };
+    wr(&mut c, "M[1].Speed", Values::Real(vec![1450.5]));
+    wr(&mut c, "M[1].Hist[2]", Values::Dint(vec![-5, 6]));
+    wr(&mut c, "M[2].Fault", Values::Bool(vec![true]));
+    wr(
+        &mut c,
+        "M[2].Name",
+        Values::LogixString(vec![Text::from("pump")]),
+    );
+    assert_eq!(
+        read_values(&mut c, "M[1].Speed", 1),
+        Values::Real(vec![1450.5])
+    );
+    assert_eq!(
+        read_values(&mut c, "M[1].Hist", 4),
+        Values::Dint(vec![0, 0, -5, 6])
+    );
+    assert_eq!(
+        read_values(&mut c, "M[2].Fault", 1),
+        Values::Bool(vec![true])
+    );
+    assert_eq!(
+        read_values(&mut c, "M[2].Run", 1),
+        Values::Bool(vec![false])
+    );
+    assert_eq!(
+        read_values(&mut c, "M[2].Name", 1),
+        Values::LogixString(vec![Text::from("pump")])
+    );
+    // The BOOL landed in bit 1 of the hidden host of element 2.
+    let size = s.size as usize;
+    assert_eq!(c.tags().tags()[0].data()[2 * size], 0b10);
+    // The whole structure element, with its handle.
+    let r = exec(&mut c, service::READ_TAG, "M[1]", read_req(1));
+    let body = ReadTagReply::decode(&r.data).unwrap();
+    assert_eq!(body.tag_type, TagType::Structure(s.handle));
+    assert_eq!(body.data.len(), size);
+    assert_eq!(&body.data[4..8], &1450.5f32.to_le_bytes());
+    // Writing a whole structure needs its handle.
+    let w = WriteTagRequest {
+        tag_type: TagType::Structure(s.handle),
+        elements: 1,
+        data: Cow::Owned(body.data.to_vec()),
+    };
+    let r = exec(&mut c, service::WRITE_TAG, "M[0]", w.to_vec());
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(
+        read_values(&mut c, "M[0].Speed", 1),
+        Values::Real(vec![1450.5])
+    );
+    let w = WriteTagRequest {
+        tag_type: TagType::Structure(s.handle ^ 1),
+        ..w
+    };
+    assert_status(
+        &exec(&mut c, service::WRITE_TAG, "M[0]", w.to_vec()),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2107],
+    );
+    // Unknown member, member of a BOOL, index beyond a member array.
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "M[0].Nope", read_req(1)),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "M[0].Run.x", read_req(1)),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "M[0].Hist[4]", read_req(1)),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+    // Members of the built-in STRING too.
+    assert_eq!(
+        read_values(&mut c, "M[2].Name.LEN", 1),
+        Values::Dint(vec![4])
+    );
+}
+
+#[test]
+fn program_scope_and_symbol_instance_addressing() {
+    let mut c = udt_controller();
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "Program:Main.Count",
+        write_req(&Values::Dint(vec![42])),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(
+        read_values(&mut c, "Program:Main.Count", 1),
+        Values::Dint(vec![42])
+    );
+    // Not visible at controller scope, nor in another program.
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "Count", read_req(1)),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    assert_status(
+        &exec(
+            &mut c,
+            service::READ_TAG,
+            "Program:Other.Count",
+            read_req(1),
+        ),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    // By Symbol instance id (pycomm3 on firmware 21+): class 0x6B, instance, elements
+    // and members after it.
+    let m = c.tags().tags()[0].instance_id;
+    exec(
+        &mut c,
+        service::WRITE_TAG,
+        "M[2].Hist[3]",
+        write_req(&Values::Dint(vec![77])),
+    );
+    let bytes = [
+        0x20, 0x6B, 0x25, 0x00, m as u8, 0x00, 0x28, 0x02, 0x91, 0x04, b'H', b'i', b's', b't',
+        0x28, 0x03,
+    ];
+    let req = MessageRouterRequest::new(
+        service::READ_TAG,
+        Epath::from_vec(bytes.to_vec()),
+        read_req(1),
+    );
+    let r = exec_ctx(&mut c, &ctx(500), &req);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(&r.data[..], &[0xC4, 0, 77, 0, 0, 0]);
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "@0x6B/999", read_req(1)),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+}
+
+#[test]
+fn cpppo_numeric_addresses() {
+    let mut c = controller(&["Temp@0x22/1/3=REAL[4]"]);
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "@0x22/1/3/2",
+        write_req(&Values::Real(vec![21.5])),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(read_values(&mut c, "Temp[2]", 1), Values::Real(vec![21.5]));
+    assert_eq!(
+        read_values(&mut c, "@0x22/1/3", 4),
+        Values::Real(vec![0.0, 0.0, 21.5, 0.0])
+    );
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "@0x22/1/4", read_req(1)),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Read-Modify-Write
+
+#[test]
+fn read_modify_write_sets_and_clears_bits() {
+    let mut c = controller(&["D=DINT[2]", "R=REAL"]);
+    exec(
+        &mut c,
+        service::WRITE_TAG,
+        "D[1]",
+        write_req(&Values::Dint(vec![0x0F0F])),
+    );
+    let rmw = |or: u32, and: u32| {
+        ReadModifyWriteTagRequest {
+            or_mask: Cow::Owned(or.to_le_bytes().to_vec()),
+            and_mask: Cow::Owned(and.to_le_bytes().to_vec()),
+        }
+        .to_vec()
+    };
+    let r = exec(
+        &mut c,
+        service::READ_MODIFY_WRITE_TAG,
+        "D[1]",
+        rmw(0x1_0000, !0x0001),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(read_values(&mut c, "D", 2), Values::Dint(vec![0, 0x1_0F0E]));
+    // pycomm3: mask size 4, OR mask 4 bytes, AND mask 8 bytes.
+    let mut data = vec![4, 0];
+    data.extend_from_slice(&0x20u32.to_le_bytes());
+    data.extend_from_slice(&(!0x100u64).to_le_bytes());
+    let r = exec(&mut c, service::READ_MODIFY_WRITE_TAG, "D[1]", data);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(read_values(&mut c, "D[1]", 1), Values::Dint(vec![0x1_0E2E]));
+    // Mask size other than the element's, or a REAL: type mismatch.
+    let r = exec(
+        &mut c,
+        service::READ_MODIFY_WRITE_TAG,
+        "D",
+        vec![2, 0, 1, 0, 0xFF, 0xFF],
+    );
+    assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2107]);
+    let r = exec(&mut c, service::READ_MODIFY_WRITE_TAG, "R", rmw(1, !0));
+    assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2107]);
+    let r = exec(
+        &mut c,
+        service::READ_MODIFY_WRITE_TAG,
+        "D",
+        vec![4, 0, 1, 0],
+    );
+    assert_status(&r, GeneralStatus::NOT_ENOUGH_DATA, &[]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Multiple Service Packet
+
+fn msp(requests: Vec<MessageRouterRequest<'static>>) -> MessageRouterRequest<'static> {
+    MessageRouterRequest::new(
+        service::MULTIPLE_SERVICE_PACKET,
+        path("@2/1"),
+        MultipleServiceRequest { requests }.to_vec(),
+    )
+}
+
+#[test]
+fn multiple_service_packet() {
+    let mut c = controller(&["A=DINT[4]", "B=INT"]);
+    let req = msp(vec![
+        MessageRouterRequest::new(
+            service::WRITE_TAG,
+            path("A[1]"),
+            write_req(&Values::Dint(vec![11, 12])),
+        ),
+        MessageRouterRequest::new(service::READ_TAG, path("A"), read_req(4)),
+        MessageRouterRequest::new(
+            service::WRITE_TAG,
+            path("B"),
+            write_req(&Values::Int(vec![-3])),
+        ),
+        MessageRouterRequest::new(service::READ_TAG, path("B"), read_req(1)),
+    ]);
+    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(r.service, 0x8A);
+    let body = MultipleServiceReply::decode(&r.data).unwrap();
+    assert_eq!(body.replies.len(), 4);
+    assert!(body
+        .replies
+        .iter()
+        .all(|x| x.general_status == GeneralStatus::SUCCESS));
+    assert_eq!(body.replies[0].service, 0xCD);
+    let a = ReadTagReply::decode(&body.replies[1].data).unwrap();
+    assert_eq!(a.data.as_ref(), Values::Dint(vec![0, 11, 12, 0]).to_vec());
+    assert_eq!(&body.replies[3].data[..], &[0xC3, 0, 0xFD, 0xFF]);
+
+    // One failing embedded service: 0x1E, each reply carries its own status.
+    let req = msp(vec![
+        MessageRouterRequest::new(service::READ_TAG, path("A[3]"), read_req(1)),
+        MessageRouterRequest::new(service::READ_TAG, path("Missing"), read_req(1)),
+        MessageRouterRequest::new(
+            service::WRITE_TAG,
+            path("B"),
+            write_req(&Values::Dint(vec![1])),
+        ),
+    ]);
+    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
+    assert_status(&r, GeneralStatus::EMBEDDED_SERVICE_ERROR, &[]);
+    let body = MultipleServiceReply::decode(&r.data).unwrap();
+    let st: Vec<(u8, Vec<u16>)> = body
+        .replies
+        .iter()
+        .map(|x| (x.general_status.0, x.additional_status.clone()))
+        .collect();
+    assert_eq!(
+        st,
+        vec![(0x00, vec![]), (0x05, vec![0]), (0xFF, vec![0x2107])]
+    );
+
+    // Embedded fragmented reads share the budget: the second gets what is left.
+    let req = msp(vec![
+        MessageRouterRequest::new(
+            service::READ_TAG_FRAGMENTED,
+            path("A"),
+            ReadTagFragmentedRequest {
+                elements: 4,
+                offset: 0,
+            }
+            .to_vec(),
+        ),
+        MessageRouterRequest::new(
+            service::READ_TAG_FRAGMENTED,
+            path("A"),
+            ReadTagFragmentedRequest {
+                elements: 4,
+                offset: 0,
+            }
+            .to_vec(),
+        ),
+    ]);
+    // 4 + 2 + 4 = 10 for the MSP, 4 + 2 + 16 = 22 for the first; 20 left: 3 DINTs.
+    let r = exec_ctx(&mut c, &ctx(52), &req);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    let body = MultipleServiceReply::decode(&r.data).unwrap();
+    assert_eq!(body.replies[0].general_status, GeneralStatus::SUCCESS);
+    assert_eq!(
+        body.replies[1].general_status,
+        GeneralStatus::PARTIAL_TRANSFER
+    );
+    assert_eq!(body.replies[1].data.len(), 2 + 12);
+
+    // Not to the Message Router instance 1, malformed, or nested.
+    let mut bad = msp(vec![]);
+    bad.path = path("@2/2");
+    assert_status(
+        &exec_ctx(&mut c, &ctx(500), &bad),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    let bad = MessageRouterRequest::new(
+        service::MULTIPLE_SERVICE_PACKET,
+        path("@2/1"),
+        vec![2, 0, 6, 0],
+    );
+    assert_status(
+        &exec_ctx(&mut c, &ctx(500), &bad),
+        GeneralStatus::NOT_ENOUGH_DATA,
+        &[],
+    );
+    let nested = msp(vec![msp(vec![MessageRouterRequest::new(
+        service::READ_TAG,
+        path("B"),
+        read_req(1),
+    )])]);
+    let r = exec_ctx(&mut c, &ctx(500), &nested);
+    assert_status(&r, GeneralStatus::EMBEDDED_SERVICE_ERROR, &[]);
+    // An MSP to the Message Router with another service.
+    assert_status(
+        &exec(&mut c, service::GET_ATTRIBUTES_ALL, "@2/1", vec![]),
+        GeneralStatus::SERVICE_NOT_SUPPORTED,
+        &[],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Identity, TCP/IP, Ethernet Link, Program Name, Wall Clock
+
+// The 1756-L61 Get Attributes All reply from cpppo's capture (gaa_011_reply).
+const L61_IDENTITY: [u8; 35] = [
+    0x01, 0x00, 0x0e, 0x00, 0x36, 0x00, 0x14, 0x0b, 0x60, 0x31, 0x1a, 0x06, 0x6c, 0x00, 0x14, 0x31,
+    0x37, 0x35, 0x36, 0x2d, 0x4c, 0x36, 0x31, 0x2f, 0x42, 0x20, 0x4c, 0x4f, 0x47, 0x49, 0x58, 0x35,
+    0x35, 0x36, 0x31,
+];
+
+#[test]
+fn identity_object() {
+    let mut c = controller(&[]);
+    let r = exec(&mut c, service::GET_ATTRIBUTES_ALL, "@1/1", vec![]);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(r.data.as_ref(), &L61_IDENTITY);
+    assert_eq!(c.identity().product_name, "1756-L61/B LOGIX5561");
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@1/1/7", vec![]);
+    assert_eq!(&r.data[..], &L61_IDENTITY[14..]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@1/1/4", vec![]);
+    assert_eq!(&r.data[..], &[20, 11]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@1/1/99", vec![]);
+    assert_status(&r, GeneralStatus::ATTRIBUTE_NOT_SUPPORTED, &[]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@1/1/1", vec![0]);
+    assert_status(&r, GeneralStatus::TOO_MUCH_DATA, &[]);
+    let list = GetAttributeListRequest {
+        attributes: vec![
+            identity_attribute::SERIAL_NUMBER,
+            99,
+            identity_attribute::VENDOR_ID,
+        ],
+    };
+    let r = exec(&mut c, service::GET_ATTRIBUTE_LIST, "@1/1", list.to_vec());
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    let len = |id: u16, _: &[u8]| match id {
+        1 => Some(2),
+        6 => Some(4),
+        _ => None,
+    };
+    let body = GetAttributeListReply::decode(&r.data, &len).unwrap();
+    assert_eq!(
+        body.get(6).unwrap().value.as_ref(),
+        &0x006C_061Au32.to_le_bytes()
+    );
+    assert_eq!(body.get(99).unwrap().status, 0x14);
+    assert_eq!(body.get(1).unwrap().value.as_ref(), &[1, 0]);
+    assert_eq!(
+        body.attributes.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![6, 99, 1]
+    );
+    assert_status(
+        &exec(&mut c, service::GET_ATTRIBUTES_ALL, "@1/2", vec![]),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+    assert_status(
+        &exec(&mut c, service::RESET, "@1/1", vec![]),
+        GeneralStatus::SERVICE_NOT_SUPPORTED,
+        &[],
+    );
+    assert_status(
+        &exec(&mut c, service::GET_ATTRIBUTES_ALL, "@0x77/1", vec![]),
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[0],
+    );
+}
+
+#[test]
+fn network_objects_program_name_and_configuration() {
+    let config: ControllerConfig = serde_json::from_str(
+        r#"{"identity": {"product_name": "Sim", "serial_number": 7},
+            "tcpip": {"ip_address": [192, 168, 1, 10], "host_name": "plc", "domain_name": "lan"},
+            "ethernet_link": {"physical_address": [1, 2, 3, 4, 5, 6]},
+            "program_name": "Line3"}"#,
+    )
+    .unwrap();
+    assert_eq!(config.identity.vendor_id, 1);
+    let mut c = Controller::new(config);
+    assert_eq!(c.identity().serial_number, 7);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0xF5/1/5", vec![]);
+    let mut want = vec![];
+    want.extend_from_slice(&0xC0A8_010Au32.to_le_bytes());
+    want.extend_from_slice(&0xFF00_0000u32.to_le_bytes());
+    want.extend_from_slice(&[0; 12]);
+    want.extend_from_slice(&[3, 0, b'l', b'a', b'n', 0]);
+    assert_eq!(r.data.as_ref(), want);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0xF5/1/6", vec![]);
+    assert_eq!(r.data.as_ref(), &[3, 0, b'p', b'l', b'c', 0]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0xF5/1/4", vec![]);
+    assert_eq!(r.data.as_ref(), &[2, 0, 0x20, 0xF6, 0x24, 0x01]);
+    let r = exec(&mut c, service::GET_ATTRIBUTES_ALL, "@0xF5/1", vec![]);
+    assert_eq!(r.data.len(), 12 + 6 + want.len() + 6);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0xF6/1/3", vec![]);
+    assert_eq!(r.data.as_ref(), &[1, 2, 3, 4, 5, 6]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0xF6/1/1", vec![]);
+    assert_eq!(r.data.as_ref(), &100u32.to_le_bytes());
+    assert_status(
+        &exec(
+            &mut c,
+            service::SET_ATTRIBUTE_SINGLE,
+            "@0xF6/1/1",
+            vec![0, 0, 0, 0],
+        ),
+        GeneralStatus::ATTRIBUTE_NOT_SETTABLE,
+        &[],
+    );
+    // pycomm3 get_plc_name: Get Attributes All to 0x64/1, a UINT-counted string.
+    let r = exec(&mut c, service::GET_ATTRIBUTES_ALL, "@0x64/1", vec![]);
+    assert_eq!(r.data.as_ref(), &[5, 0, b'L', b'i', b'n', b'e', b'3']);
+}
+
+#[test]
+fn wall_clock_is_an_offset_to_now() {
+    let t0 = Instant::now();
+    let mut c = controller(&[]);
+    // pycomm3 set_plc_time: Set Attribute List, 1 attribute, #6, ULINT microseconds.
+    let us: u64 = 1_700_000_000_000_000;
+    let mut data = vec![1, 0, 6, 0];
+    data.extend_from_slice(&us.to_le_bytes());
+    let req = MessageRouterRequest::new(service::SET_ATTRIBUTE_LIST, path("@0x8B/1"), data);
+    let r = exec_ctx(&mut c, &ctx_at(t0, 500), &req);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(r.data.as_ref(), &[1, 0, 6, 0, 0, 0]);
+    // pycomm3 get_plc_time, 2.5 s later: Get Attribute List of attribute 0x0B.
+    let req = MessageRouterRequest::new(
+        service::GET_ATTRIBUTE_LIST,
+        path("@0x8B/1"),
+        vec![1, 0, 0x0B, 0],
+    );
+    let r = exec_ctx(&mut c, &ctx_at(t0 + Duration::from_millis(2500), 500), &req);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(&r.data[..6], &[1, 0, 0x0B, 0, 0, 0]);
+    assert_eq!(
+        u64::from_le_bytes(r.data[6..14].try_into().unwrap()),
+        us + 2_500_000
+    );
+    let req = MessageRouterRequest::new(service::GET_ATTRIBUTE_SINGLE, path("@0x8B/1/6"), vec![]);
+    let r = exec_ctx(&mut c, &ctx_at(t0 + Duration::from_secs(10), 500), &req);
+    assert_eq!(r.data.as_ref(), &(us + 10_000_000).to_le_bytes());
+    // Set Attribute Single, then an unknown attribute in a list.
+    let req = MessageRouterRequest::new(
+        service::SET_ATTRIBUTE_SINGLE,
+        path("@0x8B/1/11"),
+        5u64.to_le_bytes().to_vec(),
+    );
+    assert_status(
+        &exec_ctx(&mut c, &ctx_at(t0, 500), &req),
+        GeneralStatus::SUCCESS,
+        &[],
+    );
+    assert_eq!(c.wall_clock(t0 + Duration::from_micros(3)), 8);
+    let req = MessageRouterRequest::new(
+        service::SET_ATTRIBUTE_LIST,
+        path("@0x8B/1"),
+        vec![1, 0, 2, 0, 9, 9],
+    );
+    let r = exec_ctx(&mut c, &ctx_at(t0, 500), &req);
+    assert_status(&r, GeneralStatus::ATTRIBUTE_LIST_ERROR, &[]);
+    assert_eq!(r.data.as_ref(), &[1, 0, 2, 0, 0x14, 0]);
+    let req =
+        MessageRouterRequest::new(service::SET_ATTRIBUTE_SINGLE, path("@0x8B/1/6"), vec![1, 2]);
+    assert_status(
+        &exec_ctx(&mut c, &ctx_at(t0, 500), &req),
+        GeneralStatus::NOT_ENOUGH_DATA,
+        &[],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Symbol object: tag list upload
+
+const PYCOMM3_ATTRIBUTES: [u16; 7] = [1, 2, 3, 5, 6, 8, 10];
+
+/// Upload a scope's symbol list as pycomm3 does: from instance 0, again from the last
+/// instance + 1 while the status is 0x06.
+fn upload(
+    c: &mut Controller,
+    program: Option<&str>,
+    attrs: &[u16],
+    budget: usize,
+) -> (Vec<SymbolInstance<'static>>, usize) {
+    let mut start = 0u32;
+    let mut all = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut segs = Vec::new();
+        if let Some(p) = program {
+            segs.push(Segment::symbolic(format!("Program:{p}")));
+        }
+        segs.push(Segment::Class(0x6B));
+        segs.push(Segment::Instance(start));
+        let req = MessageRouterRequest::new(
+            service::GET_INSTANCE_ATTRIBUTE_LIST,
+            Epath::from_segments(&segs).unwrap(),
+            GetAttributeListRequest {
+                attributes: attrs.to_vec(),
+            }
+            .to_vec(),
+        );
+        let r = exec_ctx(c, &ctx(budget), &req);
+        pages += 1;
+        assert!(r.general_status.is_ok_or_partial(), "{r:?}");
+        let body = GetInstanceAttributeListReply::decode(&r.data, attrs).unwrap();
+        assert!(!body.instances.is_empty());
+        start = body.instances.last().unwrap().instance_id + 1;
+        all.extend(body.instances.into_iter().map(SymbolInstance::into_owned));
+        if r.general_status == GeneralStatus::SUCCESS {
+            return (all, pages);
+        }
+    }
+}
+
+#[test]
+fn symbol_list_pages_and_scopes() {
+    let mut c = udt_controller();
+    for i in 0..40 {
+        c.tags_mut()
+            .add_str(&format!("Tag_{i:02}=DINT[{}]", i + 1))
+            .unwrap();
+    }
+    c.tags_mut().add_str("Grid=INT[2,3,4]").unwrap();
+    let (all, pages) = upload(&mut c, None, &PYCOMM3_ATTRIBUTES, UNCONNECTED_REPLY_BUDGET);
+    assert!(pages > 1, "{pages} page(s)");
+    let names: Vec<&str> = all.iter().map(|s| s.name().unwrap()).collect();
+    assert_eq!(names.len(), 1 + 1 + 40 + 1);
+    assert_eq!(names[0], "M");
+    assert!(names.contains(&"Program:Main"));
+    assert!(!names.contains(&"Count"));
+    assert!(all.windows(2).all(|w| w[0].instance_id < w[1].instance_id));
+    // Symbol types: a structure with one dimension, a DINT array, a 3-D INT array.
+    let m = &all[0];
+    let t = m.symbol_type().unwrap();
+    let motor = c.tags().structure_named("Motor").unwrap().template_instance;
+    assert_eq!(
+        (t.is_structure(), t.template_instance(), t.dimensions()),
+        (true, Some(motor), 1)
+    );
+    assert_eq!(m.dimensions(), Some([3, 0, 0]));
+    let grid = all.iter().find(|s| s.name() == Some("Grid")).unwrap();
+    let t = grid.symbol_type().unwrap();
+    assert_eq!((t.atomic_type(), t.dimensions()), (Some(0xC3), 3));
+    assert_eq!(grid.dimensions(), Some([2, 3, 4]));
+    let prog = all
+        .iter()
+        .find(|s| s.name() == Some("Program:Main"))
+        .unwrap();
+    assert!(prog.symbol_type().unwrap().is_system());
+    assert!(m
+        .values
+        .contains(&SymbolValue::SoftwareControl(SOFTWARE_CONTROL_BASE_TAG)));
+    assert!(m.values.contains(&SymbolValue::ExternalAccess(0)));
+    // Every page size gives the same list.
+    for budget in [60, 64, 100, 333] {
+        let (again, pages) = upload(&mut c, None, &PYCOMM3_ATTRIBUTES, budget);
+        assert_eq!(again, all, "budget {budget}");
+        assert!(pages >= all.len() * 30 / budget, "budget {budget}: {pages}");
+    }
+    // Any attribute list, in the requested order.
+    let (some, _) = upload(&mut c, None, &[8, 7, 1], UNCONNECTED_REPLY_BUDGET);
+    assert_eq!(some[0].values[0], SymbolValue::Dimensions([3, 0, 0]));
+    assert_eq!(some[1].name(), Some("Program:Main"));
+    assert_eq!(some[0].values[1], SymbolValue::ByteCount(112));
+    assert_eq!(some[0].values[2], SymbolValue::Name(Cow::Borrowed("M")));
+    // Program scope.
+    let (prog, _) = upload(
+        &mut c,
+        Some("Main"),
+        &PYCOMM3_ATTRIBUTES,
+        UNCONNECTED_REPLY_BUDGET,
+    );
+    let names: Vec<&str> = prog.iter().map(|s| s.name().unwrap()).collect();
+    assert_eq!(names, vec!["Count", "M"]);
+    // Errors: unknown program, unknown attribute, a budget too small for one instance.
+    let attrs = GetAttributeListRequest {
+        attributes: vec![1],
+    }
+    .to_vec();
+    let r = exec(
+        &mut c,
+        service::GET_INSTANCE_ATTRIBUTE_LIST,
+        "Program:Nope.@0x6B/0",
+        attrs.clone(),
+    );
+    assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+    let r = exec(
+        &mut c,
+        service::GET_INSTANCE_ATTRIBUTE_LIST,
+        "@0x6B/0",
+        GetAttributeListRequest {
+            attributes: vec![1, 4],
+        }
+        .to_vec(),
+    );
+    assert_status(&r, GeneralStatus::ATTRIBUTE_NOT_SUPPORTED, &[]);
+    let req =
+        MessageRouterRequest::new(service::GET_INSTANCE_ATTRIBUTE_LIST, path("@0x6B/0"), attrs);
+    let r = exec_ctx(&mut c, &ctx(8), &req);
+    assert_status(&r, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Template object
+
+/// What pycomm3's _get_structure_makeup and _read_template do: attributes 4, 5, 2, 1,
+/// then Template Read of `size * 4 - 21` bytes, continuing after each 0x06.
+fn read_template(
+    c: &mut Controller,
+    instance: u16,
+    budget: usize,
+) -> (TemplateAttributes, Vec<u8>, usize) {
+    let attrs = GetAttributeListRequest {
+        attributes: vec![4, 5, 2, 1],
+    };
+    let p = format!("@0x6C/{instance}");
+    let r = exec(c, service::GET_ATTRIBUTE_LIST, &p, attrs.to_vec());
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    let t = TemplateAttributes::decode(&r.data).unwrap();
+    let words = t.definition_size.unwrap();
+    let mut offset = 0u32;
+    let mut raw = Vec::new();
+    let mut reads = 0;
+    loop {
+        let req = MessageRouterRequest::new(
+            service::READ_TAG,
+            path(&p),
+            TemplateReadRequest {
+                offset,
+                bytes: (words * 4 - 21 - offset) as u16,
+            }
+            .to_vec(),
+        );
+        let r = exec_ctx(c, &ctx(budget), &req);
+        reads += 1;
+        assert!(r.general_status.is_ok_or_partial(), "{r:?}");
+        raw.extend_from_slice(&r.data);
+        if r.general_status == GeneralStatus::SUCCESS {
+            return (t, raw, reads);
+        }
+        offset += r.data.len() as u32;
+    }
+}
+
+#[test]
+fn templates_as_pycomm3_reads_them() {
+    let mut c = udt_controller();
+    // The built-in STRING: handle 0x0FCE, 15 words, 88 bytes, 2 members; 39 bytes.
+    let (t, raw, _) = read_template(&mut c, LOGIX_STRING_HANDLE, UNCONNECTED_REPLY_BUDGET);
+    assert_eq!(
+        (
+            t.structure_handle,
+            t.definition_size,
+            t.structure_size,
+            t.member_count
+        ),
+        (Some(0x0FCE), Some(15), Some(88), Some(2))
+    );
+    assert_eq!(raw.len(), 39);
+    let def = TemplateDefinition::decode(&raw, 2).unwrap();
+    assert_eq!(
+        (def.name.as_ref(), def.suffix.as_deref()),
+        ("ASCIISTRING82", None)
+    );
+    assert_eq!(def.members[1].name, "DATA");
+    assert_eq!(
+        (
+            def.members[1].info,
+            def.members[1].type_code,
+            def.members[1].offset
+        ),
+        (82, 0x20C2, 4)
+    );
+
+    let s = c.tags().structure_named("Motor").unwrap().clone();
+    let (t, raw, reads) = read_template(&mut c, s.template_instance, UNCONNECTED_REPLY_BUDGET);
+    assert_eq!(reads, 1);
+    assert_eq!(t.structure_handle, Some(s.handle));
+    assert_eq!(t.member_count, Some(6));
+    assert_eq!(t.structure_size, Some(112));
+    let def = TemplateDefinition::decode(&raw, 6).unwrap();
+    assert_eq!(
+        (def.name.as_ref(), def.suffix.as_deref()),
+        ("Motor", Some(""))
+    );
+    let members: Vec<(&str, u16, u16, u32)> = def
+        .members
+        .iter()
+        .map(|m| (m.name.as_ref(), m.info, m.type_code, m.offset))
+        .collect();
+    assert_eq!(
+        members,
+        vec![
+            ("ZZZZZZZZZZMotor0", 0, 0xC2, 0),
+            ("Run", 0, 0xC1, 0),
+            ("Fault", 1, 0xC1, 0),
+            ("Speed", 0, 0xCA, 4),
+            ("Hist", 4, 0x20C4, 8),
+            ("Name", 0, 0x8FCE, 24),
+        ]
+    );
+    // In chunks: a small connection gives 0x06 and pycomm3 continues from the offset.
+    let (_, chunked, reads) = read_template(&mut c, s.template_instance, 40);
+    assert_eq!(chunked, raw);
+    assert_eq!(reads, raw.len().div_ceil(36));
+    // Errors: unknown template, unknown attribute, offset beyond, service.
+    let r = exec(
+        &mut c,
+        service::GET_ATTRIBUTE_LIST,
+        "@0x6C/0x999",
+        vec![1, 0, 1, 0],
+    );
+    assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+    let p = format!("@0x6C/{}", s.template_instance);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_LIST, &p, vec![1, 0, 3, 0]);
+    assert_eq!(r.data.as_ref(), &[1, 0, 3, 0, 0x14, 0]);
+    let r = exec(
+        &mut c,
+        service::READ_TAG,
+        &p,
+        TemplateReadRequest {
+            offset: 999,
+            bytes: 4,
+        }
+        .to_vec(),
+    );
+    assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2104]);
+    let r = exec(&mut c, service::WRITE_TAG, &p, vec![]);
+    assert_status(&r, GeneralStatus::SERVICE_NOT_SUPPORTED, &[]);
+}
+
+// ---------------------------------------------------------------------------------------
+// pycomm3 tag list JSON
+
+const TAG_LIST_JSON: &str = r#"{
+  "Level": {"tag_name": "Level", "dim": 1, "instance_id": 17, "dimensions": [8, 0, 0],
+            "tag_type": "atomic", "data_type": "REAL", "data_type_name": "REAL",
+            "external_access": "Read/Write", "alias": false},
+  "Label": {"tag_name": "Label", "dim": 0, "instance_id": 3, "dimensions": [0, 0, 0],
+            "tag_type": "struct", "template_instance_id": 4046,
+            "data_type": {"name": "STRING", "attributes": ["LEN", "DATA"], "string": 82,
+                          "internal_tags": {
+                            "LEN": {"offset": 0, "tag_type": "atomic", "data_type": "DINT", "data_type_name": "DINT", "array": 0},
+                            "DATA": {"offset": 4, "tag_type": "atomic", "data_type": "SINT", "data_type_name": "SINT", "array": 82}},
+                          "template": {"object_definition_size": 15, "structure_size": 88, "member_count": 2, "structure_handle": 4046}},
+            "data_type_name": "STRING"},
+  "Valve": {"tag_name": "Valve", "dim": 1, "instance_id": 5, "dimensions": [2, 0, 0],
+            "tag_type": "struct", "template_instance_id": 300,
+            "data_type": {"name": "ValveUdt", "attributes": ["Open", "Position", "Tag"],
+                          "internal_tags": {
+                            "ZZZZZZZZZZValveUdt0": {"offset": 0, "tag_type": "atomic", "data_type": "SINT", "data_type_name": "SINT", "array": 0},
+                            "Open": {"offset": 0, "tag_type": "atomic", "data_type": "BOOL", "data_type_name": "BOOL", "bit": 0},
+                            "Position": {"offset": 4, "tag_type": "atomic", "data_type": "DINT", "data_type_name": "DINT", "array": 0},
+                            "Tag": {"offset": 8, "tag_type": "struct", "data_type": {"name": "STRING", "internal_tags": {
+                                "LEN": {"offset": 0, "tag_type": "atomic", "data_type": "DINT", "data_type_name": "DINT", "array": 0},
+                                "DATA": {"offset": 4, "tag_type": "atomic", "data_type": "SINT", "data_type_name": "SINT", "array": 82}},
+                                "attributes": ["LEN", "DATA"]}, "data_type_name": "STRING", "array": 0}},
+                          "template": {"object_definition_size": 20, "structure_size": 96, "member_count": 4, "structure_handle": 48879}},
+            "data_type_name": "ValveUdt"},
+  "Program:Main.Step": {"tag_name": "Program:Main.Step", "dim": 0, "instance_id": 9, "dimensions": [0, 0, 0],
+            "tag_type": "atomic", "data_type": "DINT", "data_type_name": "DINT"}
+}"#;
+
+#[test]
+fn pycomm3_tag_list_json() {
+    let list: tags::TagList = serde_json::from_str(TAG_LIST_JSON).unwrap();
+    let mut db = TagDatabase::new();
+    db.load_tag_list(&list).unwrap();
+    let ids: Vec<(String, u32)> = db
+        .tags()
+        .iter()
+        .map(|t| (t.full_name(), t.instance_id))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("Level".to_string(), 17),
+            ("Label".to_string(), 3),
+            ("Valve".to_string(), 5),
+            ("Program:Main.Step".to_string(), 9),
+        ]
+    );
+    let v = db.structure_named("ValveUdt").unwrap();
+    assert_eq!((v.template_instance, v.handle, v.size), (300, 48879, 96));
+    let names: Vec<&str> = v.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["ZZZZZZZZZZValveUdt0", "Open", "Position", "Tag"]
+    );
+    assert_eq!(v.members[1].bit, Some(0));
+    assert_eq!(v.members[3].element, ElementType::LOGIX_STRING);
+    assert_eq!(db.tags()[1].element, ElementType::LOGIX_STRING);
+    assert_eq!(db.tags()[0].dimensions, vec![8]);
+    let mut c = Controller::with_tags(ControllerConfig::default(), db);
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "Valve[1].Tag",
+        write_req(&Values::LogixString(vec![Text::from("V-101")])),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    exec(
+        &mut c,
+        service::WRITE_TAG,
+        "Valve[1].Open",
+        write_req(&Values::Bool(vec![true])),
+    );
+    let r = exec(&mut c, service::READ_TAG, "Valve[1]", read_req(1));
+    let body = ReadTagReply::decode(&r.data).unwrap();
+    assert_eq!(body.tag_type, TagType::Structure(48879));
+    assert_eq!(body.data[0], 1);
+    assert_eq!(&body.data[8..17], b"\x05\x00\x00\x00V-101");
+    // A list of entries loads too; a member beyond the structure size is refused.
+    let list: tags::TagList = serde_json::from_str(
+        r#"[{"tag_name": "X", "data_type": {"name": "Bad", "internal_tags": {
+              "A": {"offset": 4, "data_type": "DINT"}}, "template": {"structure_size": 4, "structure_handle": 1}}}]"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        TagDatabase::new().load_tag_list(&list),
+        Err(TagError::BadStructure { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Hook and fault injection
+
+#[derive(Default)]
+struct History(Mutex<Vec<String>>);
+
+impl TagHook for History {
+    fn before_read(&self, tag: &str, data: &mut [u8]) {
+        if tag == "Live" {
+            data.copy_from_slice(&21.5f32.to_le_bytes());
+        }
+    }
+    fn read(&self, a: &TagAccess<'_>) {
+        self.0.lock().unwrap().push(format!(
+            "read {} [{}] x{} {:02x?}",
+            a.tag, a.target.index, a.elements, a.data
+        ));
+    }
+    fn write(&self, a: &TagAccess<'_>) {
+        self.0.lock().unwrap().push(format!(
+            "write {} [{}] x{} {:02x?}",
+            a.tag, a.target.index, a.elements, a.data
+        ));
+    }
+}
+
+#[test]
+fn hook_sees_every_access_and_forced_errors() {
+    let mut c = controller(&["SCADA=INT[10]", "Live=REAL"]);
+    let history = Arc::new(History::default());
+    c.set_hook(Some(history.clone()));
+    exec(
+        &mut c,
+        service::WRITE_TAG,
+        "SCADA[2]",
+        write_req(&Values::Int(vec![1, 2])),
+    );
+    read_values(&mut c, "SCADA[3]", 1);
+    assert_eq!(read_values(&mut c, "Live", 1), Values::Real(vec![21.5]));
+    exec(&mut c, service::READ_TAG, "Nope", read_req(1));
+    assert_eq!(
+        *history.0.lock().unwrap(),
+        vec![
+            "write SCADA [2] x2 [01, 00, 02, 00]".to_string(),
+            "read SCADA [3] x1 [02, 00]".to_string(),
+            "read Live [0] x1 [00, 00, ac, 41]".to_string(),
+        ]
+    );
+    // A forced error answers every access, which is still performed (as cpppo does).
+    let forced = ForcedError {
+        status: 0x10,
+        extended: vec![0x2101],
+    };
+    assert!(c.force_error("SCADA", Some(forced)));
+    assert!(!c.force_error("Nope", None));
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "SCADA[0]",
+        write_req(&Values::Int(vec![9])),
+    );
+    assert_status(&r, GeneralStatus::DEVICE_STATE_CONFLICT, &[0x2101]);
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "SCADA", read_req(1)),
+        GeneralStatus::DEVICE_STATE_CONFLICT,
+        &[0x2101],
+    );
+    c.force_error("SCADA", None);
+    assert_eq!(read_values(&mut c, "SCADA", 1), Values::Int(vec![9]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests as real clients send them
+
+// cpppo's capture of a client writing SCADA[12] with Write Tag Fragmented, then the
+// Read Tag Fragmented it sends (server/enip_test.py).
+#[test]
+fn cpppo_capture_requests() {
+    let mut c = controller(&["SCADA=INT[1000]"]);
+    let write = [
+        0x53, 0x05, 0x91, 0x05, 0x53, 0x43, 0x41, 0x44, 0x41, 0x00, 0x28, 0x0c, 0xc3, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0xc9, 0x40,
+    ];
+    let req = MessageRouterRequest::decode(&write).unwrap();
+    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
+    assert_eq!(r.to_vec(), [0xD3, 0x00, 0x00, 0x00]);
+    assert_eq!(
+        read_values(&mut c, "SCADA[12]", 1),
+        Values::Int(vec![0x40C9])
+    );
+    // Read Tag Fragmented SCADA[11], 3 elements, offset 2: elements 12 and 13.
+    let read = [
+        0x52, 0x05, 0x91, 0x05, 0x53, 0x43, 0x41, 0x44, 0x41, 0x00, 0x28, 0x0b, 0x03, 0x00, 0x02,
+        0x00, 0x00, 0x00,
+    ];
+    let req = MessageRouterRequest::decode(&read).unwrap();
+    assert!(matches!(
+        Request::decode(&req).unwrap().request,
+        Request::ReadTagFragmented(_)
+    ));
+    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
+    assert_eq!(
+        r.to_vec(),
+        [0xD2, 0x00, 0x00, 0x00, 0xC3, 0x00, 0xC9, 0x40, 0x00, 0x00]
+    );
+}
+
+// pylogix reads a tag with Read Tag of a symbolic path (odd-length name padded) and
+// elements; writes a DINT with Write Tag; reads a UDT member with two symbolic segments.
+#[test]
+fn pylogix_style_requests() {
+    let mut c = udt_controller();
+    c.tags_mut().add_str("Counter=DINT").unwrap();
+    let write = [
+        0x4D, 0x05, 0x91, 0x07, b'C', b'o', b'u', b'n', b't', b'e', b'r', 0x00, 0xC4, 0x00, 0x01,
+        0x00, 0x2A, 0x00, 0x00, 0x00,
+    ];
+    let r = exec_ctx(
+        &mut c,
+        &ctx(500),
+        &MessageRouterRequest::decode(&write).unwrap(),
+    );
+    assert_eq!(r.to_vec(), [0xCD, 0x00, 0x00, 0x00]);
+    let read = [
+        0x4C, 0x05, 0x91, 0x07, b'C', b'o', b'u', b'n', b't', b'e', b'r', 0x00, 0x01, 0x00,
+    ];
+    let r = exec_ctx(
+        &mut c,
+        &ctx(500),
+        &MessageRouterRequest::decode(&read).unwrap(),
+    );
+    assert_eq!(
+        r.to_vec(),
+        [0xCC, 0x00, 0x00, 0x00, 0xC4, 0x00, 0x2A, 0x00, 0x00, 0x00]
+    );
+    let member = [
+        0x4C, 0x07, 0x91, 0x01, b'M', 0x00, 0x28, 0x01, 0x91, 0x05, b'S', b'p', b'e', b'e', b'd',
+        0x00, 0x01, 0x00,
+    ];
+    let r = exec_ctx(
+        &mut c,
+        &ctx(500),
+        &MessageRouterRequest::decode(&member).unwrap(),
+    );
+    assert_eq!(r.to_vec(), [0xCC, 0x00, 0x00, 0x00, 0xCA, 0x00, 0, 0, 0, 0]);
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_requests_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..80),
+        budget in 0usize..600,
+    ) {
+        let mut c = udt_controller();
+        c.tags_mut().add_str("SCADA=INT[10]").unwrap();
+        c.tags_mut().add_str("S=SSTRING[2]").unwrap();
+        if let Ok(req) = MessageRouterRequest::decode(&bytes) {
+            let r = c.execute(&ctx(budget), &req);
+            prop_assert_eq!(r.service, req.service | 0x80);
+        }
+    }
+
+    #[test]
+    fn arbitrary_tag_requests_never_panic(
+        name in proptest::sample::select(vec!["SCADA", "S", "M", "Program:Main.M", "@0x6B/1", "@0x6C/0x100", "@0x6B/0", "@2/1"]),
+        svc in proptest::sample::select(vec![0x4C, 0x4D, 0x4E, 0x52, 0x53, 0x55, 0x0A, 0x03, 0x01]),
+        elements in proptest::collection::vec(0u32..5, 0..3),
+        data in proptest::collection::vec(any::<u8>(), 0..40),
+        budget in 0usize..600,
+    ) {
+        let mut c = udt_controller();
+        c.tags_mut().add_str("SCADA=INT[10]").unwrap();
+        c.tags_mut().add_str("S=SSTRING[2]").unwrap();
+        let mut segs = crate::cip::epath::parse_path(name).unwrap();
+        segs.extend(elements.iter().map(|e| Segment::Element(*e)));
+        let req = MessageRouterRequest::new(svc, Epath::from_segments(&segs).unwrap(), data);
+        let r = c.execute(&ctx(budget), &req);
+        prop_assert_eq!(r.service, svc | 0x80);
+        if r.general_status.is_ok_or_partial() {
+            prop_assert!(r.encoded_len() <= budget.max(4));
+        }
+    }
+}
