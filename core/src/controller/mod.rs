@@ -519,10 +519,13 @@ impl Controller {
                     &req.data,
                     logical.attribute,
                     |a| identity_attribute(&id, a),
+                    // Attributes 1-7: a ControlLogix stops before the state.
                     || {
-                        let mut v = identity_of(&id).to_vec();
-                        v.truncate(v.len().saturating_sub(1)); // no state, as a ControlLogix
-                        v
+                        Identity {
+                            state: None,
+                            ..identity_of(&id)
+                        }
+                        .to_vec()
                     },
                 )
             }
@@ -840,6 +843,10 @@ impl Controller {
                 GeneralStatus::PARTIAL_TRANSFER,
             )
         };
+        if chunk.is_empty() && !rest.is_empty() {
+            // Not even one element fits: no progress is possible at this size.
+            return error(svc, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]);
+        }
         if let Some(hook) = &self.hook {
             let name = self.full_name(target);
             hook.read(&TagAccess {
@@ -1156,6 +1163,8 @@ impl Controller {
                 let room = ctx.reply_budget.saturating_sub(REPLY_HEADER);
                 if wanted.len() <= room {
                     success(svc, wanted.to_vec())
+                } else if room < 4 {
+                    error(svc, GeneralStatus::REPLY_DATA_TOO_LARGE, &[])
                 } else {
                     let mut m =
                         success(svc, wanted.get(..room / 4 * 4).unwrap_or_default().to_vec());

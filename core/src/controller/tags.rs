@@ -374,8 +374,8 @@ pub struct ForcedError {
     pub extended: Vec<u16>,
 }
 
-/// One tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One tag (serialized without its value bytes, for listings).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tag {
     /// Its name, without program prefix.
     pub name: String,
@@ -465,13 +465,12 @@ pub enum PathError {
 }
 
 /// The tag and structure database.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct TagDatabase {
     tags: Vec<Tag>,
     structures: Vec<StructureDef>,
     programs: Vec<Program>,
     next_instance: u32,
-    #[serde(skip)]
     by_name: HashMap<(Option<String>, String), usize>,
 }
 

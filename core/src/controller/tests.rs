@@ -208,7 +208,7 @@ fn every_type_written_then_read_back() {
         ),
     ];
     for (name, v) in &cases {
-        let r = exec(c_ref(&mut c), service::WRITE_TAG, name, write_req(v));
+        let r = exec(&mut c, service::WRITE_TAG, name, write_req(v));
         assert_status(&r, GeneralStatus::SUCCESS, &[]);
         assert!(r.data.is_empty());
         assert_eq!(&read_values(&mut c, name, v.len() as u16), v, "{name}");
@@ -232,10 +232,6 @@ fn every_type_written_then_read_back() {
     assert_eq!(r.data.len(), 4 + 88);
     // Names are case-insensitive, as in Logix.
     assert_eq!(read_values(&mut c, "ud", 1), Values::Udint(vec![u32::MAX]));
-}
-
-fn c_ref(c: &mut Controller) -> &mut Controller {
-    c
 }
 
 #[test]
@@ -353,19 +349,43 @@ fn read_write_errors_as_a_controllogix_answers() {
     );
 }
 
-// pycomm3's single Write Tag may carry bytes after the complete request: a ControlLogix
-// writes the tag and answers success, and so must we.
+// pycomm3's single Write Tag builds its message twice (`build_message` after
+// `_msg_setup = False` in `_write_build_single_request`), so the connected data item
+// carries the sequence count and the whole request a second time after the complete
+// request. A ControlLogix writes the tag and answers success, and so must we.
 #[test]
-fn write_tag_with_trailing_bytes_succeeds() {
-    let mut c = controller(&["D=DINT[2]"]);
-    let mut data = write_req(&Values::Dint(vec![0x0102_0304]));
-    data.extend_from_slice(&[0xEE, 0xFF, 0x00]);
-    let r = exec(&mut c, service::WRITE_TAG, "D", data);
-    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+fn pycomm3_write_tag_with_its_request_repeated_succeeds() {
+    let mut c = controller(&["D=DINT[2]", "Msg=STRING"]);
+    let once = MessageRouterRequest::new(
+        service::WRITE_TAG,
+        path("D"),
+        write_req(&Values::Dint(vec![0x0102_0304])),
+    )
+    .to_vec();
+    let sequence = [0x07, 0x00];
+    let mut twice = once.clone();
+    twice.extend_from_slice(&sequence);
+    twice.extend_from_slice(&once);
+    let req = MessageRouterRequest::decode(&twice).unwrap();
+    let r = exec_ctx(&mut c, &ctx(500), &req);
+    assert_eq!(r.to_vec(), [0xCD, 0x00, 0x00, 0x00]);
     assert_eq!(
         read_values(&mut c, "D", 2),
         Values::Dint(vec![0x0102_0304, 0])
     );
+    // The same for a structure (whose value the codec cannot delimit by itself).
+    let v = Values::LogixString(vec![Text::from("twice")]);
+    let once = MessageRouterRequest::new(service::WRITE_TAG, path("Msg"), write_req(&v)).to_vec();
+    let mut twice = once.clone();
+    twice.extend_from_slice(&sequence);
+    twice.extend_from_slice(&once);
+    let r = exec_ctx(
+        &mut c,
+        &ctx(500),
+        &MessageRouterRequest::decode(&twice).unwrap(),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(read_values(&mut c, "Msg", 1), v);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -461,6 +481,22 @@ fn fragmented_reads_at_budget_boundaries() {
             "budget {budget}"
         );
     }
+    // Not one DINT fits beside the 6 header bytes: reply data too large, not a 0x06
+    // that would make no progress.
+    let req = MessageRouterRequest::new(
+        service::READ_TAG_FRAGMENTED,
+        path("D"),
+        ReadTagFragmentedRequest {
+            elements: 2,
+            offset: 0,
+        }
+        .to_vec(),
+    );
+    let r = exec_ctx(&mut c, &ctx(9), &req);
+    assert_status(&r, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]);
+    let r = exec_ctx(&mut c, &ctx(10), &req);
+    assert_status(&r, GeneralStatus::PARTIAL_TRANSFER, &[]);
+    assert_eq!(r.data.len(), 6);
     // Plain Read Tag too big for the budget: what fits, status 0x06.
     let r = exec(&mut c, service::READ_TAG, "D", read_req(200));
     assert_status(&r, GeneralStatus::PARTIAL_TRANSFER, &[]);
