@@ -70,6 +70,9 @@ pub const WALL_CLOCK_UTC_US: u16 = 11;
 pub const SOFTWARE_CONTROL_BASE_TAG: u32 = 1 << 26;
 /// Symbol attribute 10 value: read/write external access.
 pub const EXTERNAL_ACCESS_READ_WRITE: u8 = 0;
+/// Template attribute 3 (undocumented): pylogix requests it with attributes 4, 2 and 1,
+/// and reads it as a UINT.
+pub const TEMPLATE_ATTRIBUTE_3: u16 = 3;
 /// The only instance of the singleton objects (Identity, Message Router...).
 pub const INSTANCE_1: u32 = 1;
 
@@ -1144,6 +1147,9 @@ impl Controller {
                     Some(s.definition_words().to_le_bytes().to_vec())
                 }
                 template_attribute::STRUCTURE_SIZE => Some(s.size.to_le_bytes().to_vec()),
+                // pylogix asks for attribute 3 and parses the attributes after it at
+                // offsets that only work if it is a UINT; its meaning is undocumented.
+                TEMPLATE_ATTRIBUTE_3 => Some(0u16.to_le_bytes().to_vec()),
                 _ => None,
             }),
             service::READ_TAG => {

@@ -38,9 +38,10 @@ pub const LAST_USER_TEMPLATE: u16 = 0x0EFF;
 /// Storage bytes of one SSTRING element: the length byte and 255 characters.
 pub const SSTRING_STORAGE: usize = 256;
 /// Bytes a Template definition size (attribute 4, in 32-bit words) counts beyond the
-/// definition bytes a Template Read returns: pycomm3 reads `size * 4 - 21` bytes, which
-/// is exactly the definition of the built-in STRING (15 words, 39 bytes).
-pub const TEMPLATE_SIZE_OVERHEAD: usize = 21;
+/// definition bytes, which are padded to a whole number of words. The built-in STRING
+/// is 15 words for its 39 bytes (40 padded): pycomm3 reads `size * 4 - 21` bytes (39),
+/// pylogix `size * 4 - 23` rounded up to a word (40), and both must find the end there.
+pub const TEMPLATE_SIZE_OVERHEAD: usize = 20;
 /// Prefix of the hidden SINT members that host a structure's BOOL members.
 pub const HIDDEN_HOST_PREFIX: &str = "ZZZZZZZZZZ";
 /// Symbol Type bit: a structure.
@@ -309,8 +310,8 @@ pub struct StructureDef {
 }
 
 impl StructureDef {
-    /// The Template definition bytes a Template Read returns (padded with zeros to the
-    /// size attribute 4 announces).
+    /// The Template definition bytes a Template Read returns (padded with zeros to a
+    /// whole number of 32-bit words).
     pub fn template_bytes(&self) -> Vec<u8> {
         let (name, suffix) = match self.template_name.split_once(';') {
             Some((n, s)) => (n, Some(s)),
@@ -331,10 +332,7 @@ impl StructureDef {
                 .collect(),
         };
         let mut bytes = def.to_vec();
-        bytes.resize(
-            self.definition_words() as usize * 4 - TEMPLATE_SIZE_OVERHEAD,
-            0,
-        );
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
         bytes
     }
 
@@ -344,7 +342,7 @@ impl StructureDef {
             + self.template_name.len()
             + 1
             + self.members.iter().map(|m| m.name.len() + 1).sum::<usize>();
-        u32::try_from((def + TEMPLATE_SIZE_OVERHEAD).div_ceil(4)).unwrap_or(u32::MAX)
+        u32::try_from(def.div_ceil(4) + TEMPLATE_SIZE_OVERHEAD / 4).unwrap_or(u32::MAX)
     }
 
     /// The member named `name` (case-insensitive), with its index.

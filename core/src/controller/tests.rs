@@ -1350,8 +1350,8 @@ fn templates_as_pycomm3_reads_them() {
     );
     assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
     let p = format!("@0x6C/{}", s.template_instance);
-    let r = exec(&mut c, service::GET_ATTRIBUTE_LIST, &p, vec![1, 0, 3, 0]);
-    assert_eq!(r.data.as_ref(), &[1, 0, 3, 0, 0x14, 0]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_LIST, &p, vec![1, 0, 6, 0]);
+    assert_eq!(r.data.as_ref(), &[1, 0, 6, 0, 0x14, 0]);
     let r = exec(
         &mut c,
         service::READ_TAG,
@@ -1365,6 +1365,75 @@ fn templates_as_pycomm3_reads_them() {
     assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2104]);
     let r = exec(&mut c, service::WRITE_TAG, &p, vec![]);
     assert_status(&r, GeneralStatus::SERVICE_NOT_SUPPORTED, &[]);
+}
+
+/// What pylogix's _get_udt does: Get Attribute List of 4, 3, 2, 1 read at fixed
+/// offsets of the reply (from the Message Router reply header), then Template Reads of
+/// `size * 4 - 23` rounded up to a word, until that many bytes have arrived.
+fn pylogix_read_template(
+    c: &mut Controller,
+    instance: u16,
+    budget: usize,
+) -> (String, Vec<String>) {
+    let p = format!("@0x6C/{instance}");
+    let r = exec(
+        c,
+        service::GET_ATTRIBUTE_LIST,
+        &p,
+        vec![4, 0, 4, 0, 3, 0, 2, 0, 1, 0],
+    );
+    let block = r.to_vec();
+    assert!(block.len() > 24);
+    let words = u32::from_le_bytes(block[10..14].try_into().unwrap()) as usize;
+    let size = (words * 4 - 23).div_ceil(4) * 4;
+    let member_count = usize::from(u16::from_le_bytes(block[24..26].try_into().unwrap()));
+    let mut data: Vec<u8> = Vec::new();
+    for _ in 0..100 {
+        let remaining = size - data.len();
+        if remaining == 0 {
+            break;
+        }
+        let req = MessageRouterRequest::new(
+            service::READ_TAG,
+            path(&p),
+            TemplateReadRequest {
+                offset: data.len() as u32,
+                bytes: remaining as u16,
+            }
+            .to_vec(),
+        );
+        let r = exec_ctx(c, &ctx(budget), &req);
+        assert!(r.general_status.is_ok_or_partial(), "{r:?}");
+        assert!(!r.data.is_empty(), "pylogix would loop forever");
+        data.extend_from_slice(&r.data);
+    }
+    assert_eq!(data.len(), size);
+    let names: Vec<String> = data[member_count * 8..]
+        .split(|b| *b == 0)
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    let name = names[0].split(';').next().unwrap().to_string();
+    (name, names[1..=member_count].to_vec())
+}
+
+#[test]
+fn templates_as_pylogix_reads_them() {
+    let mut c = udt_controller();
+    let (name, members) =
+        pylogix_read_template(&mut c, LOGIX_STRING_HANDLE, UNCONNECTED_REPLY_BUDGET);
+    assert_eq!(
+        (name.as_str(), members),
+        ("ASCIISTRING82", vec!["LEN".to_string(), "DATA".to_string()])
+    );
+    let motor = c.tags().structure_named("Motor").unwrap().template_instance;
+    for budget in [UNCONNECTED_REPLY_BUDGET, 30] {
+        let (name, members) = pylogix_read_template(&mut c, motor, budget);
+        assert_eq!(name, "Motor");
+        assert_eq!(
+            members,
+            ["ZZZZZZZZZZMotor0", "Run", "Fault", "Speed", "Hist", "Name"]
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
