@@ -516,47 +516,47 @@ impl Controller {
                 self.multiple(ctx, req)
             }
             class::IDENTITY if instance_1 => {
-                let id = self.config.identity.clone();
+                let id = &self.config.identity;
                 self.simple_object(
                     svc,
                     &req.data,
                     logical.attribute,
-                    |a| identity_attribute(&id, a),
+                    |a| identity_attribute(id, a),
                     // Attributes 1-7: a ControlLogix stops before the state.
                     || {
                         Identity {
                             state: None,
-                            ..identity_of(&id)
+                            ..identity_of(id)
                         }
                         .to_vec()
                     },
                 )
             }
             class::TCP_IP_INTERFACE if instance_1 => {
-                let t = self.config.tcpip.clone();
+                let t = &self.config.tcpip;
                 self.simple_object(
                     svc,
                     &req.data,
                     logical.attribute,
-                    |a| tcpip_attribute(&t, a),
+                    |a| tcpip_attribute(t, a),
                     || {
                         (1..=6)
-                            .filter_map(|a| tcpip_attribute(&t, a))
+                            .filter_map(|a| tcpip_attribute(t, a))
                             .flatten()
                             .collect()
                     },
                 )
             }
             class::ETHERNET_LINK if instance_1 => {
-                let e = self.config.ethernet_link.clone();
+                let e = &self.config.ethernet_link;
                 self.simple_object(
                     svc,
                     &req.data,
                     logical.attribute,
-                    |a| ethernet_attribute(&e, a),
+                    |a| ethernet_attribute(e, a),
                     || {
                         (1..=3)
-                            .filter_map(|a| ethernet_attribute(&e, a))
+                            .filter_map(|a| ethernet_attribute(e, a))
                             .flatten()
                             .collect()
                     },

@@ -470,6 +470,7 @@ pub struct TagDatabase {
     programs: Vec<Program>,
     next_instance: u32,
     by_name: HashMap<(Option<String>, String), usize>,
+    by_instance: HashMap<u32, usize>,
 }
 
 impl TagDatabase {
@@ -706,7 +707,10 @@ impl TagDatabase {
             self.ensure_program(p);
         }
         let instance_id = match instance_id {
-            Some(id) if !self.tags.iter().any(|t| t.instance_id == id) => {
+            Some(id)
+                if !self.by_instance.contains_key(&id)
+                    && !self.programs.iter().any(|p| p.instance_id == id) =>
+            {
                 self.next_instance = self.next_instance.max(id.saturating_add(1));
                 id
             }
@@ -724,6 +728,7 @@ impl TagDatabase {
             data: vec![0; bytes],
         });
         self.by_name.insert(key, index);
+        self.by_instance.insert(instance_id, index);
         Ok(index)
     }
 
@@ -993,9 +998,9 @@ impl TagDatabase {
                 match by_address {
                     Some(i) => i,
                     None if *c == u32::from(class::SYMBOL) && attribute.is_none() => self
-                        .tags
-                        .iter()
-                        .position(|t| t.instance_id == instance)
+                        .by_instance
+                        .get(&instance)
+                        .copied()
                         .ok_or(PathError::Unknown)?,
                     None => return Err(PathError::Unknown),
                 }

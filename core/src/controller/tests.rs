@@ -676,6 +676,122 @@ fn structure_layout_members_and_bits() {
 }
 
 #[test]
+fn nested_structures_and_multi_dimensional_arrays() {
+    let mut c = Controller::new(ControllerConfig::default());
+    let db = c.tags_mut();
+    let inner = db
+        .define_structure(
+            "Inner",
+            &[
+                ("Flag", "BOOL", 0),
+                ("Big", "LINT", 0),
+                ("Small", "SINT", 3),
+            ],
+        )
+        .unwrap();
+    let outer = db
+        .define_structure(
+            "Outer",
+            &[
+                ("One", "Inner", 0),
+                ("Many", "Inner", 2),
+                ("Count", "UINT", 0),
+            ],
+        )
+        .unwrap();
+    db.add_str("O=Outer[2]").unwrap();
+    db.add_str("Grid=INT[2,3,4]").unwrap();
+    // Inner: host SINT at 0, LINT aligned to 8, SINT[3] at 16, size 20 (a multiple of 4).
+    let i = c.tags().structure(inner).unwrap().clone();
+    assert_eq!(i.size, 20);
+    assert_eq!(i.member("big").unwrap().offset, 8);
+    let o = c.tags().structure(outer).unwrap().clone();
+    let offsets: Vec<u32> = o.members.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, vec![0, 20, 60]);
+    assert_eq!(o.size, 64);
+    // Template type words: a structure member, an array of structures.
+    let bytes = o.template_bytes();
+    let def = TemplateDefinition::decode(&bytes, 3).unwrap();
+    let codes: Vec<(u16, u16)> = def.members.iter().map(|m| (m.info, m.type_code)).collect();
+    assert_eq!(
+        codes,
+        vec![(0, 0x8000 | inner), (2, 0xA000 | inner), (0, 0xC7)]
+    );
+
+    let wr = |c: &mut Controller, p: &str, v: Values| {
+        let r = exec(c, service::WRITE_TAG, p, write_req(&v));
+        assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    };
+    wr(
+        &mut c,
+        "O[1].Many[1].Big",
+        Values::Lint(vec![-1_234_567_890_123]),
+    );
+    wr(&mut c, "O[1].Many[1].Small[1]", Values::Sint(vec![-7, 8]));
+    wr(&mut c, "O[1].Many[0].Flag", Values::Bool(vec![true]));
+    wr(&mut c, "O[1].Count", Values::Uint(vec![65000]));
+    assert_eq!(
+        read_values(&mut c, "O[1].Many[1].Big", 1),
+        Values::Lint(vec![-1_234_567_890_123])
+    );
+    assert_eq!(
+        read_values(&mut c, "O[1].Many[1].Small", 3),
+        Values::Sint(vec![0, -7, 8])
+    );
+    assert_eq!(
+        read_values(&mut c, "O[1].Many[0].Flag", 1),
+        Values::Bool(vec![true])
+    );
+    assert_eq!(
+        read_values(&mut c, "O[1].Many[1].Flag", 1),
+        Values::Bool(vec![false])
+    );
+    assert_eq!(
+        read_values(&mut c, "O[1].Count", 1),
+        Values::Uint(vec![65000])
+    );
+    let data = c.tags().tags()[0].data().to_vec();
+    assert_eq!(
+        data[64 + 20 + 20 + 8..64 + 20 + 20 + 16],
+        (-1_234_567_890_123i64).to_le_bytes()
+    );
+    assert_eq!(data[64 + 20], 1);
+    assert_eq!(data[64 + 60..64 + 62], 65000u16.to_le_bytes());
+    // Two elements of Many, as structures.
+    let r = exec(&mut c, service::READ_TAG, "O[1].Many", read_req(2));
+    let body = ReadTagReply::decode(&r.data).unwrap();
+    assert_eq!(body.tag_type, TagType::Structure(i.handle));
+    assert_eq!(body.data.as_ref(), &data[64 + 20..64 + 60]);
+
+    // Grid[1,2,3] is element 1*12 + 2*4 + 3 = 23; Grid[1] starts the second plane.
+    wr(&mut c, "Grid[1,2,3]", Values::Int(vec![23]));
+    wr(&mut c, "Grid[0,0,1]", Values::Int(vec![1, 2]));
+    let all = read_values(&mut c, "Grid", 24);
+    let Values::Int(all) = all else { panic!() };
+    assert_eq!((all[1], all[2], all[23]), (1, 2, 23));
+    assert_eq!(all.iter().filter(|v| **v != 0).count(), 3);
+    let Values::Int(plane) = read_values(&mut c, "Grid[1]", 12) else {
+        panic!()
+    };
+    assert_eq!(plane[11], 23);
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "Grid[0,3,0]", read_req(1)),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "Grid[1]", read_req(13)),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2105],
+    );
+    assert_status(
+        &exec(&mut c, service::READ_TAG, "Grid[0,0,0,0]", read_req(1)),
+        GeneralStatus::PATH_SEGMENT_ERROR,
+        &[0],
+    );
+}
+
+#[test]
 fn program_scope_and_symbol_instance_addressing() {
     let mut c = udt_controller();
     let r = exec(
@@ -929,6 +1045,14 @@ fn multiple_service_packet() {
         read_req(1),
     )])]);
     let r = exec_ctx(&mut c, &ctx(500), &nested);
+    assert_status(&r, GeneralStatus::EMBEDDED_SERVICE_ERROR, &[]);
+    // Embedded errors that together exceed the budget: reply data too large.
+    let many = msp((0..20)
+        .map(|_| MessageRouterRequest::new(service::READ_TAG, path("Missing"), read_req(1)))
+        .collect());
+    let r = exec_ctx(&mut c, &ctx(100), &many);
+    assert_status(&r, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]);
+    let r = exec_ctx(&mut c, &ctx(4 + 2 + 20 * 2 + 20 * 6), &many);
     assert_status(&r, GeneralStatus::EMBEDDED_SERVICE_ERROR, &[]);
     // An MSP to the Message Router with another service.
     assert_status(
