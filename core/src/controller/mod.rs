@@ -392,6 +392,11 @@ impl Controller {
         &self.config
     }
 
+    /// The configuration, to change attribute values while serving.
+    pub fn config_mut(&mut self) -> &mut ControllerConfig {
+        &mut self.config
+    }
+
     /// The tag database.
     pub fn tags(&self) -> &TagDatabase {
         &self.db

@@ -1836,3 +1836,197 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// pycomm3's LogixDriver.open() sequence at the CIP level, parsed as pycomm3 parses it
+
+#[derive(Debug, PartialEq)]
+enum Pycomm3Type {
+    Atomic(String),
+    Struct {
+        name: String,
+        attributes: Vec<String>,
+        string: Option<u16>,
+        members: Vec<(String, Pycomm3Type)>,
+    },
+}
+
+fn pycomm3_data_type(c: &mut Controller, symbol_type: u16) -> Pycomm3Type {
+    let instance = symbol_type & 0x0FFF;
+    let (t, raw, _) = read_template(c, instance, UNCONNECTED_REPLY_BUDGET);
+    let count = usize::from(t.member_count.unwrap());
+    let info = &raw[..count * 8];
+    let mut names: Vec<String> = raw[count * 8..]
+        .split(|b| *b == 0)
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    let mut template_name = None;
+    let first = names.remove(0);
+    match first.split_once(';') {
+        Some((n, _)) => template_name = Some(n.to_string()),
+        None => names.insert(0, first),
+    }
+    let predefined = !(0x100..=0xEFF).contains(&instance);
+    if predefined && template_name.is_none() {
+        template_name = Some(names.remove(0));
+    }
+    let mut name = template_name.unwrap();
+    if name == "ASCIISTRING82" {
+        name = "STRING".into();
+    }
+    let mut attributes = Vec::new();
+    let mut members = Vec::new();
+    for (k, member) in names.into_iter().take(count).enumerate() {
+        let rec = &info[k * 8..k * 8 + 8];
+        let array = u16::from_le_bytes([rec[0], rec[1]]);
+        let typ = u16::from_le_bytes([rec[2], rec[3]]);
+        let code = typ & 0x0FFF;
+        let ty = match DataType::from_code(code) {
+            Some(dt) => Pycomm3Type::Atomic(format!(
+                "{}{}",
+                dt.name(),
+                if array > 0 && dt != DataType::BOOL {
+                    format!("[{array}]")
+                } else {
+                    String::new()
+                }
+            )),
+            None => pycomm3_data_type(c, typ),
+        };
+        if !(member.starts_with("ZZZZZZZZZZ") || member.starts_with("__")) {
+            attributes.push(member.clone());
+        }
+        members.push((member, ty));
+    }
+    let string = (attributes == ["LEN", "DATA"]).then(|| match &members[1].1 {
+        Pycomm3Type::Atomic(t) => t
+            .trim_start_matches("SINT[")
+            .trim_end_matches(']')
+            .parse()
+            .unwrap(),
+        _ => 0,
+    });
+    Pycomm3Type::Struct {
+        name,
+        attributes,
+        string,
+        members,
+    }
+}
+
+fn pycomm3_tag_list(
+    c: &mut Controller,
+    program: Option<&str>,
+) -> (Vec<(String, Pycomm3Type, [u32; 3])>, Vec<String>) {
+    let (raw, _) = upload(c, program, &PYCOMM3_ATTRIBUTES, UNCONNECTED_REPLY_BUDGET);
+    let mut tags = Vec::new();
+    let mut programs = Vec::new();
+    for s in raw {
+        let name = s.name().unwrap().to_string();
+        if let Some(p) = name.strip_prefix("Program:") {
+            programs.push(p.to_string());
+            continue;
+        }
+        let t = s.symbol_type().unwrap();
+        if name.contains(':') || name.starts_with("__") || t.is_system() {
+            continue;
+        }
+        assert!(
+            s.values
+                .contains(&SymbolValue::SoftwareControl(SOFTWARE_CONTROL_BASE_TAG)),
+            "alias"
+        );
+        let full = match program {
+            Some(p) => format!("Program:{p}.{name}"),
+            None => name,
+        };
+        let ty = match t.atomic_type() {
+            Some(code) => Pycomm3Type::Atomic(
+                DataType::from_code(u16::from(code))
+                    .unwrap()
+                    .name()
+                    .to_string(),
+            ),
+            None => pycomm3_data_type(c, t.0),
+        };
+        tags.push((full, ty, s.dimensions().unwrap()));
+    }
+    (tags, programs)
+}
+
+#[test]
+fn pycomm3_open_sequence() {
+    let mut c = udt_controller();
+    c.tags_mut().add_str("Speeds=REAL[16]").unwrap();
+    c.config_mut().program_name = "Plant".into();
+    // get_plc_info: Identity Get Attributes All, parsed field by field.
+    let r = exec(&mut c, service::GET_ATTRIBUTES_ALL, "@1/1", vec![]);
+    let d = &r.data;
+    let (major, status) = (d[6], u16::from_le_bytes([d[8], d[9]]));
+    assert_eq!((major, status), (20, 0x3160));
+    assert!(
+        major >= 18,
+        "external access (attribute 10) is requested from v18"
+    );
+    assert_eq!(&d[15..15 + usize::from(d[14])], b"1756-L61/B LOGIX5561");
+    // get_plc_name.
+    let r = exec(&mut c, service::GET_ATTRIBUTES_ALL, "@0x64/1", vec![]);
+    assert_eq!(r.data.as_ref(), b"\x05\x00Plant");
+    // get_tag_list('*'): controller scope, then every program found there.
+    let (mut tags, programs) = pycomm3_tag_list(&mut c, None);
+    assert_eq!(programs, vec!["Main"]);
+    for p in &programs {
+        tags.extend(pycomm3_tag_list(&mut c, Some(p)).0);
+    }
+    let string = Pycomm3Type::Struct {
+        name: "STRING".into(),
+        attributes: vec!["LEN".into(), "DATA".into()],
+        string: Some(82),
+        members: vec![
+            ("LEN".into(), Pycomm3Type::Atomic("DINT".into())),
+            ("DATA".into(), Pycomm3Type::Atomic("SINT[82]".into())),
+        ],
+    };
+    let motor = Pycomm3Type::Struct {
+        name: "Motor".into(),
+        attributes: ["Run", "Fault", "Speed", "Hist", "Name"]
+            .map(String::from)
+            .to_vec(),
+        string: None,
+        members: vec![
+            (
+                "ZZZZZZZZZZMotor0".into(),
+                Pycomm3Type::Atomic("SINT".into()),
+            ),
+            ("Run".into(), Pycomm3Type::Atomic("BOOL".into())),
+            ("Fault".into(), Pycomm3Type::Atomic("BOOL".into())),
+            ("Speed".into(), Pycomm3Type::Atomic("REAL".into())),
+            ("Hist".into(), Pycomm3Type::Atomic("DINT[4]".into())),
+            ("Name".into(), string),
+        ],
+    };
+    let names: Vec<(&str, [u32; 3])> = tags.iter().map(|(n, _, d)| (n.as_str(), *d)).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("M", [3, 0, 0]),
+            ("Speeds", [16, 0, 0]),
+            ("Program:Main.Count", [0, 0, 0]),
+            ("Program:Main.M", [0, 0, 0]),
+        ]
+    );
+    assert_eq!(tags[0].1, motor);
+    assert_eq!(tags[1].1, Pycomm3Type::Atomic("REAL".into()));
+    assert_eq!(tags[3].1, motor);
+    // Then reads go out as a Multiple Service Packet, as pycomm3 packs them.
+    let req = msp(vec![
+        MessageRouterRequest::new(service::READ_TAG, path("Speeds"), read_req(16)),
+        MessageRouterRequest::new(service::READ_TAG, path("Program:Main.Count"), read_req(1)),
+        MessageRouterRequest::new(service::READ_TAG, path("M[2].Name"), read_req(1)),
+    ]);
+    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    let body = MultipleServiceReply::decode(&r.data).unwrap();
+    let lens: Vec<usize> = body.replies.iter().map(|x| x.data.len()).collect();
+    assert_eq!(lens, vec![2 + 64, 2 + 4, 4 + 88]);
+}
