@@ -1914,10 +1914,10 @@ fn pycomm3_data_type(c: &mut Controller, symbol_type: u16) -> Pycomm3Type {
     }
 }
 
-fn pycomm3_tag_list(
-    c: &mut Controller,
-    program: Option<&str>,
-) -> (Vec<(String, Pycomm3Type, [u32; 3])>, Vec<String>) {
+/// A tag as pycomm3 lists it: full name, data type, dimensions.
+type Pycomm3Tag = (String, Pycomm3Type, [u32; 3]);
+
+fn pycomm3_tag_list(c: &mut Controller, program: Option<&str>) -> (Vec<Pycomm3Tag>, Vec<String>) {
     let (raw, _) = upload(c, program, &PYCOMM3_ATTRIBUTES, UNCONNECTED_REPLY_BUDGET);
     let mut tags = Vec::new();
     let mut programs = Vec::new();
