@@ -23,9 +23,44 @@
 //! 0x08. A Multiple Service Packet answers 0x1E when any embedded service failed (a
 //! ControlLogix does; cpppo answers 0x00).
 //!
-//! Tolerated quirks: a Write Tag with bytes after its `elements` values (pycomm3) is
-//! written and answered with success; a Read-Modify-Write whose AND mask is longer than
-//! the mask size (pycomm3 sends 8 bytes) is applied with the first mask-size bytes.
+//! Not even one element fitting the budget is 0x11 (reply data too large), so a client
+//! never loops on empty partial replies.
+//!
+//! Tolerated quirks: a Write Tag with bytes after its `elements` values (pycomm3 sends
+//! the sequence count and the whole request a second time) is written and answered with
+//! success; a Read-Modify-Write whose AND mask is longer than the mask size (pycomm3
+//! sends 8 bytes) is applied with the first mask-size bytes.
+//!
+//! Decisions: writes must carry the tag's exact type (a ControlLogix refuses an INT
+//! written to a DINT with 0x2107; cpppo accepts narrower types); `BOOL[n]` stores one
+//! byte per element, as cpppo does (a Logix BOOL array is DWORD-packed: declare it
+//! `DWORD[n/32]` to serve it as Logix does); a forced error (fault injection) answers
+//! after the access is performed, as cpppo's `Attribute.error` does.
+//!
+//! ```
+//! use std::time::Instant;
+//! use cpppo_core::cip::device::{CipDevice, RequestContext, UNCONNECTED_REPLY_BUDGET};
+//! use cpppo_core::cip::message_router::{MessageRouterRequest, service};
+//! use cpppo_core::controller::{Controller, ControllerConfig};
+//!
+//! let mut plc = Controller::new(ControllerConfig::default());
+//! plc.tags_mut().add_str("SCADA=INT[1000]").unwrap();
+//! let ctx = RequestContext {
+//!     now: Instant::now(),
+//!     connection: None,
+//!     reply_budget: UNCONNECTED_REPLY_BUDGET,
+//! };
+//! // Write Tag SCADA[12] = 99, then Read Tag SCADA[12].
+//! let write = MessageRouterRequest::new(
+//!     service::WRITE_TAG,
+//!     "SCADA[12]".parse().unwrap(),
+//!     vec![0xC3, 0x00, 0x01, 0x00, 99, 0],
+//! );
+//! assert_eq!(plc.execute(&ctx, &write).general_status.0, 0x00);
+//! let read = MessageRouterRequest::new(service::READ_TAG, "SCADA[12]".parse().unwrap(), vec![1, 0]);
+//! let reply = plc.execute(&ctx, &read);
+//! assert_eq!(reply.data.as_ref(), &[0xC3, 0x00, 99, 0]);
+//! ```
 
 pub mod tags;
 

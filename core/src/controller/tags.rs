@@ -232,6 +232,25 @@ impl std::str::FromStr for TagSpec {
     }
 }
 
+impl std::fmt::Display for TagSpec {
+    /// The spec as cpppo writes it: `[Program:X.]NAME[@class/instance/attribute]=TYPE[dims]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = &self.program {
+            write!(f, "Program:{p}.")?;
+        }
+        f.write_str(&self.name)?;
+        if let Some(a) = &self.address {
+            write!(f, "@0x{:X}/{}/{}", a.class, a.instance, a.attribute)?;
+        }
+        write!(f, "={}", self.type_name)?;
+        if !self.dimensions.is_empty() {
+            let dims: Vec<String> = self.dimensions.iter().map(u32::to_string).collect();
+            write!(f, "[{}]", dims.join(","))?;
+        }
+        Ok(())
+    }
+}
+
 fn parse_dimensions(text: &str) -> Result<Vec<u32>, TagError> {
     let bad = || TagError::BadDimensions {
         text: text.to_string(),

@@ -117,6 +117,18 @@ fn tag_specs_parse() {
     assert_eq!(s.dimensions, vec![2, 3]);
     let s: TagSpec = "Msg=MyUdt[4]".parse().unwrap();
     assert_eq!(s.type_name, "MyUdt");
+    for text in [
+        "Program:Main.Grid=DINT[2,3]",
+        "Temp@0x22/1/3=REAL",
+        "Msg=MyUdt[4]",
+    ] {
+        let s: TagSpec = text.parse().unwrap();
+        assert_eq!(s.to_string(), text);
+    }
+    assert_eq!(
+        "x@34/1/3=sint".parse::<TagSpec>().unwrap().to_string(),
+        "x@0x22/1/3=SINT"
+    );
 
     let err = |spec: &str| spec.parse::<TagSpec>().unwrap_err();
     assert!(matches!(err("SCADA"), TagError::MissingType { .. }));
@@ -307,6 +319,13 @@ fn read_write_errors_as_a_controllogix_answers() {
             "SCADA",
             vec![1, 0, 0, 0],
         ),
+        GeneralStatus::NOT_ENOUGH_DATA,
+        &[],
+    );
+    // SSTRING values that do not decode into the elements announced.
+    c.tags_mut().add_str("SS=SSTRING[2]").unwrap();
+    assert_status(
+        &exec(&mut c, wr, "SS", vec![0xDA, 0, 2, 0, 1, b'a']),
         GeneralStatus::NOT_ENOUGH_DATA,
         &[],
     );
