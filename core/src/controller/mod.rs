@@ -15,11 +15,13 @@
 //! - Symbol 0x6B: Get Instance Attribute List 0x55 (controller or `Program:X` scope);
 //! - Template 0x6C: Get Attribute List (attributes 1, 2, 4, 5), Template Read 0x4C.
 //!
-//! Statuses follow what a ControlLogix answers (and cpppo's logix.py documents): an
-//! unparsable path 0x04, an unknown tag, member or object 0x05 (both with extended status
-//! 0x0000), a reply larger than the budget 0x06 with what fits, a short request 0x13, a
-//! request with extra data 0x15, a type mismatch 0xFF/0x2107, elements or offsets beyond
-//! the tag 0xFF/0x2105 (0x2104 for a write fragment beyond the end), an unknown service
+//! Statuses follow what a ControlLogix answers (cpppo's captures of a 1756-L61, and the
+//! table in cpppo's logix.py): an unparsable path or an unknown tag, program or member
+//! name 0x04 with extended status 0x0000; an element index beyond the array, or an
+//! unknown Symbol instance, numeric address or object 0x05 (no extended status); a reply
+//! larger than the budget 0x06 with what fits; a short request 0x13; a request with
+//! extra data 0x15; a type mismatch 0xFF/0x2107; an element count or offset beyond the
+//! tag 0xFF/0x2105 (0x2104 for a write fragment beyond the end); an unknown service
 //! 0x08. A Multiple Service Packet answers 0x1E when any embedded service failed (a
 //! ControlLogix does; cpppo answers 0x00).
 //!
@@ -302,9 +304,12 @@ fn logix_error(svc: u8, ext: LogixExtendedStatus) -> Reply {
 
 fn path_error(svc: u8, e: PathError) -> Reply {
     match e {
-        PathError::Segment => error(svc, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
-        PathError::Unknown => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]),
-        PathError::OutOfRange => logix_error(svc, LogixExtendedStatus::OUT_OF_RANGE),
+        PathError::Segment | PathError::UnknownSymbol => {
+            error(svc, GeneralStatus::PATH_SEGMENT_ERROR, &[0])
+        }
+        PathError::Unknown | PathError::IndexOutOfRange => {
+            error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[])
+        }
     }
 }
 
@@ -492,7 +497,7 @@ impl Controller {
         if let [Segment::Symbolic(p), Segment::Class(c), rest @ ..] = segments.as_slice() {
             if let Some(program) = p.strip_prefix("Program:") {
                 if *c != u32::from(class::SYMBOL) {
-                    return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+                    return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
                 }
                 if svc != service::GET_INSTANCE_ATTRIBUTE_LIST {
                     return self.tag_service(ctx, req, &segments);
@@ -504,7 +509,7 @@ impl Controller {
                     .find(|x| x.name.eq_ignore_ascii_case(program))
                     .map(|x| x.name.clone())
                 else {
-                    return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+                    return path_error(svc, PathError::UnknownSymbol);
                 };
                 let start = match rest {
                     [Segment::Instance(i)] => *i,
@@ -545,13 +550,13 @@ impl Controller {
             _ => return error(svc, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
         };
         let Ok(cls) = u16::try_from(logical.class) else {
-            return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+            return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
         };
         let instance_1 = logical.instance == Some(INSTANCE_1);
         match cls {
             class::MESSAGE_ROUTER if svc == service::MULTIPLE_SERVICE_PACKET => {
                 if !instance_1 || nested {
-                    return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+                    return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
                 }
                 self.multiple(ctx, req)
             }
@@ -630,7 +635,7 @@ impl Controller {
                 Some(i) if self.db.structure(i).is_some() && logical.attribute.is_none() => {
                     self.template_service(ctx, svc, i, &req.data)
                 }
-                _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]),
+                _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]),
             },
             _ if is_tag_service(svc) => self.tag_service(ctx, req, &segments),
             class::IDENTITY
@@ -640,10 +645,10 @@ impl Controller {
             | class::WALL_CLOCK_TIME
             | class::MESSAGE_ROUTER => match logical.instance {
                 Some(INSTANCE_1) => error(svc, GeneralStatus::SERVICE_NOT_SUPPORTED, &[]),
-                _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]),
+                _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]),
             },
             class::SYMBOL => error(svc, GeneralStatus::SERVICE_NOT_SUPPORTED, &[]),
-            _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]),
+            _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]),
         }
     }
 
@@ -1172,7 +1177,7 @@ impl Controller {
 
     fn template_service(&self, ctx: &RequestContext, svc: u8, instance: u16, data: &[u8]) -> Reply {
         let Some(s) = self.db.structure(instance) else {
-            return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+            return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
         };
         match svc {
             service::GET_ATTRIBUTE_LIST => attribute_list(svc, data, |a| match a {

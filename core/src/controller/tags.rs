@@ -470,15 +470,19 @@ impl Target {
     }
 }
 
-/// Why a request path names no tag data.
+/// Why a request path names no tag data. The statuses are those a ControlLogix answers
+/// (cpppo's captures of a 1756-L61: `SCADAX` gives 0x04 with extended status 0x0000,
+/// `SCADA[10000]` of an INT[1000] gives 0x05 with none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
-    /// A segment that cannot be decoded or is out of place (general status 0x04).
+    /// A segment that cannot be decoded or is out of place (0x04, extended 0x0000).
     Segment,
-    /// No such tag, program, member or instance (general status 0x05).
+    /// No tag, program or member of that name (0x04, extended 0x0000).
+    UnknownSymbol,
+    /// No tag at that Symbol instance or numeric address (0x05).
     Unknown,
-    /// An element index beyond the array (general status 0xFF, extended 0x2105).
-    OutOfRange,
+    /// An element index beyond its array (0x05).
+    IndexOutOfRange,
 }
 
 /// The tag and structure database.
@@ -982,14 +986,14 @@ impl TagDatabase {
             Some(Segment::Symbolic(first)) => {
                 if let Some(program) = first.strip_prefix("Program:") {
                     match it.next() {
-                        Some(Segment::Symbolic(name)) => {
-                            self.find(Some(program), name).ok_or(PathError::Unknown)?
-                        }
-                        Some(Segment::Class(_)) | None => return Err(PathError::Unknown),
+                        Some(Segment::Symbolic(name)) => self
+                            .find(Some(program), name)
+                            .ok_or(PathError::UnknownSymbol)?,
+                        Some(Segment::Class(_)) | None => return Err(PathError::UnknownSymbol),
                         Some(_) => return Err(PathError::Segment),
                     }
                 } else {
-                    self.find(None, first).ok_or(PathError::Unknown)?
+                    self.find(None, first).ok_or(PathError::UnknownSymbol)?
                 }
             }
             Some(Segment::Class(c)) => {
@@ -1050,7 +1054,7 @@ impl TagDatabase {
             for (k, i) in idx.iter().enumerate() {
                 let d = dims.get(k).copied().unwrap_or(1);
                 if *i >= d {
-                    return Err(PathError::OutOfRange);
+                    return Err(PathError::IndexOutOfRange);
                 }
                 index = index * d as usize + *i as usize;
             }
@@ -1071,13 +1075,13 @@ impl TagDatabase {
                 }
                 Some(Segment::Symbolic(member)) => {
                     if bit.is_some() {
-                        return Err(PathError::Unknown);
+                        return Err(PathError::UnknownSymbol);
                     }
                     let ElementType::Structure(t) = element else {
-                        return Err(PathError::Unknown);
+                        return Err(PathError::UnknownSymbol);
                     };
                     let s = self.structure(t).ok_or(PathError::Unknown)?;
-                    let m = s.member(member).ok_or(PathError::Unknown)?;
+                    let m = s.member(member).ok_or(PathError::UnknownSymbol)?;
                     base += index * s.size as usize + m.offset as usize;
                     element = m.element;
                     dims = if m.array > 0 {

@@ -251,16 +251,16 @@ fn read_write_errors_as_a_controllogix_answers() {
     let mut c = controller(&["SCADA=INT[10]", "Scalar=DINT"]);
     let rd = service::READ_TAG;
     let wr = service::WRITE_TAG;
-    // Unknown tag: 0x05 with extended status 0x0000.
+    // Unknown tag: 0x04 with extended status 0x0000, as a 1756-L61 answers.
     assert_status(
         &exec(&mut c, rd, "Nope", read_req(1)),
-        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        GeneralStatus::PATH_SEGMENT_ERROR,
         &[0],
     );
     // Unknown member of a non-structure.
     assert_status(
         &exec(&mut c, rd, "SCADA.x", read_req(1)),
-        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        GeneralStatus::PATH_SEGMENT_ERROR,
         &[0],
     );
     // A path that does not decode (a symbolic segment cut short): 0x04.
@@ -280,11 +280,12 @@ fn read_write_errors_as_a_controllogix_answers() {
         GeneralStatus::PATH_SEGMENT_ERROR,
         &[0],
     );
-    // Index and element count beyond the tag: 0xFF / 0x2105.
+    // An index beyond the array: 0x05 without extended status (1756-L61); an element
+    // count beyond the tag: 0xFF / 0x2105.
     assert_status(
         &exec(&mut c, rd, "SCADA[10]", read_req(1)),
-        GeneralStatus::GENERAL_ERROR,
-        &[0x2105],
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[],
     );
     assert_status(
         &exec(&mut c, rd, "SCADA[5]", read_req(6)),
@@ -363,8 +364,8 @@ fn read_write_errors_as_a_controllogix_answers() {
     assert_eq!(read_values(&mut c, "Scalar[0]", 1), Values::Dint(vec![0]));
     assert_status(
         &exec(&mut c, rd, "Scalar[1]", read_req(1)),
-        GeneralStatus::GENERAL_ERROR,
-        &[0x2105],
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[],
     );
 }
 
@@ -674,18 +675,18 @@ fn structure_layout_members_and_bits() {
     // Unknown member, member of a BOOL, index beyond a member array.
     assert_status(
         &exec(&mut c, service::READ_TAG, "M[0].Nope", read_req(1)),
-        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        GeneralStatus::PATH_SEGMENT_ERROR,
         &[0],
     );
     assert_status(
         &exec(&mut c, service::READ_TAG, "M[0].Run.x", read_req(1)),
-        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        GeneralStatus::PATH_SEGMENT_ERROR,
         &[0],
     );
     assert_status(
         &exec(&mut c, service::READ_TAG, "M[0].Hist[4]", read_req(1)),
-        GeneralStatus::GENERAL_ERROR,
-        &[0x2105],
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[],
     );
     // Members of the built-in STRING too.
     assert_eq!(
@@ -795,8 +796,8 @@ fn nested_structures_and_multi_dimensional_arrays() {
     assert_eq!(plane[11], 23);
     assert_status(
         &exec(&mut c, service::READ_TAG, "Grid[0,3,0]", read_req(1)),
-        GeneralStatus::GENERAL_ERROR,
-        &[0x2105],
+        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        &[],
     );
     assert_status(
         &exec(&mut c, service::READ_TAG, "Grid[1]", read_req(13)),
@@ -827,7 +828,7 @@ fn program_scope_and_symbol_instance_addressing() {
     // Not visible at controller scope, nor in another program.
     assert_status(
         &exec(&mut c, service::READ_TAG, "Count", read_req(1)),
-        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        GeneralStatus::PATH_SEGMENT_ERROR,
         &[0],
     );
     assert_status(
@@ -837,7 +838,7 @@ fn program_scope_and_symbol_instance_addressing() {
             "Program:Other.Count",
             read_req(1),
         ),
-        GeneralStatus::PATH_DESTINATION_UNKNOWN,
+        GeneralStatus::PATH_SEGMENT_ERROR,
         &[0],
     );
     // By Symbol instance id (pycomm3 on firmware 21+): class 0x6B, instance, elements
@@ -864,7 +865,7 @@ fn program_scope_and_symbol_instance_addressing() {
     assert_status(
         &exec(&mut c, service::READ_TAG, "@0x6B/999", read_req(1)),
         GeneralStatus::PATH_DESTINATION_UNKNOWN,
-        &[0],
+        &[],
     );
 }
 
@@ -886,7 +887,7 @@ fn cpppo_numeric_addresses() {
     assert_status(
         &exec(&mut c, service::READ_TAG, "@0x22/1/4", read_req(1)),
         GeneralStatus::PATH_DESTINATION_UNKNOWN,
-        &[0],
+        &[],
     );
 }
 
@@ -1005,7 +1006,7 @@ fn multiple_service_packet() {
         .collect();
     assert_eq!(
         st,
-        vec![(0x00, vec![]), (0x05, vec![0]), (0xFF, vec![0x2107])]
+        vec![(0x00, vec![]), (0x04, vec![0]), (0xFF, vec![0x2107])]
     );
 
     // Embedded fragmented reads share the budget: the second gets what is left.
@@ -1046,7 +1047,7 @@ fn multiple_service_packet() {
     assert_status(
         &exec_ctx(&mut c, &ctx(500), &bad),
         GeneralStatus::PATH_DESTINATION_UNKNOWN,
-        &[0],
+        &[],
     );
     let bad = MessageRouterRequest::new(
         service::MULTIPLE_SERVICE_PACKET,
@@ -1134,7 +1135,7 @@ fn identity_object() {
     assert_status(
         &exec(&mut c, service::GET_ATTRIBUTES_ALL, "@1/2", vec![]),
         GeneralStatus::PATH_DESTINATION_UNKNOWN,
-        &[0],
+        &[],
     );
     assert_status(
         &exec(&mut c, service::RESET, "@1/1", vec![]),
@@ -1144,7 +1145,7 @@ fn identity_object() {
     assert_status(
         &exec(&mut c, service::GET_ATTRIBUTES_ALL, "@0x77/1", vec![]),
         GeneralStatus::PATH_DESTINATION_UNKNOWN,
-        &[0],
+        &[],
     );
 }
 
@@ -1364,7 +1365,7 @@ fn symbol_list_pages_and_scopes() {
         "Program:Nope.@0x6B/0",
         attrs.clone(),
     );
-    assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+    assert_status(&r, GeneralStatus::PATH_SEGMENT_ERROR, &[0]);
     let r = exec(
         &mut c,
         service::GET_INSTANCE_ATTRIBUTE_LIST,
@@ -1491,7 +1492,7 @@ fn templates_as_pycomm3_reads_them() {
         "@0x6C/0x999",
         vec![1, 0, 1, 0],
     );
-    assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[0]);
+    assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
     let p = format!("@0x6C/{}", s.template_instance);
     let r = exec(&mut c, service::GET_ATTRIBUTE_LIST, &p, vec![1, 0, 6, 0]);
     assert_eq!(r.data.as_ref(), &[1, 0, 6, 0, 0x14, 0]);
@@ -1746,37 +1747,89 @@ fn hook_sees_every_access_and_forced_errors() {
 // ---------------------------------------------------------------------------------------
 // Requests as real clients send them
 
-// cpppo's capture of a client writing SCADA[12] with Write Tag Fragmented, then the
-// Read Tag Fragmented it sends (server/enip_test.py).
+/// The Message Router requests and replies inside the Unconnected Sends of cpppo's
+/// captures of a 1756-L61 serving `SCADA=INT[1000]` (server/enip_test.py: unk_014,
+/// unk_017, unk_023, unk_020, rfg_001, rfg_002), replayed against values preloaded from
+/// what the controller answered: every reply byte must match.
 #[test]
-fn cpppo_capture_requests() {
+fn replies_match_a_controllogix_capture() {
     let mut c = controller(&["SCADA=INT[1000]"]);
-    let write = [
-        0x53, 0x05, 0x91, 0x05, 0x53, 0x43, 0x41, 0x44, 0x41, 0x00, 0x28, 0x0c, 0xc3, 0x00, 0x01,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0xc9, 0x40,
+    // Elements 0..=19 as the controller held them (from the unk_014 and unk_017 replies).
+    let values: [u16; 20] = [
+        0x8027, 0x104c, 0x0008, 0x0003, 0x0002, 0x0002, 0x0002, 0x000e, 0x0000, 0x0000, 0x42e6,
+        0x0007, 0x40c8, 0x40c8, 0x0000, 0x00e4, 0x0000, 0x0064, 0x02b2, 0x40c8,
     ];
-    let req = MessageRouterRequest::decode(&write).unwrap();
-    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
-    assert_eq!(r.to_vec(), [0xD3, 0x00, 0x00, 0x00]);
+    let v = Values::Uint(values.to_vec());
+    let w = WriteTagRequest {
+        tag_type: DataType::INT.into(),
+        elements: 20,
+        data: Cow::Owned(v.to_vec()),
+    };
+    assert_status(
+        &exec(&mut c, service::WRITE_TAG, "SCADA", w.to_vec()),
+        GeneralStatus::SUCCESS,
+        &[],
+    );
+    let scada = [0x91, 0x05, b'S', b'C', b'A', b'D', b'A', 0x00];
+    let replay = |c: &mut Controller, request: &[u8], reply: &[u8]| {
+        let req = MessageRouterRequest::decode(request).unwrap();
+        let r = exec_ctx(c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
+        assert_eq!(r.to_vec(), reply, "{req:?}");
+    };
+    // unk_014: Read Tag Fragmented SCADA, 1 element, offset 0.
+    let mut req = vec![0x52, 0x04];
+    req.extend_from_slice(&scada);
+    req.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0x00, 0x00]);
+    replay(
+        &mut c,
+        &req,
+        &[0xd2, 0x00, 0x00, 0x00, 0xc3, 0x00, 0x27, 0x80],
+    );
+    // unk_017: 20 elements from byte offset 2: the last 19.
+    let mut req = vec![0x52, 0x04];
+    req.extend_from_slice(&scada);
+    req.extend_from_slice(&[0x14, 0x00, 0x02, 0x00, 0x00, 0x00]);
+    replay(
+        &mut c,
+        &req,
+        &[
+            0xd2, 0x00, 0x00, 0x00, 0xc3, 0x00, 0x4c, 0x10, 0x08, 0x00, 0x03, 0x00, 0x02, 0x00,
+            0x02, 0x00, 0x02, 0x00, 0x0e, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe6, 0x42, 0x07, 0x00,
+            0xc8, 0x40, 0xc8, 0x40, 0x00, 0x00, 0xe4, 0x00, 0x00, 0x00, 0x64, 0x00, 0xb2, 0x02,
+            0xc8, 0x40,
+        ],
+    );
+    // unk_023: SCADA[12], 1 element.
+    let mut req = vec![0x52, 0x05];
+    req.extend_from_slice(&scada);
+    req.extend_from_slice(&[0x28, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00]);
+    replay(
+        &mut c,
+        &req,
+        &[0xd2, 0x00, 0x00, 0x00, 0xc3, 0x00, 0xc8, 0x40],
+    );
+    // unk_020: Write Tag Fragmented SCADA[12] = 0x40C9.
+    let mut req = vec![0x53, 0x05];
+    req.extend_from_slice(&scada);
+    req.extend_from_slice(&[
+        0x28, 0x0c, 0xc3, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc9, 0x40,
+    ]);
+    replay(&mut c, &req, &[0xd3, 0x00, 0x00, 0x00]);
     assert_eq!(
         read_values(&mut c, "SCADA[12]", 1),
         Values::Int(vec![0x40C9])
     );
-    // Read Tag Fragmented SCADA[11], 3 elements, offset 2: elements 12 and 13.
-    let read = [
-        0x52, 0x05, 0x91, 0x05, 0x53, 0x43, 0x41, 0x44, 0x41, 0x00, 0x28, 0x0b, 0x03, 0x00, 0x02,
-        0x00, 0x00, 0x00,
+    // rfg_001: SCADA[10000] (16-bit element segment), 10 elements: 0x05, no extended status.
+    let mut req = vec![0x52, 0x06];
+    req.extend_from_slice(&scada);
+    req.extend_from_slice(&[0x29, 0x00, 0x10, 0x27, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00]);
+    replay(&mut c, &req, &[0xd2, 0x00, 0x05, 0x00]);
+    // rfg_002: SCADAX (no such tag): 0x04 with one extended status word 0x0000.
+    let req = [
+        0x52, 0x04, 0x91, 0x06, b'S', b'C', b'A', b'D', b'A', b'X', 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00,
     ];
-    let req = MessageRouterRequest::decode(&read).unwrap();
-    assert!(matches!(
-        Request::decode(&req).unwrap().request,
-        Request::ReadTagFragmented(_)
-    ));
-    let r = exec_ctx(&mut c, &ctx(UNCONNECTED_REPLY_BUDGET), &req);
-    assert_eq!(
-        r.to_vec(),
-        [0xD2, 0x00, 0x00, 0x00, 0xC3, 0x00, 0xC9, 0x40, 0x00, 0x00]
-    );
+    replay(&mut c, &req, &[0xd2, 0x00, 0x04, 0x01, 0x00, 0x00]);
 }
 
 // pylogix reads a tag with Read Tag of a symbolic path (odd-length name padded) and
