@@ -7,7 +7,6 @@ use super::*;
 use crate::cip::data::{Count, Text, Values, LOGIX_STRING_HANDLE};
 use crate::cip::device::UNCONNECTED_REPLY_BUDGET;
 use crate::cip::logix::{TemplateAttributes, TemplateDefinition};
-use crate::cip::message_router::Request;
 use crate::cip::objects::identity_attribute;
 use crate::wire::Reader;
 
