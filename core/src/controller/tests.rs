@@ -2101,3 +2101,87 @@ fn pycomm3_open_sequence() {
     let lens: Vec<usize> = body.replies.iter().map(|x| x.data.len()).collect();
     assert_eq!(lens, vec![2 + 64, 2 + 4, 4 + 88]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Model-based: any sequence of writes, fragmented writes and read-modify-writes leaves
+// the tag as a plain array model says, whatever the reply budget of the reads.
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(usize, Vec<i32>),
+    WriteFragmented(usize, Vec<i32>, usize),
+    ReadModifyWrite(usize, u32, u32),
+    Read(usize, usize, usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    use proptest::collection::vec;
+    prop_oneof![
+        (0usize..52, vec(any::<i32>(), 1..12)).prop_map(|(i, v)| Op::Write(i, v)),
+        (0usize..52, vec(any::<i32>(), 1..12), 1usize..5)
+            .prop_map(|(i, v, k)| Op::WriteFragmented(i, v, k)),
+        (0usize..52, any::<u32>(), any::<u32>()).prop_map(|(i, o, a)| Op::ReadModifyWrite(i, o, a)),
+        (0usize..50, 1usize..50, 10usize..120).prop_map(|(i, n, b)| Op::Read(i, n, b)),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn tag_behaves_like_an_array(ops in proptest::collection::vec(op(), 1..25)) {
+        const LEN: usize = 50;
+        let mut c = controller(&["D=DINT[50]"]);
+        let mut model = vec![0i32; LEN];
+        let at = |i: usize| format!("D[{i}]");
+        for op in ops {
+            match op {
+                Op::Write(i, v) => {
+                    let r = exec(&mut c, service::WRITE_TAG, &at(i.min(LEN - 1)), write_req(&Values::Dint(v.clone())));
+                    let i = i.min(LEN - 1);
+                    if i + v.len() <= LEN {
+                        prop_assert_eq!(r.general_status, GeneralStatus::SUCCESS);
+                        model[i..i + v.len()].copy_from_slice(&v);
+                    } else {
+                        prop_assert_eq!(&r.additional_status, &vec![0x2105]);
+                    }
+                }
+                Op::WriteFragmented(i, v, k) => {
+                    let i = i.min(LEN - 1);
+                    let bytes = Values::Dint(v.clone()).to_vec();
+                    for (n, chunk) in bytes.chunks(4 * k).enumerate() {
+                        let w = WriteTagFragmentedRequest {
+                            tag_type: DataType::DINT.into(),
+                            elements: v.len() as u16,
+                            offset: (n * 4 * k) as u32,
+                            data: Cow::Borrowed(chunk),
+                        };
+                        let r = exec(&mut c, service::WRITE_TAG_FRAGMENTED, &at(i), w.to_vec());
+                        prop_assert_eq!(r.general_status.is_success(), i + v.len() <= LEN);
+                    }
+                    if i + v.len() <= LEN {
+                        model[i..i + v.len()].copy_from_slice(&v);
+                    }
+                }
+                Op::ReadModifyWrite(i, or, and) => {
+                    let req = ReadModifyWriteTagRequest {
+                        or_mask: Cow::Owned(or.to_le_bytes().to_vec()),
+                        and_mask: Cow::Owned(and.to_le_bytes().to_vec()),
+                    };
+                    let r = exec(&mut c, service::READ_MODIFY_WRITE_TAG, &at(i), req.to_vec());
+                    if i < LEN {
+                        prop_assert_eq!(r.general_status, GeneralStatus::SUCCESS);
+                        model[i] = ((model[i] as u32 | or) & and) as i32;
+                    } else {
+                        prop_assert_eq!(r.general_status, GeneralStatus::PATH_DESTINATION_UNKNOWN);
+                    }
+                }
+                Op::Read(i, n, budget) => {
+                    let n = n.min(LEN - i);
+                    let (_, bytes, _) = read_fragmented_all(&mut c, &at(i), n as u16, budget);
+                    let got = Values::decode(DataType::DINT.into(), Count::All, &mut Reader::new(&bytes)).unwrap();
+                    prop_assert_eq!(got, Values::Dint(model[i..i + n].to_vec()));
+                }
+            }
+        }
+        prop_assert_eq!(read_fragmented_all(&mut c, "D", 50, 504).1, Values::Dint(model).to_vec());
+    }
+}
