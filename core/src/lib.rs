@@ -15,6 +15,7 @@
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
+//! | [`controller`] | the simulated Logix controller: tag database, tag services, Symbol/Template objects |
 //! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering |
 //!
 //! ## Codecs

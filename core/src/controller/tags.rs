@@ -123,6 +123,14 @@ pub enum TagError {
         /// What is wrong.
         reason: String,
     },
+    /// Values that cannot be stored in a tag.
+    #[error("tag {name:?}: {reason}")]
+    BadValue {
+        /// The tag's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The tag would be larger than this simulator stores.
     #[error("tag {name:?} is too large ({bytes} bytes)")]
     TooLarge {
@@ -1093,6 +1101,71 @@ impl TagDatabase {
                 }
                 Some(_) => return Err(PathError::Segment),
             }
+        }
+    }
+
+    /// The whole target of a tag (every element of it, from element 0).
+    pub fn whole(&self, index: usize) -> Option<Target> {
+        let tag = self.tags.get(index)?;
+        Some(Target {
+            tag: index,
+            element: tag.element,
+            base: 0,
+            index: 0,
+            len: tag.elements(),
+            bit: None,
+        })
+    }
+
+    /// Every value of the tag named `full_name` (`NAME` or `Program:X.NAME`), as a
+    /// client would read them (structures other than STRING as raw bytes).
+    pub fn values(&self, full_name: &str) -> Option<Values> {
+        let target = self.whole(self.find_full(full_name)?)?;
+        let bytes = self.read_bytes(&target, target.len);
+        let mut r = crate::wire::Reader::new(&bytes);
+        Values::decode(
+            self.tag_type(target.element),
+            crate::cip::data::Count::Elements(target.len),
+            &mut r,
+        )
+        .ok()
+    }
+
+    /// Store `values` into the tag named `full_name` from element `first` (as a Write
+    /// Tag would, but without type coercion: the values must be of the tag's type).
+    pub fn set_values(
+        &mut self,
+        full_name: &str,
+        first: usize,
+        values: &Values,
+    ) -> Result<(), TagError> {
+        let bad = |reason: &str| TagError::BadValue {
+            name: full_name.to_string(),
+            reason: reason.to_string(),
+        };
+        let index = self
+            .find_full(full_name)
+            .ok_or_else(|| bad("no such tag"))?;
+        let mut target = self.whole(index).ok_or_else(|| bad("no such tag"))?;
+        if values.tag_type() != self.tag_type(target.element) {
+            return Err(bad("values of another type"));
+        }
+        let size = self.element_size(target.element).max(1);
+        let count = match values {
+            Values::Structure { data, .. } => data.len() / size,
+            other => other.len(),
+        };
+        if first
+            .checked_add(count)
+            .map_or(true, |end| end > target.len)
+        {
+            return Err(bad("beyond the end of the tag"));
+        }
+        target.index = first;
+        if self.write_bytes(&target, count, 0, &values.to_vec()) {
+            Ok(())
+        } else {
+            Err(bad("values that do not encode"))
         }
     }
 

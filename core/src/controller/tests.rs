@@ -1672,6 +1672,46 @@ fn pycomm3_tag_list_json() {
     ));
 }
 
+#[test]
+fn values_for_the_web_api_and_print() {
+    let mut c = udt_controller();
+    c.tags_mut().add_str("SCADA=INT[4]").unwrap();
+    c.tags_mut().add_str("Program:Main.Msg=STRING").unwrap();
+    let db = c.tags_mut();
+    db.set_values("SCADA", 1, &Values::Int(vec![7, 8])).unwrap();
+    assert_eq!(db.values("SCADA"), Some(Values::Int(vec![0, 7, 8, 0])));
+    db.set_values(
+        "Program:Main.Msg",
+        0,
+        &Values::LogixString(vec![Text::from("hi")]),
+    )
+    .unwrap();
+    assert!(matches!(
+        db.set_values("SCADA", 3, &Values::Int(vec![1, 2])),
+        Err(TagError::BadValue { .. })
+    ));
+    assert!(matches!(
+        db.set_values("SCADA", 0, &Values::Dint(vec![1])),
+        Err(TagError::BadValue { .. })
+    ));
+    assert!(matches!(
+        db.set_values("Nope", 0, &Values::Int(vec![1])),
+        Err(TagError::BadValue { .. })
+    ));
+    assert_eq!(db.values("Nope"), None);
+    // What the database holds is what a client reads.
+    assert_eq!(read_values(&mut c, "SCADA[1]", 2), Values::Int(vec![7, 8]));
+    assert_eq!(
+        read_values(&mut c, "Program:Main.Msg", 1),
+        Values::LogixString(vec![Text::from("hi")])
+    );
+    let handle = c.tags().structure_named("Motor").unwrap().handle;
+    let Some(Values::Structure { handle: h, data }) = c.tags().values("M") else {
+        panic!()
+    };
+    assert_eq!((h, data.len()), (handle, 3 * 112));
+}
+
 // ---------------------------------------------------------------------------------------
 // Hook and fault injection
 
