@@ -480,7 +480,7 @@ impl Target {
 
 /// Why a request path names no tag data. The statuses are those a ControlLogix answers
 /// (cpppo's captures of a 1756-L61: `SCADAX` gives 0x04 with extended status 0x0000,
-/// `SCADA[10000]` of an INT[1000] gives 0x05 with none).
+/// `SCADA[10000]` of an `INT[1000]` gives 0x05 with none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
     /// A segment that cannot be decoded or is out of place (0x04, extended 0x0000).

@@ -4,11 +4,19 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::cip::data::DataType;
 use crate::cip::data::{Count, Text, Values, LOGIX_STRING_HANDLE};
 use crate::cip::device::UNCONNECTED_REPLY_BUDGET;
+use crate::cip::epath::Epath;
+use crate::cip::logix::{
+    GetInstanceAttributeListReply, ReadModifyWriteTagRequest, ReadTagFragmentedRequest,
+    ReadTagReply, ReadTagRequest, SymbolInstance, SymbolValue, TemplateReadRequest,
+    WriteTagFragmentedRequest, WriteTagRequest,
+};
 use crate::cip::logix::{TemplateAttributes, TemplateDefinition};
 use crate::cip::objects::identity_attribute;
 use crate::wire::Reader;
+use std::borrow::Cow;
 
 fn ctx_at(now: Instant, budget: usize) -> RequestContext {
     RequestContext {
