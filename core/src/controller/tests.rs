@@ -2233,3 +2233,106 @@ proptest! {
         prop_assert_eq!(read_fragmented_all(&mut c, "D", 50, 504).1, Values::Dint(model).to_vec());
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Requests from the real frames in core/tests/frames (see its README for provenance)
+
+/// The CIP Message Router request inside a SendRRData / SendUnitData frame file.
+fn frame_request(file: &str) -> Vec<u8> {
+    let path = format!("{}/tests/frames/enip/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let bytes: Vec<u8> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(|l| l.split_whitespace())
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    // Encapsulation header, interface handle, timeout, item count, then the items.
+    let mut at = 24 + 4 + 2;
+    let count = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    at += 2;
+    for _ in 0..count {
+        let ty = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        let len = usize::from(u16::from_le_bytes([bytes[at + 2], bytes[at + 3]]));
+        let data = &bytes[at + 4..at + 4 + len];
+        match ty {
+            0x00b2 => return data.to_vec(),
+            0x00b1 => return data[2..].to_vec(), // after the sequence count
+            _ => at += 4 + len,
+        }
+    }
+    panic!("no data item in {file}");
+}
+
+// An HMI's Multiple Service Packet to a ControlLogix: Get Attribute List of the
+// undocumented class 0xAC, then 22 Read Tag Fragmented of scalar tags.
+#[test]
+fn hmi_multiple_service_packet_from_a_capture() {
+    let request = frame_request(
+        "cpppo-enip_test__send_unit_data_multiple_service_get_attribute_list_request.hex",
+    );
+    let req = MessageRouterRequest::decode(&request).unwrap();
+    let msp_req = MultipleServiceRequest::decode(&req.data).unwrap();
+    let names: Vec<String> = msp_req.requests[1..]
+        .iter()
+        .map(|r| r.path.to_string())
+        .collect();
+    assert_eq!(names.len(), 22);
+    let mut c = controller(&[]);
+    for (i, n) in names.iter().enumerate() {
+        c.tags_mut().add_str(&format!("{n}=REAL")).unwrap();
+        c.tags_mut()
+            .set_values(n, 0, &Values::Real(vec![i as f32 + 0.5]))
+            .unwrap();
+    }
+    let r = exec_ctx(&mut c, &ctx(4002), &req);
+    // Class 0xAC is not simulated: that one embedded request fails, the rest succeed.
+    assert_status(&r, GeneralStatus::EMBEDDED_SERVICE_ERROR, &[]);
+    let body = MultipleServiceReply::decode(&r.data).unwrap();
+    assert_eq!(body.replies.len(), 23);
+    assert_eq!(
+        body.replies[0].general_status,
+        GeneralStatus::PATH_DESTINATION_UNKNOWN
+    );
+    for (i, reply) in body.replies[1..].iter().enumerate() {
+        assert_eq!(reply.service, 0xD2);
+        let mut want = vec![0xCA, 0x00];
+        want.extend_from_slice(&(i as f32 + 0.5).to_le_bytes());
+        assert_eq!(reply.data.as_ref(), want, "{}", names[i]);
+    }
+}
+
+// pycomm's connected Read Tag Fragmented of 360 elements addressed by Symbol instance 8.
+#[test]
+fn pycomm_read_by_symbol_instance_from_a_capture() {
+    let request =
+        frame_request("cpppo-enip_test__send_unit_data_read_tag_fragmented_template_request.hex");
+    let req = MessageRouterRequest::decode(&request).unwrap();
+    let mut db = TagDatabase::new();
+    let list: tags::TagList = serde_json::from_str(
+        r#"[{"tag_name": "Big", "instance_id": 8, "dim": 1, "dimensions": [360, 0, 0], "data_type": "DINT"}]"#,
+    )
+    .unwrap();
+    db.load_tag_list(&list).unwrap();
+    db.set_values("Big", 0, &Values::Dint((0..360).collect()))
+        .unwrap();
+    let mut c = Controller::with_tags(ControllerConfig::default(), db);
+    // A 500-byte connection: 123 DINTs, then more.
+    let r = exec_ctx(&mut c, &ctx(500), &req);
+    assert_status(&r, GeneralStatus::PARTIAL_TRANSFER, &[]);
+    let body = ReadTagReply::decode(&r.data).unwrap();
+    assert_eq!(body.elements(), Some(123));
+    assert_eq!(&body.data[4 * 122..], &122i32.to_le_bytes());
+}
+
+// A Write Tag of a BOOL with 0xFF, as a pycomm client sends it.
+#[test]
+fn write_bool_from_a_capture() {
+    let request = frame_request("cpppo-enip_test__send_unit_data_write_tag_bool_request.hex");
+    let req = MessageRouterRequest::decode(&request).unwrap();
+    let mut c = controller(&["ITESTOP=BOOL"]);
+    let r = exec_ctx(&mut c, &ctx(500), &req);
+    assert_eq!(r.to_vec(), [0xCD, 0x00, 0x00, 0x00]);
+    assert_eq!(c.tags().values("ITESTOP"), Some(Values::Bool(vec![true])));
+    assert_eq!(c.tags().tags()[0].data(), &[0xFF]);
+}
