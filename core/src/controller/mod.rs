@@ -139,6 +139,17 @@ pub trait TagHook: Send + Sync {
     fn read(&self, _access: &TagAccess<'_>) {}
     /// After a successful write (also each Read-Modify-Write, with the new element).
     fn write(&self, _access: &TagAccess<'_>) {}
+    /// After a tag service on an existing tag failed (or was forced to fail): the tag's
+    /// full name, the request's service code and the reply's status.
+    fn failed(
+        &self,
+        _now: Instant,
+        _tag: &str,
+        _service: u8,
+        _status: GeneralStatus,
+        _extended: &[u16],
+    ) {
+    }
 }
 
 /// The simulated controller: configuration, tag database, wall clock and hook.

@@ -143,6 +143,10 @@ pub struct ControllerConfig {
     pub program_name: String,
     /// Wall clock at the first request, in microseconds since 1970 (until set).
     pub wall_clock_start_us: u64,
+    /// Accept a Write Tag of a narrower numeric type (an INT written to a DINT tag,
+    /// converted), as cpppo's simulator does. Off by default: a ControlLogix answers
+    /// 0xFF / 0x2107.
+    pub coerce_writes: bool,
 }
 fn put_cip_string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();

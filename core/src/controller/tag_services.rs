@@ -8,7 +8,7 @@ use super::{
     decode_error, error, logix_error, path_error, success, too_much, Controller, Reply, TagAccess,
     REPLY_HEADER,
 };
-use crate::cip::data::{DataType, TagType};
+use crate::cip::data::{Count, DataType, TagType, Values};
 use crate::cip::device::RequestContext;
 use crate::cip::epath::Segment;
 use crate::cip::logix::{
@@ -68,10 +68,23 @@ impl Controller {
             }
             _ => error(svc, GeneralStatus::SERVICE_NOT_SUPPORTED, &[]),
         };
-        match self.db.tag(target.tag).and_then(|t| t.error.clone()) {
+        let reply = match self.db.tag(target.tag).and_then(|t| t.error.clone()) {
             Some(f) => error(svc, GeneralStatus(f.status), &f.extended),
             None => reply,
+        };
+        if let Some(hook) = &self.hook {
+            if !reply.general_status.is_ok_or_partial() {
+                let name = self.full_name(&target);
+                hook.failed(
+                    ctx.now,
+                    &name,
+                    svc,
+                    reply.general_status,
+                    &reply.additional_status,
+                );
+            }
         }
+        reply
     }
 
     fn target_type(&self, target: &Target) -> TagType {
@@ -165,9 +178,26 @@ impl Controller {
         offset: u32,
         data: &[u8],
     ) -> Reply {
-        if tag_type != self.target_type(target) {
-            return logix_error(svc, LogixExtendedStatus::TYPE_MISMATCH);
-        }
+        let coerced;
+        let data = if tag_type == self.target_type(target) {
+            data
+        } else {
+            // cpppo's simulator accepts a narrower numeric type (an INT written to a
+            // DINT); a ControlLogix does not. Only for whole (not fragmented) writes.
+            let wanted = self.target_type(target).data_type();
+            match (self.config.coerce_writes, svc, tag_type.data_type(), wanted) {
+                (true, service::WRITE_TAG, Some(from), Some(to)) if coerces(from, to) => {
+                    match coerce(from, to, usize::from(elements), data) {
+                        Some(bytes) => {
+                            coerced = bytes;
+                            &coerced[..]
+                        }
+                        None => return logix_error(svc, LogixExtendedStatus::TYPE_MISMATCH),
+                    }
+                }
+                _ => return logix_error(svc, LogixExtendedStatus::TYPE_MISMATCH),
+            }
+        };
         let n = usize::from(elements);
         if n == 0 || n > target.available() || (target.bit.is_some() && n != 1) {
             return logix_error(svc, LogixExtendedStatus::OUT_OF_RANGE);
@@ -284,4 +314,63 @@ pub(super) fn is_tag_service(svc: u8) -> bool {
             | service::READ_TAG_FRAGMENTED
             | service::WRITE_TAG_FRAGMENTED
     )
+}
+
+/// Whether cpppo's simulator accepts values of type `from` written to a tag of type `to`
+/// (its logix.py table: the same type, BOOL anywhere numeric, and types whose every
+/// value the target holds, signed into signed, unsigned into either).
+pub(super) fn coerces(from: DataType, to: DataType) -> bool {
+    use DataType::*;
+    let allowed: &[DataType] = match to {
+        BOOL => &[BOOL],
+        LREAL => &[BOOL, SINT, USINT, INT, UINT, DINT, UDINT, REAL, LREAL],
+        REAL => &[BOOL, SINT, USINT, INT, UINT, DINT, UDINT, REAL],
+        LINT => &[BOOL, SINT, USINT, INT, UINT, DINT, UDINT, LINT, ULINT],
+        ULINT => &[BOOL, USINT, UINT, UDINT, ULINT],
+        DINT => &[BOOL, SINT, USINT, INT, UINT, DINT, UDINT],
+        UDINT => &[BOOL, USINT, UINT, UDINT],
+        INT => &[BOOL, SINT, USINT, INT, UINT],
+        UINT => &[BOOL, USINT, UINT],
+        SINT => &[BOOL, SINT, USINT],
+        USINT => &[BOOL, USINT],
+        _ => &[],
+    };
+    allowed.contains(&from)
+}
+
+/// `elements` values of type `from` in `data` re-encoded as `to`; `None` if the data is
+/// short or a value does not fit (a UINT above 32767 written to an INT).
+fn coerce(from: DataType, to: DataType, elements: usize, data: &[u8]) -> Option<Vec<u8>> {
+    let size = from.size()?;
+    let mut r = crate::wire::Reader::new(data.get(..elements.checked_mul(size)?)?);
+    let values = Values::decode(from.into(), Count::Elements(elements), &mut r).ok()?;
+    let ints = |v: &Values| -> Option<Vec<i64>> {
+        Some(match v {
+            Values::Bool(x) => x.iter().map(|b| i64::from(*b)).collect(),
+            Values::Sint(x) => x.iter().map(|v| i64::from(*v)).collect(),
+            Values::Usint(x) => x.iter().map(|v| i64::from(*v)).collect(),
+            Values::Int(x) => x.iter().map(|v| i64::from(*v)).collect(),
+            Values::Uint(x) => x.iter().map(|v| i64::from(*v)).collect(),
+            Values::Dint(x) => x.iter().map(|v| i64::from(*v)).collect(),
+            Values::Udint(x) => x.iter().map(|v| i64::from(*v)).collect(),
+            Values::Lint(x) => x.clone(),
+            Values::Ulint(x) => x
+                .iter()
+                .map(|v| i64::try_from(*v).ok())
+                .collect::<Option<_>>()?,
+            _ => return None,
+        })
+    };
+    let out = match (&values, to) {
+        (Values::Real(x), DataType::LREAL) => {
+            Values::Lreal(x.iter().map(|v| f64::from(*v)).collect())
+        }
+        (v, DataType::REAL | DataType::LREAL) => {
+            #[allow(clippy::cast_precision_loss)]
+            let f: Vec<f64> = ints(v)?.into_iter().map(|i| i as f64).collect();
+            Values::from_f64s(to, &f).ok()?
+        }
+        (v, _) => Values::from_i64s(to, &ints(v)?).ok()?,
+    };
+    Some(out.to_vec())
 }

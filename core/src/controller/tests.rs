@@ -415,6 +415,68 @@ fn pycomm3_write_tag_with_its_request_repeated_succeeds() {
     assert_eq!(read_values(&mut c, "Msg", 1), v);
 }
 
+// cpppo's simulator accepts narrower types (its client sends INT unless told
+// otherwise); opt in with `coerce_writes`.
+#[test]
+fn cpppo_write_coercion_is_opt_in() {
+    let mut c = controller(&["D=DINT[2]", "R=REAL", "U=UINT", "I=INT"]);
+    let int = write_req(&Values::Int(vec![-5, 7]));
+    assert_status(
+        &exec(&mut c, service::WRITE_TAG, "D", int.clone()),
+        GeneralStatus::GENERAL_ERROR,
+        &[0x2107],
+    );
+    c.config_mut().coerce_writes = true;
+    assert_status(
+        &exec(&mut c, service::WRITE_TAG, "D", int),
+        GeneralStatus::SUCCESS,
+        &[],
+    );
+    assert_eq!(read_values(&mut c, "D", 2), Values::Dint(vec![-5, 7]));
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "R",
+        write_req(&Values::Dint(vec![-300])),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(read_values(&mut c, "R", 1), Values::Real(vec![-300.0]));
+    // Signed into unsigned is not accepted, nor a value that does not fit.
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "U",
+        write_req(&Values::Sint(vec![1])),
+    );
+    assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2107]);
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "I",
+        write_req(&Values::Uint(vec![40000])),
+    );
+    assert_status(&r, GeneralStatus::GENERAL_ERROR, &[0x2107]);
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "I",
+        write_req(&Values::Uint(vec![300])),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(read_values(&mut c, "I", 1), Values::Int(vec![300]));
+    // BOOL into an integer: 0xFF is true, 1.
+    let r = exec(
+        &mut c,
+        service::WRITE_TAG,
+        "D[1]",
+        write_req(&Values::Bool(vec![true])),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(read_values(&mut c, "D", 2), Values::Dint(vec![-5, 1]));
+    assert!(tag_services::coerces(DataType::USINT, DataType::ULINT));
+    assert!(!tag_services::coerces(DataType::REAL, DataType::DINT));
+}
+
 // ---------------------------------------------------------------------------------------
 // Fragmented services
 
@@ -1738,6 +1800,12 @@ impl TagHook for History {
             a.tag, a.target.index, a.elements, a.data
         ));
     }
+    fn failed(&self, _now: Instant, tag: &str, service: u8, status: GeneralStatus, ext: &[u16]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("failed {tag} 0x{service:02X} {status} {ext:04x?}"));
+    }
     fn write(&self, a: &TagAccess<'_>) {
         self.0.lock().unwrap().push(format!(
             "write {} [{}] x{} {:02x?}",
@@ -1760,12 +1828,14 @@ fn hook_sees_every_access_and_forced_errors() {
     read_values(&mut c, "SCADA[3]", 1);
     assert_eq!(read_values(&mut c, "Live", 1), Values::Real(vec![21.5]));
     exec(&mut c, service::READ_TAG, "Nope", read_req(1));
+    exec(&mut c, service::READ_TAG, "SCADA[8]", read_req(5));
     assert_eq!(
         *history.0.lock().unwrap(),
         vec![
             "write SCADA [2] x2 [01, 00, 02, 00]".to_string(),
             "read SCADA [3] x1 [02, 00]".to_string(),
             "read Live [0] x1 [00, 00, ac, 41]".to_string(),
+            "failed SCADA 0x4C General error (0xFF) [2105]".to_string(),
         ]
     );
     // A forced error answers every access, which is still performed (as cpppo does).
