@@ -92,8 +92,8 @@ use objects::{ethernet_attribute, identity_attribute, identity_of, tcpip_attribu
 use tag_services::is_tag_service;
 
 pub use objects::{
-    ControllerConfig, EthernetLinkConfig, IdentityConfig, TcpIpConfig, WALL_CLOCK_LOCAL_US,
-    WALL_CLOCK_UTC_US,
+    ControllerConfig, EthernetLinkConfig, IdentityConfig, TcpIpConfig, IDENTITY_STATE_OPERATIONAL,
+    WALL_CLOCK_LOCAL_US, WALL_CLOCK_UTC_US,
 };
 pub use symbols::{EXTERNAL_ACCESS_READ_WRITE, SOFTWARE_CONTROL_BASE_TAG, TEMPLATE_ATTRIBUTE_3};
 pub use tags::{

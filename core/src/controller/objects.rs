@@ -20,6 +20,9 @@ pub const WALL_CLOCK_LOCAL_US: u16 = 6;
 /// Wall Clock Time attribute: UTC time in microseconds (ULINT; pycomm3 get_plc_time).
 pub const WALL_CLOCK_UTC_US: u16 = 11;
 
+/// Identity attribute 8 (state): operational.
+pub const IDENTITY_STATE_OPERATIONAL: u8 = 3;
+
 /// The Identity object's values (owned, configurable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -38,7 +41,9 @@ pub struct IdentityConfig {
     pub serial_number: u32,
     /// Product name.
     pub product_name: String,
-    /// State (attribute 8); Get Attributes All stops before it, as a ControlLogix does.
+    /// State (attribute 8, and the last byte of a ListIdentity reply); Get Attributes
+    /// All stops before it, as a ControlLogix does. Default 3 (operational), what a
+    /// 1769-L24ER announces (cpppo defaults to 0xFF).
     pub state: u8,
 }
 
@@ -56,7 +61,7 @@ impl Default for IdentityConfig {
             status: 0x3160,
             serial_number: 0x006C_061A,
             product_name: "1756-L61/B LOGIX5561".into(),
-            state: 0xFF,
+            state: IDENTITY_STATE_OPERATIONAL,
         }
     }
 }

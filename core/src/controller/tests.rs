@@ -1168,6 +1168,10 @@ fn identity_object() {
     assert_status(&r, GeneralStatus::SUCCESS, &[]);
     assert_eq!(r.data.as_ref(), &L61_IDENTITY);
     assert_eq!(c.identity().product_name, "1756-L61/B LOGIX5561");
+    // ListIdentity carries the state, as a 1769-L24ER does (3, operational).
+    assert_eq!(c.identity().state, Some(3));
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@1/1/8", vec![]);
+    assert_eq!(r.data.as_ref(), &[3]);
     let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@1/1/7", vec![]);
     assert_eq!(&r.data[..], &L61_IDENTITY[14..]);
     let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@1/1/4", vec![]);
