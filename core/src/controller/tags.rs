@@ -1051,11 +1051,8 @@ impl TagDatabase {
                 it.next();
             }
             let len = dims.iter().map(|d| *d as usize).product::<usize>().max(1);
-            if idx.len()
-                > dims
-                    .len()
-                    .max(usize::from(idx.len() == 1 && dims.is_empty()))
-            {
+            // One index per dimension; a scalar takes `[0]` (cpppo clients send it).
+            if idx.len() > dims.len().max(1) {
                 return Err(PathError::Segment);
             }
             let mut index = 0usize;
