@@ -13,10 +13,12 @@
 //! | module | layer |
 //! |---|---|
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
-//! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
+//! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format; the server engine ([`enip::server`]) |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
-//! | [`controller`] | the simulated Logix controller: tag database, tag services, Symbol/Template objects |
-//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering |
+//! | [`controller`] | the simulated Logix controller (a [`cip::device::CipDevice`]): tag database, tag services, Symbol/Template objects |
+//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
+//! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
+//! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
 //!
 //! ## Codecs
 //!
@@ -59,14 +61,21 @@
 //! `poll_transmit`, then `poll_event`, then read `poll_timeout` and wait until that
 //! deadline or new input, whichever comes first. The caller owns the output buffers, so
 //! the steady state allocates nothing.
+//!
+//! [`enip::server::ServerConn`] is the EtherNet/IP server's engine (one per TCP
+//! connection, sharing one [`enip::server::Server`] that holds the simulated
+//! [`cip::device::CipDevice`]); its module documentation has a runnable example of the
+//! drive loop.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cip;
 pub mod controller;
+pub mod engine;
 pub mod enip;
 pub mod modbus;
+pub mod rng;
 pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests.
