@@ -1,10 +1,12 @@
-//! The simulated Logix controller behind the EtherNet/IP server engine, answering the
-//! requests of cpppo's capture of a real 1756-L61 ControlLogix (rev 20.11) serving
-//! `SCADA=INT[1000]` (`tests/frames/enip/cpppo-capture__*`): every reply must be the
-//! controller's reply, byte for byte, except the session handle (the target chooses it).
+//! The simulated Logix controller behind the EtherNet/IP server engine, end to end.
 //!
-//! Left out: packets 8/10, a Get Attributes All of class 0x66, an object the simulator
-//! does not have.
+//! 1. cpppo's capture of a real 1756-L61 ControlLogix (rev 20.11) serving
+//!    `SCADA=INT[1000]` (`tests/frames/enip/cpppo-capture__*`) replayed: every reply must
+//!    be the controller's reply, byte for byte, except the session handle (the target
+//!    chooses it). Left out: packets 8/10, a Get Attributes All of class 0x66, an object
+//!    the simulator does not have.
+//! 2. A connected session shaped like pycomm3's LogixDriver: Large Forward Open, the
+//!    paged tag list upload, a template, a Multiple Service Packet, Forward Close.
 
 // Helpers outside `#[test]` functions unwrap too: a malformed frame file is a test failure.
 #![allow(clippy::unwrap_used)]
