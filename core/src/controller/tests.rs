@@ -2410,3 +2410,13 @@ fn write_bool_from_a_capture() {
     assert_eq!(c.tags().values("ITESTOP"), Some(Values::Bool(vec![true])));
     assert_eq!(c.tags().tags()[0].data(), &[0xFF]);
 }
+
+// Runtimes share one device between threads (behind their lock): it must be Send + Sync,
+// hook included.
+#[test]
+fn controller_is_send_and_sync() {
+    fn shared<T: Send + Sync + 'static>(_: &T) {}
+    let mut c = controller(&["A=DINT"]);
+    c.set_hook(Some(Arc::new(History::default())));
+    shared(&c);
+}
