@@ -64,6 +64,7 @@
 //! assert_eq!(reply.data.as_ref(), &[0xC3, 0x00, 99, 0]);
 //! ```
 
+pub mod cpppo_cfg;
 mod objects;
 mod symbols;
 mod tag_services;
