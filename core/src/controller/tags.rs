@@ -183,6 +183,7 @@ impl std::str::FromStr for TagSpec {
         let (lhs, rhs) = spec.split_once('=').ok_or_else(|| TagError::MissingType {
             spec: spec.to_string(),
         })?;
+        let lhs = lhs.trim();
         let (lhs, address) = match lhs.split_once('@') {
             Some((n, a)) => (n, Some(parse_address(a)?)),
             None => (lhs, None),
@@ -217,7 +218,7 @@ impl std::str::FromStr for TagSpec {
                     .ok_or_else(|| TagError::BadDimensions {
                         text: dims.to_string(),
                     })?;
-                (t, parse_dimensions(inner)?)
+                (t.trim(), parse_dimensions(inner)?)
             }
             None => (rhs, Vec::new()),
         };

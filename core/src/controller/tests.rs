@@ -122,6 +122,8 @@ fn tag_specs_parse() {
     let s: TagSpec = "Program:Main.Grid=DINT[2,3]".parse().unwrap();
     assert_eq!(s.program.as_deref(), Some("Main"));
     assert_eq!(s.dimensions, vec![2, 3]);
+    let s: TagSpec = " Tag@34/1/3 = real [ 4 ] ".parse().unwrap();
+    assert_eq!(s.to_string(), "Tag@0x22/1/3=REAL[4]");
     let s: TagSpec = "Msg=MyUdt[4]".parse().unwrap();
     assert_eq!(s.type_name, "MyUdt");
     for text in [
