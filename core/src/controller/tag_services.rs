@@ -120,15 +120,16 @@ impl Controller {
             }
         }
         let tag_type = self.target_type(target);
-        let all = self.db.read_bytes(target, n);
         let offset = offset as usize;
-        let Some(rest) = all.get(offset..) else {
-            return logix_error(svc, LogixExtendedStatus::OUT_OF_RANGE);
-        };
         let room = ctx
             .reply_budget
             .saturating_sub(REPLY_HEADER + tag_type.encoded_len());
-        let (chunk, status) = if rest.len() <= room {
+        // Only the bytes this reply can carry are copied out of the tag.
+        let Some((window, rest_len)) = self.db.read_window(target, n, offset, room) else {
+            return logix_error(svc, LogixExtendedStatus::OUT_OF_RANGE);
+        };
+        let rest = window.as_slice();
+        let (chunk, status) = if rest_len <= room {
             (rest, GeneralStatus::SUCCESS)
         } else {
             // Atomic elements are never split; structures and strings are cut anywhere.
@@ -141,7 +142,7 @@ impl Controller {
                 GeneralStatus::PARTIAL_TRANSFER,
             )
         };
-        if chunk.is_empty() && !rest.is_empty() {
+        if chunk.is_empty() && rest_len > 0 {
             // Not even one element fits: no progress is possible at this size.
             return error(svc, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]);
         }

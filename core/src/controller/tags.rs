@@ -1167,6 +1167,34 @@ impl TagDatabase {
         }
     }
 
+    /// At most `max` wire bytes of `count` elements of `target`, from byte `offset` of
+    /// them, and how many bytes remain from `offset` in all; `None` when `offset` is
+    /// beyond them. Fixed-size elements are sliced from storage without encoding the
+    /// rest, so reading a large array in fragments costs each fragment only its size.
+    pub fn read_window(
+        &self,
+        target: &Target,
+        count: usize,
+        offset: usize,
+        max: usize,
+    ) -> Option<(Vec<u8>, usize)> {
+        let variable =
+            target.bit.is_some() || target.element == ElementType::Atomic(DataType::SSTRING);
+        if variable {
+            let all = self.read_bytes(target, count);
+            let rest = all.get(offset..)?;
+            let window = rest.get(..rest.len().min(max)).unwrap_or_default();
+            return Some((window.to_vec(), rest.len()));
+        }
+        let tag = self.tags.get(target.tag)?;
+        let size = self.element_size(target.element);
+        let total = count.checked_mul(size)?;
+        let rest = total.checked_sub(offset)?;
+        let start = target.base + target.index * size + offset;
+        let window = tag.data.get(start..start + rest.min(max))?;
+        Some((window.to_vec(), rest))
+    }
+
     /// The wire bytes of `count` elements of `target` from its index: fixed-size
     /// elements as stored, SSTRINGs as length + characters, a BOOL bit as 0x00/0xFF.
     pub fn read_bytes(&self, target: &Target, count: usize) -> Vec<u8> {
