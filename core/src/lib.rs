@@ -15,6 +15,7 @@
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format; the server engine ([`enip::server`]) |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
+//! | [`controller`] | the simulated Logix controller (a [`cip::device::CipDevice`]): tag database, tag services, Symbol/Template objects |
 //! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
 //! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
 //! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
@@ -70,6 +71,7 @@
 #![warn(missing_docs)]
 
 pub mod cip;
+pub mod controller;
 pub mod engine;
 pub mod enip;
 pub mod modbus;
