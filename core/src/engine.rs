@@ -18,7 +18,9 @@
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 /// One TCP connection's protocol state, driven by a runtime.
 pub trait Connection {
@@ -79,4 +81,234 @@ pub trait Server {
     /// The server has been told to stop (cpppo's `done`): the runtime closes its
     /// listeners and connections and returns.
     fn is_done(&self) -> bool;
+}
+
+/// How a runtime serves one [`Server`]: what to listen on and the limits it enforces.
+/// Pure data, shared by every runtime; the protocol's default port is the caller's
+/// business (an adapter knows no protocol).
+///
+/// ```
+/// use cpppo_core::engine::ServeOptions;
+/// use std::time::Duration;
+///
+/// let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+/// options.udp = true;
+/// options.max_connections = Some(8);
+/// options.idle_timeout = Some(Duration::from_secs(30));
+/// let json = serde_json::to_string(&options).unwrap();
+/// assert_eq!(serde_json::from_str::<ServeOptions>(&json).unwrap(), options);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServeOptions {
+    /// TCP addresses to listen on; port 0 picks a free port (the runtime's handle tells
+    /// which). At least one is required.
+    pub listen: Vec<SocketAddr>,
+    /// Also bind a UDP socket on each listen address (same port as the TCP listener) and
+    /// answer datagrams with [`Server::handle_datagram`].
+    pub udp: bool,
+    /// At most this many connections at once; one more is accepted, closed at once and
+    /// counted in [`ServeStats::refused`].
+    pub max_connections: Option<usize>,
+    /// Close a connection that sent nothing for this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ServeOptions {
+    /// Listen on `address` only (TCP), with no limits.
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            listen: vec![address],
+            ..Self::default()
+        }
+    }
+}
+
+/// Counters a runtime keeps while serving, for `--print` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServeStats {
+    /// TCP connections handed to [`Server::accept`] and accepted by it.
+    pub accepted: u64,
+    /// TCP connections closed at once: over [`ServeOptions::max_connections`] or refused
+    /// by [`Server::accept`].
+    pub refused: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Connections closed by [`ServeOptions::idle_timeout`].
+    pub idle_closed: u64,
+    /// UDP datagrams received.
+    pub datagrams: u64,
+}
+
+/// How long to wait from `now` for `deadline`: `None` waits for input only, zero means
+/// the deadline has already passed.
+pub fn wait_for(now: Instant, deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|deadline| deadline.saturating_duration_since(now))
+}
+
+/// The earlier of two optional deadlines.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The part of the drive loop every runtime shares, for one connection: the output
+/// buffer and how much of it the socket took, the idle deadline, end of input. Sans-IO
+/// like the engines: the runtime reads and writes the socket and passes the time in.
+///
+/// The runtime's loop, with `server` locked only around the `handle_*` calls:
+///
+/// 1. [`handle_input`](Driver::handle_input) with bytes read, or
+///    [`handle_eof`](Driver::handle_eof) when the read returns 0, or
+///    [`handle_timeout`](Driver::handle_timeout) when [`poll_timeout`](Driver::poll_timeout)
+///    has passed;
+/// 2. write [`poll_transmit`](Driver::poll_transmit)'s bytes and report how many the
+///    socket took with [`advance`](Driver::advance); drain
+///    [`poll_event`](Driver::poll_event);
+/// 3. close the socket once [`is_finished`](Driver::is_finished), else wait for input
+///    (unless [`wants_input`](Driver::wants_input) is false), writability while bytes
+///    remain, or [`poll_timeout`](Driver::poll_timeout).
+#[derive(Debug)]
+pub struct Driver<C> {
+    connection: C,
+    out: Vec<u8>,
+    sent: usize,
+    idle_timeout: Option<Duration>,
+    last_input: Instant,
+    idle_expired: bool,
+    eof: bool,
+}
+
+impl<C: Connection> Driver<C> {
+    /// Drive `connection`, accepted at `now`, closing it after `idle_timeout` without
+    /// input.
+    pub fn new(connection: C, now: Instant, idle_timeout: Option<Duration>) -> Self {
+        Self {
+            connection,
+            out: Vec::new(),
+            sent: 0,
+            idle_timeout,
+            last_input: now,
+            idle_expired: false,
+            eof: false,
+        }
+    }
+
+    /// The engine driven.
+    pub fn connection(&self) -> &C {
+        &self.connection
+    }
+
+    /// Bytes read from the socket.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], server: &mut C::Server) {
+        self.last_input = now;
+        self.connection.handle_input(now, data, server);
+    }
+
+    /// The socket read returned end of file (or failed): no more input.
+    pub fn handle_eof(&mut self, now: Instant, server: &mut C::Server) {
+        if !self.eof {
+            self.eof = true;
+            self.connection.handle_eof(now, server);
+        }
+    }
+
+    /// Time has reached `now`: passes the engine's deadline on to it, and notes an
+    /// expired idle timeout. Harmless to call early.
+    pub fn handle_timeout(&mut self, now: Instant, server: &mut C::Server) {
+        if self.connection.poll_timeout().is_some_and(|at| at <= now) {
+            self.connection.handle_timeout(now, server);
+        }
+        if self.idle_deadline().is_some_and(|at| at <= now) && !self.idle_expired {
+            self.idle_expired = true;
+        }
+    }
+
+    /// Whether the idle timeout closed this connection.
+    pub fn idle_expired(&self) -> bool {
+        self.idle_expired
+    }
+
+    /// Whether end of input was seen.
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        if self.eof {
+            return None;
+        }
+        self.idle_timeout
+            .and_then(|timeout| self.last_input.checked_add(timeout))
+    }
+
+    /// Everything the engine has ready to send at `now`, after what the socket has not
+    /// taken yet. Empty when there is nothing to write.
+    pub fn poll_transmit(&mut self, now: Instant) -> &[u8] {
+        if self.sent > 0 && self.sent >= self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        if !self.idle_expired {
+            while self.connection.poll_transmit(now, &mut self.out) {}
+        }
+        self.out.get(self.sent..).unwrap_or_default()
+    }
+
+    /// The socket took `n` more bytes of [`poll_transmit`](Driver::poll_transmit)'s.
+    pub fn advance(&mut self, n: usize) {
+        self.sent = self.sent.saturating_add(n).min(self.out.len());
+        if self.sent >= self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// Whether bytes are waiting for the socket.
+    pub fn has_unsent(&self) -> bool {
+        self.sent < self.out.len()
+    }
+
+    /// The engine's next event.
+    pub fn poll_event(&mut self) -> Option<C::Event> {
+        self.connection.poll_event()
+    }
+
+    /// When to call [`handle_timeout`](Driver::handle_timeout): the engine's deadline or
+    /// the idle deadline, whichever is first.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.idle_expired {
+            return None;
+        }
+        earliest(self.connection.poll_timeout(), self.idle_deadline())
+    }
+
+    /// Whether more input is wanted (not after end of file or once closing).
+    pub fn wants_input(&self) -> bool {
+        !self.eof && !self.is_closing()
+    }
+
+    /// The connection is closing: the engine said so, or it was idle too long. Flush what
+    /// remains, then close.
+    pub fn is_closing(&self) -> bool {
+        self.idle_expired || self.connection.is_closed()
+    }
+
+    /// Close the socket now: closing and flushed, or the peer is gone and the engine has
+    /// neither bytes nor deadlines left.
+    pub fn is_finished(&self) -> bool {
+        !self.has_unsent()
+            && (self.is_closing() || (self.eof && self.connection.poll_timeout().is_none()))
+    }
+}
+
+/// Lock the shared server, whatever a panicking holder left behind (the engines keep
+/// their state consistent between calls, so a poisoned lock is still usable).
+pub fn lock<S: ?Sized>(server: &std::sync::Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+    server
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -67,6 +67,8 @@ pub mod cip;
 pub mod engine;
 pub mod enip;
 pub mod modbus;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests.
