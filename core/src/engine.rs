@@ -18,6 +18,7 @@
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -311,4 +312,81 @@ pub fn lock<S: ?Sized>(server: &std::sync::Mutex<S>) -> std::sync::MutexGuard<'_
     server
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The live counters behind [`ServeStats`], shared by a runtime's threads or tasks.
+#[derive(Debug, Default)]
+pub struct ServeCounters {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    active: AtomicU64,
+    idle_closed: AtomicU64,
+    datagrams: AtomicU64,
+}
+
+impl ServeCounters {
+    /// Take a connection slot if fewer than `max` are open (any number when `None`);
+    /// `false` counts the connection as refused.
+    pub fn try_open(&self, max: Option<usize>) -> bool {
+        let max = max.map_or(u64::MAX, |max| u64::try_from(max).unwrap_or(u64::MAX));
+        let taken = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
+                (active < max).then_some(active + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// The engine accepted the connection whose slot [`try_open`](Self::try_open) took
+    /// (`true`), or refused it (`false`: the slot is given back and counted as refused).
+    pub fn accepted(&self, accepted: bool) {
+        if accepted {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// An accepted connection closed; `idle` when the idle timeout closed it.
+    pub fn closed(&self, idle: bool) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        if idle {
+            self.idle_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A datagram arrived.
+    pub fn datagram(&self) {
+        self.datagrams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> ServeStats {
+        ServeStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Acquire),
+            idle_closed: self.idle_closed.load(Ordering::Relaxed),
+            datagrams: self.datagrams.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where to reach a local socket bound to `local` from this host: an unspecified
+/// address (`0.0.0.0`, `::`) becomes the loopback of its family. Runtimes use it to wake
+/// their own blocked listeners at shutdown and tests to connect.
+pub fn reachable(local: SocketAddr) -> SocketAddr {
+    let mut addr = local;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }

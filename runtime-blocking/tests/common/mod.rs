@@ -1,0 +1,337 @@
+//! The runtime test suite, written once against the `cpppo_core::testing` echo double
+//! and shared by the three runtimes' tests (runtime-smol and runtime-mio include this
+//! file by path). Each runtime implements [`Running`] and calls [`suite_tests!`].
+//! Assertions are on content and order, never on wall-clock time.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cpppo_core::engine::{reachable, ServeOptions, ServeStats};
+use cpppo_core::testing::EchoServer;
+
+/// How long a client waits for anything before the test fails (never reached when the
+/// runtime works).
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A server started on one runtime.
+pub trait Running: Sized {
+    /// Serve `server` with `options`.
+    fn start(server: EchoServer, options: ServeOptions) -> Self;
+    /// The first TCP address.
+    fn tcp(&self) -> SocketAddr;
+    /// The first UDP address.
+    fn udp(&self) -> Option<SocketAddr>;
+    /// The counters.
+    fn stats(&self) -> ServeStats;
+    /// Stop gracefully; the final server state.
+    fn shutdown(self) -> EchoServer;
+    /// Wait for the server to finish by itself; the final server state.
+    fn wait(self) -> EchoServer;
+}
+
+/// Options listening on a free loopback port.
+pub fn loopback() -> ServeOptions {
+    ServeOptions::new(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// A connected client with a read timeout.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connect to `addr`.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(reachable(addr)).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Send raw bytes.
+    pub fn send(&mut self, data: &[u8]) {
+        self.reader.get_mut().write_all(data).unwrap();
+    }
+
+    /// The next reply line (without `\n`).
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(line.ends_with('\n'), "connection ended early: {line:?}");
+        line.pop();
+        line
+    }
+
+    /// Send `text` as one line and read its reply.
+    pub fn ask(&mut self, text: &str) -> String {
+        self.send(format!("{text}\n").as_bytes());
+        self.line()
+    }
+
+    /// Whether the server closed the connection (end of file or reset) before
+    /// [`PATIENCE`]; panics on a timeout or on unexpected data.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.reader.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => panic!("unexpected data {byte:?}"),
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => true,
+            Err(error) => panic!("no close: {error}"),
+        }
+    }
+}
+
+/// Poll `stats` until `check` holds (the counters change just after a socket closes).
+pub fn eventually<R: Running>(running: &R, check: impl Fn(&ServeStats) -> bool) -> ServeStats {
+    let start = Instant::now();
+    loop {
+        let stats = running.stats();
+        if check(&stats) {
+            return stats;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "stats never got there: {stats:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Many concurrent clients, each sending lines split at odd places, get their own
+/// replies in order.
+pub fn many_concurrent_clients<R: Running>() {
+    const CLIENTS: usize = 16;
+    const LINES: usize = 20;
+    let running = R::start(EchoServer::default(), loopback());
+    let addr = running.tcp();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let text: String = (0..LINES)
+                    .map(|l| format!("client {c} line {l}\n"))
+                    .collect();
+                // Split into chunks of 1..7 bytes, so frames straddle reads.
+                let bytes = text.as_bytes();
+                let mut at = 0;
+                let mut step = 1 + c % 7;
+                while at < bytes.len() {
+                    let end = (at + step).min(bytes.len());
+                    client.send(&bytes[at..end]);
+                    at = end;
+                    step = step % 7 + 1;
+                }
+                for l in 0..LINES {
+                    assert_eq!(client.line(), format!("CLIENT {c} LINE {l}"));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let stats = running.stats();
+    assert_eq!(stats.accepted, CLIENTS as u64);
+    assert_eq!(stats.refused, 0);
+    let server = running.shutdown();
+    assert_eq!(server.lines, CLIENTS * LINES);
+    assert_eq!(server.accepted, CLIENTS);
+}
+
+/// Replies held by the engine's deadline arrive, in order, while another client is
+/// served meanwhile.
+pub fn delayed_replies_arrive_in_order<R: Running>() {
+    let running = R::start(EchoServer::new(Duration::from_millis(30)), loopback());
+    let mut first = Client::connect(running.tcp());
+    let mut second = Client::connect(running.tcp());
+    first.send(b"one\ntwo\n");
+    second.send(b"alpha\n");
+    first.send(b"three\n");
+    assert_eq!(second.line(), "ALPHA");
+    assert_eq!(first.line(), "ONE");
+    assert_eq!(first.line(), "TWO");
+    assert_eq!(first.line(), "THREE");
+    assert_eq!(second.ask("beta"), "BETA");
+    assert_eq!(running.shutdown().lines, 5);
+}
+
+/// Beyond the connection limit a client is accepted and closed at once and counted;
+/// the others carry on; a freed slot is usable again.
+pub fn connection_limit_refuses_extra_client<R: Running>() {
+    let mut options = loopback();
+    options.max_connections = Some(2);
+    let running = R::start(EchoServer::default(), options);
+    let mut first = Client::connect(running.tcp());
+    let mut second = Client::connect(running.tcp());
+    assert_eq!(first.ask("a"), "A");
+    assert_eq!(second.ask("b"), "B");
+    let mut third = Client::connect(running.tcp());
+    assert!(third.closed_by_server());
+    assert_eq!(eventually(&running, |s| s.refused == 1).accepted, 2);
+    assert_eq!(first.ask("c"), "C");
+    drop(second);
+    eventually(&running, |s| s.active == 1);
+    let mut fourth = Client::connect(running.tcp());
+    assert_eq!(fourth.ask("d"), "D");
+    let server = running.shutdown();
+    assert_eq!(server.accepted, 3);
+}
+
+/// A server whose `accept` refuses: the client is closed and counted as refused.
+pub fn server_refusal_closes<R: Running>() {
+    let server = EchoServer {
+        refuse: true,
+        ..EchoServer::default()
+    };
+    let running = R::start(server, loopback());
+    let mut client = Client::connect(running.tcp());
+    assert!(client.closed_by_server());
+    let stats = eventually(&running, |s| s.refused == 1);
+    assert_eq!(stats.accepted, 0);
+    assert_eq!(running.shutdown().accepted, 0);
+}
+
+/// A client that sends nothing for the idle timeout is closed; an active one is not.
+pub fn idle_timeout_closes_idle_client<R: Running>() {
+    let mut options = loopback();
+    options.idle_timeout = Some(Duration::from_millis(150));
+    let running = R::start(EchoServer::default(), options);
+    let mut idle = Client::connect(running.tcp());
+    assert_eq!(idle.ask("once"), "ONCE");
+    let mut busy = Client::connect(running.tcp());
+    let start = Instant::now();
+    // Keep one client talking (well inside the timeout) until the idle one is closed.
+    while running.stats().idle_closed == 0 {
+        assert!(start.elapsed() < PATIENCE, "idle client never closed");
+        assert_eq!(busy.ask("ping"), "PING");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(idle.closed_by_server());
+    assert_eq!(busy.ask("still"), "STILL");
+    let stats = running.stats();
+    assert_eq!(stats.idle_closed, 1);
+    assert_eq!(stats.active, 1);
+    running.shutdown();
+}
+
+/// A client that leaves in the middle of a line costs the others nothing.
+pub fn disconnect_mid_line_harms_no_one<R: Running>() {
+    let running = R::start(EchoServer::default(), loopback());
+    let mut steady = Client::connect(running.tcp());
+    assert_eq!(steady.ask("before"), "BEFORE");
+    for _ in 0..5 {
+        let mut leaver = Client::connect(running.tcp());
+        leaver.send(b"half a li");
+        drop(leaver);
+    }
+    // One more that leaves with a reply still pending.
+    let mut leaver = Client::connect(running.tcp());
+    leaver.send(b"pending\nand half");
+    drop(leaver);
+    assert_eq!(steady.ask("after"), "AFTER");
+    eventually(&running, |s| s.active == 1 && s.accepted == 7);
+    let server = running.shutdown();
+    assert_eq!(server.lines, 3);
+    assert_eq!(server.ended, 7);
+}
+
+/// Shutdown closes every connection and returns the server state.
+pub fn graceful_shutdown_ends_all<R: Running>() {
+    let running = R::start(EchoServer::default(), loopback());
+    let addr = running.tcp();
+    let mut clients: Vec<_> = (0..4).map(|_| Client::connect(addr)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.ask(&format!("c{i}")), format!("C{i}"));
+    }
+    let server = running.shutdown();
+    assert_eq!(server.accepted, 4);
+    assert_eq!(server.ended, 4);
+    for client in &mut clients {
+        assert!(client.closed_by_server());
+    }
+    // The listener is gone too.
+    assert!(TcpStream::connect(reachable(addr)).is_err());
+}
+
+/// A request that makes the server done ends the runtime by itself, after the reply.
+pub fn server_done_ends_runtime<R: Running>() {
+    let running = R::start(EchoServer::default(), loopback());
+    let mut other = Client::connect(running.tcp());
+    assert_eq!(other.ask("hello"), "HELLO");
+    let mut client = Client::connect(running.tcp());
+    assert_eq!(client.ask("SHUTDOWN"), "OK");
+    let server = running.wait();
+    assert!(server.done);
+    assert!(client.closed_by_server());
+    assert!(other.closed_by_server());
+}
+
+/// A UDP datagram on the listen port gets its reply.
+pub fn udp_datagram_replies<R: Running>() {
+    let mut options = loopback();
+    options.udp = true;
+    let running = R::start(EchoServer::default(), options);
+    let udp = running.udp().expect("a UDP address");
+    assert_eq!(udp.port(), running.tcp().port());
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 64];
+    for word in ["list identity", "again"] {
+        socket.send_to(word.as_bytes(), reachable(udp)).unwrap();
+        let (n, from) = socket.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], word.to_uppercase().as_bytes());
+        assert_eq!(from, reachable(udp));
+    }
+    assert_eq!(running.stats().datagrams, 2);
+    // TCP still works beside it.
+    assert_eq!(Client::connect(running.tcp()).ask("tcp"), "TCP");
+    running.shutdown();
+}
+
+/// One `#[test]` per scenario for the runtime type `$running`.
+#[macro_export]
+macro_rules! suite_tests {
+    ($running:ty) => {
+        #[test]
+        fn many_concurrent_clients() {
+            common::many_concurrent_clients::<$running>();
+        }
+        #[test]
+        fn delayed_replies_arrive_in_order() {
+            common::delayed_replies_arrive_in_order::<$running>();
+        }
+        #[test]
+        fn connection_limit_refuses_extra_client() {
+            common::connection_limit_refuses_extra_client::<$running>();
+        }
+        #[test]
+        fn server_refusal_closes() {
+            common::server_refusal_closes::<$running>();
+        }
+        #[test]
+        fn idle_timeout_closes_idle_client() {
+            common::idle_timeout_closes_idle_client::<$running>();
+        }
+        #[test]
+        fn disconnect_mid_line_harms_no_one() {
+            common::disconnect_mid_line_harms_no_one::<$running>();
+        }
+        #[test]
+        fn graceful_shutdown_ends_all() {
+            common::graceful_shutdown_ends_all::<$running>();
+        }
+        #[test]
+        fn server_done_ends_runtime() {
+            common::server_done_ends_runtime::<$running>();
+        }
+        #[test]
+        fn udp_datagram_replies() {
+            common::udp_datagram_replies::<$running>();
+        }
+    };
+}
