@@ -1,5 +1,7 @@
 //! The shared runtime suite on the blocking runtime.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Running;

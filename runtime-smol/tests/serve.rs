@@ -1,5 +1,7 @@
 //! The shared runtime suite on the smol runtime.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "../../runtime-blocking/tests/common/mod.rs"]
 mod common;
 

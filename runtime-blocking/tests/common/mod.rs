@@ -3,7 +3,7 @@
 //! file by path). Each runtime implements [`Running`] and calls [`suite_tests!`].
 //! Assertions are on content and order, never on wall-clock time.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
