@@ -1,1 +1,525 @@
-//! Runs cpppo-core's engines from one mio event loop serving many connections. The server, pipelined client and poller arrive with the engines they drive.
+//! Runs cpppo-core's server engines from one mio event loop on one thread: listeners,
+//! UDP sockets and every connection in one [`Slab`], the connections' deadlines in one
+//! ordered set. The loop owns the [`Server`] outright, so no lock is taken at all.
+//!
+//! The adapter only moves bytes and time, as [`cpppo_core::engine`] describes; it knows
+//! no protocol.
+//!
+//! ```
+//! use cpppo_core::engine::{reachable, ServeOptions};
+//! use cpppo_core::testing::EchoServer;
+//! use cpppo_mio::serve;
+//! use std::io::{BufRead, BufReader, Write};
+//! use std::net::TcpStream;
+//! use std::time::Duration;
+//!
+//! let options = ServeOptions::new("127.0.0.1:0".parse()?);
+//! let handle = serve(EchoServer::new(Duration::ZERO), options)?;
+//! let mut client = TcpStream::connect(reachable(handle.local_addrs()[0]))?;
+//! client.write_all(b"hello\n")?;
+//! let mut reply = String::new();
+//! BufReader::new(&client).read_line(&mut reply)?;
+//! assert_eq!(reply, "HELLO\n");
+//! let server = handle.shutdown()?;
+//! assert_eq!(server.lines, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::BTreeSet;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use cpppo_core::engine::{wait_for, Driver, ServeCounters, ServeOptions, ServeStats, Server};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use tracing::{debug, warn};
+
+/// Bytes read from a socket at once.
+const READ_BUFFER: usize = 16 * 1024;
+/// The largest UDP datagram.
+const DATAGRAM_BUFFER: usize = 65_536;
+/// Readiness events taken per poll.
+const EVENTS: usize = 1024;
+/// The waker's token; slab keys never reach it.
+const WAKER: Token = Token(usize::MAX);
+
+/// One registered socket.
+#[derive(Debug)]
+enum Entry<C> {
+    Listener {
+        listener: TcpListener,
+        local: SocketAddr,
+    },
+    Udp {
+        socket: UdpSocket,
+        local: SocketAddr,
+    },
+    Connection(Box<Conn<C>>),
+}
+
+/// One connection: its socket, engine and the deadline filed for it.
+#[derive(Debug)]
+struct Conn<C> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    driver: Driver<C>,
+    writable: bool,
+    deadline: Option<Instant>,
+}
+
+/// Stops a running server from anywhere (a signal handler, another thread); cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    stopping: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl Stopper {
+    /// Begin a graceful stop: the loop closes its listeners, flushes what each
+    /// connection has ready, closes them and returns.
+    pub fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            debug!("stopping");
+            if let Err(error) = self.waker.wake() {
+                warn!(%error, "cannot wake the event loop");
+            }
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// The event loop and everything it owns.
+struct EventLoop<S: Server> {
+    server: S,
+    options: ServeOptions,
+    poll: Poll,
+    entries: Slab<Entry<S::Connection>>,
+    deadlines: BTreeSet<(Instant, usize)>,
+    counters: Arc<ServeCounters>,
+    stopper: Stopper,
+    read_buffer: Vec<u8>,
+    datagram: Vec<u8>,
+}
+
+impl<S: Server> EventLoop<S> {
+    fn run(mut self) -> io::Result<S> {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let now = Instant::now();
+            let timeout = wait_for(now, self.deadlines.first().map(|(at, _)| *at));
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                self.ready(
+                    event.token().0,
+                    event.is_readable() || event.is_read_closed(),
+                );
+            }
+            self.expire(Instant::now());
+            if self.stopper.is_stopping() || self.server.is_done() {
+                self.close_all();
+                return Ok(self.server);
+            }
+        }
+    }
+
+    /// A socket is ready.
+    fn ready(&mut self, key: usize, readable: bool) {
+        match self.entries.get(key) {
+            Some(Entry::Listener { local, .. }) => {
+                let local = *local;
+                self.accept(key, local);
+            }
+            Some(Entry::Udp { .. }) => self.datagrams(key),
+            Some(Entry::Connection(_)) => {
+                if readable {
+                    self.read(key);
+                }
+                self.service(key);
+            }
+            None => {}
+        }
+    }
+
+    fn accept(&mut self, key: usize, local: SocketAddr) {
+        loop {
+            let Some(Entry::Listener { listener, .. }) = self.entries.get(key) else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // Out of descriptors and the like: the next readiness retries.
+                    warn!(%local, %error, "accept failed");
+                    return;
+                }
+            };
+            if !self.counters.try_open(self.options.max_connections) {
+                debug!(%peer, "refused: connection limit");
+                continue;
+            }
+            let now = Instant::now();
+            let connection = self.server.accept(now, local, peer);
+            self.counters.accepted(connection.is_some());
+            let Some(connection) = connection else {
+                debug!(%peer, "refused by the server");
+                continue;
+            };
+            if let Err(error) = stream.set_nodelay(true) {
+                debug!(%peer, %error, "cannot set TCP_NODELAY");
+            }
+            let entry = self.entries.vacant_entry();
+            let token = Token(entry.key());
+            let mut stream = stream;
+            if let Err(error) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, token, Interest::READABLE)
+            {
+                warn!(%peer, %error, "cannot register a connection");
+                self.counters.closed(false);
+                continue;
+            }
+            entry.insert(Entry::Connection(Box::new(Conn {
+                stream,
+                peer,
+                driver: Driver::new(connection, now, self.options.idle_timeout),
+                writable: false,
+                deadline: None,
+            })));
+            // The engine may speak first, and the idle deadline starts now.
+            self.read(token.0);
+            self.service(token.0);
+        }
+    }
+
+    fn datagrams(&mut self, key: usize) {
+        let Some(Entry::Udp { socket, local }) = self.entries.get(key) else {
+            return;
+        };
+        let mut out = Vec::new();
+        loop {
+            let (n, peer) = match socket.recv_from(&mut self.datagram) {
+                Ok(received) => received,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    debug!(%local, %error, "udp receive failed");
+                    continue;
+                }
+            };
+            self.counters.datagram();
+            out.clear();
+            let data = self.datagram.get(..n).unwrap_or_default();
+            if self
+                .server
+                .handle_datagram(Instant::now(), *local, peer, data, &mut out)
+            {
+                // UDP is lossy: a reply that does not fit the socket buffer is dropped.
+                if let Err(error) = socket.send_to(&out, peer) {
+                    debug!(%peer, %error, "udp send failed");
+                }
+            }
+        }
+    }
+
+    /// Read everything the socket has (edge-triggered readiness).
+    fn read(&mut self, key: usize) {
+        let Some(Entry::Connection(conn)) = self.entries.get_mut(key) else {
+            return;
+        };
+        while conn.driver.wants_input() {
+            let now = Instant::now();
+            match conn.stream.read(&mut self.read_buffer) {
+                Ok(0) => conn.driver.handle_eof(now, &mut self.server),
+                Ok(n) => {
+                    let data = self.read_buffer.get(..n).unwrap_or_default();
+                    conn.driver.handle_input(now, data, &mut self.server);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    debug!(peer = %conn.peer, %error, "read failed");
+                    conn.driver.handle_eof(now, &mut self.server);
+                }
+            }
+        }
+    }
+
+    /// Deadlines that have passed.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.deadlines.first() {
+            if at > now {
+                return;
+            }
+            self.deadlines.remove(&(at, key));
+            if let Some(Entry::Connection(conn)) = self.entries.get_mut(key) {
+                conn.deadline = None;
+                conn.driver.handle_timeout(now, &mut self.server);
+            }
+            self.service(key);
+        }
+    }
+
+    /// After any input: flush, log events, then close, or wait for the right readiness
+    /// and deadline.
+    fn service(&mut self, key: usize) {
+        let Some(Entry::Connection(conn)) = self.entries.get_mut(key) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut broken = false;
+        loop {
+            let out = conn.driver.poll_transmit(now);
+            if out.is_empty() {
+                break;
+            }
+            match conn.stream.write(out) {
+                Ok(0) => {
+                    broken = true;
+                    break;
+                }
+                Ok(n) => conn.driver.advance(n),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    debug!(peer = %conn.peer, %error, "write failed");
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        while let Some(event) = conn.driver.poll_event() {
+            debug!(peer = %conn.peer, ?event);
+        }
+        if broken || conn.driver.is_finished() {
+            self.close(key);
+            return;
+        }
+        let writable = conn.driver.has_unsent();
+        if writable != conn.writable {
+            let interest = if writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(key);
+            if let Err(error) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+            {
+                debug!(peer = %conn.peer, %error, "cannot reregister");
+                self.close(key);
+                return;
+            }
+            conn.writable = writable;
+        }
+        let deadline = conn.driver.poll_timeout();
+        if deadline != conn.deadline {
+            if let Some(old) = conn.deadline {
+                self.deadlines.remove(&(old, key));
+            }
+            if let Some(new) = deadline {
+                self.deadlines.insert((new, key));
+            }
+            conn.deadline = deadline;
+        }
+    }
+
+    /// Close a connection now; the engine learns of it.
+    fn close(&mut self, key: usize) {
+        let Some(Entry::Connection(mut conn)) = self.entries.try_remove(key) else {
+            return;
+        };
+        if let Some(at) = conn.deadline {
+            self.deadlines.remove(&(at, key));
+        }
+        conn.driver.handle_eof(Instant::now(), &mut self.server);
+        while let Some(event) = conn.driver.poll_event() {
+            debug!(peer = %conn.peer, ?event);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let idle = conn.driver.idle_expired();
+        debug!(peer = %conn.peer, idle, "closed");
+        self.counters.closed(idle);
+    }
+
+    /// The graceful end: listeners go, each connection sends what it can and closes.
+    fn close_all(&mut self) {
+        let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            match self.entries.get_mut(key) {
+                Some(Entry::Connection(conn)) => {
+                    let out = conn.driver.poll_transmit(Instant::now());
+                    if !out.is_empty() {
+                        if let Ok(n) = conn.stream.write(out) {
+                            conn.driver.advance(n);
+                        }
+                    }
+                    self.close(key);
+                }
+                Some(Entry::Listener { listener, .. }) => {
+                    let _ = self.poll.registry().deregister(listener);
+                    self.entries.remove(key);
+                }
+                Some(Entry::Udp { socket, .. }) => {
+                    let _ = self.poll.registry().deregister(socket);
+                    self.entries.remove(key);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// A running server on its event-loop thread.
+#[derive(Debug)]
+pub struct ServerHandle<S> {
+    counters: Arc<ServeCounters>,
+    stopper: Stopper,
+    local_addrs: Vec<SocketAddr>,
+    udp_addrs: Vec<SocketAddr>,
+    thread: JoinHandle<io::Result<S>>,
+}
+
+impl<S> ServerHandle<S> {
+    /// The TCP addresses listened on, in the order of [`ServeOptions::listen`], with the
+    /// actual ports.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The UDP addresses bound (empty unless [`ServeOptions::udp`]).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> ServeStats {
+        self.counters.snapshot()
+    }
+
+    /// A handle that stops the server from elsewhere.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Whether a stop has begun by [`shutdown`](Self::shutdown) or a [`Stopper`].
+    pub fn is_stopping(&self) -> bool {
+        self.stopper.is_stopping()
+    }
+
+    /// Stop gracefully and join the loop. Returns the server state.
+    pub fn shutdown(self) -> io::Result<S> {
+        self.stopper.stop();
+        self.wait()
+    }
+
+    /// Wait until the loop ends (its [`Server::is_done`], or a [`Stopper`]). Returns the
+    /// server state.
+    pub fn wait(self) -> io::Result<S> {
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("the event loop panicked"))?
+    }
+}
+
+/// Serve `server` on the addresses of `options` from one event loop on its own thread,
+/// until it is done or shut down. Binds everything before returning, so a port in use is
+/// an error here.
+pub fn serve<S>(server: S, options: ServeOptions) -> io::Result<ServerHandle<S>>
+where
+    S: Server + Send + 'static,
+{
+    if options.listen.is_empty() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "no address to listen on",
+        ));
+    }
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    // Bound here, so errors reach the caller; registered on the loop's thread, whose
+    // slab holds the (maybe not `Send`) connections.
+    let mut listeners = Vec::new();
+    let mut sockets = Vec::new();
+    for addr in &options.listen {
+        let listener = StdTcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        listeners.push((local, TcpListener::from_std(listener)));
+        if options.udp {
+            let socket = StdUdpSocket::bind(local)?;
+            socket.set_nonblocking(true)?;
+            sockets.push((socket.local_addr()?, UdpSocket::from_std(socket)));
+        }
+    }
+    let local_addrs: Vec<_> = listeners.iter().map(|(local, _)| *local).collect();
+    let udp_addrs: Vec<_> = sockets.iter().map(|(local, _)| *local).collect();
+    let counters = Arc::new(ServeCounters::default());
+    let stopper = Stopper {
+        stopping: Arc::new(AtomicBool::new(false)),
+        waker,
+    };
+    let (loop_counters, loop_stopper) = (counters.clone(), stopper.clone());
+    let thread = thread::Builder::new()
+        .name("cpppo-mio".into())
+        .spawn(move || {
+            let mut entries = Slab::new();
+            for (local, mut listener) in listeners {
+                let entry = entries.vacant_entry();
+                poll.registry()
+                    .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
+                entry.insert(Entry::Listener { listener, local });
+            }
+            for (local, mut socket) in sockets {
+                let entry = entries.vacant_entry();
+                poll.registry()
+                    .register(&mut socket, Token(entry.key()), Interest::READABLE)?;
+                entry.insert(Entry::Udp { socket, local });
+            }
+            EventLoop {
+                server,
+                options,
+                poll,
+                entries,
+                deadlines: BTreeSet::new(),
+                counters: loop_counters,
+                stopper: loop_stopper,
+                read_buffer: vec![0; READ_BUFFER],
+                datagram: vec![0; DATAGRAM_BUFFER],
+            }
+            .run()
+        })?;
+    debug!(?local_addrs, ?udp_addrs, "serving");
+    Ok(ServerHandle {
+        counters,
+        stopper,
+        local_addrs,
+        udp_addrs,
+        thread,
+    })
+}
