@@ -141,6 +141,10 @@ pub struct ServeStats {
     pub datagrams: u64,
 }
 
+/// How long a graceful stop lets each connection's already-computed replies drain to a
+/// peer that is slow to read, before its socket is closed regardless.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
 /// How long to wait from `now` for `deadline`: `None` waits for input only, zero means
 /// the deadline has already passed.
 pub fn wait_for(now: Instant, deadline: Option<Instant>) -> Option<Duration> {

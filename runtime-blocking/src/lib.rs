@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{
     lock, reachable, wait_for, Driver, ServeCounters, ServeOptions, ServeStats, Server,
+    SHUTDOWN_FLUSH,
 };
 use tracing::{debug, warn};
 
@@ -53,6 +54,9 @@ const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest sleep while waiting for a deadline with no input to wait for, so that a
 /// shutdown is noticed.
 const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// How often a shutdown looks whether the connection threads have finished.
+const JOIN_POLL: Duration = Duration::from_millis(5);
 
 /// What the threads share besides the server.
 #[derive(Debug, Default)]
@@ -186,6 +190,19 @@ impl<S> ServerHandle<S> {
         let mut panicked = false;
         for thread in self.threads {
             panicked |= thread.join().is_err();
+        }
+        // Connections flush what is ready; a peer too slow to take it gets SHUTDOWN_FLUSH,
+        // then its socket is closed under the writer.
+        let give_up = Instant::now() + SHUTDOWN_FLUSH;
+        while lock(&self.shared.workers)
+            .iter()
+            .any(|worker| !worker.is_finished())
+            && Instant::now() < give_up
+        {
+            thread::sleep(JOIN_POLL);
+        }
+        for stream in lock(&self.shared.streams).values() {
+            let _ = stream.shutdown(Shutdown::Both);
         }
         loop {
             let workers: Vec<_> = lock(&self.shared.workers).drain(..).collect();

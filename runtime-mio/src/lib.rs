@@ -36,7 +36,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use cpppo_core::engine::{wait_for, Driver, ServeCounters, ServeOptions, ServeStats, Server};
+use cpppo_core::engine::{
+    wait_for, Connection, Driver, ServeCounters, ServeOptions, ServeStats, Server, SHUTDOWN_FLUSH,
+};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -132,30 +134,27 @@ impl<S: Server> EventLoop<S> {
                 self.ready(
                     event.token().0,
                     event.is_readable() || event.is_read_closed(),
+                    event.is_writable(),
                 );
             }
             self.expire(Instant::now());
             if self.stopper.is_stopping() || self.server.is_done() {
-                self.close_all();
+                self.drain(&mut events)?;
                 return Ok(self.server);
             }
         }
     }
 
     /// A socket is ready.
-    fn ready(&mut self, key: usize, readable: bool) {
+    fn ready(&mut self, key: usize, readable: bool, writable: bool) {
         match self.entries.get(key) {
             Some(Entry::Listener { local, .. }) => {
                 let local = *local;
                 self.accept(key, local);
             }
             Some(Entry::Udp { .. }) => self.datagrams(key),
-            Some(Entry::Connection(_)) => {
-                if readable {
-                    self.read(key);
-                }
-                self.service(key);
-            }
+            // After a stall on output, a writable event may resume reading too.
+            Some(Entry::Connection(_)) => self.pump(key, readable || writable),
             None => {}
         }
     }
@@ -209,8 +208,7 @@ impl<S: Server> EventLoop<S> {
                 deadline: None,
             })));
             // The engine may speak first, and the idle deadline starts now.
-            self.read(token.0);
-            self.service(token.0);
+            self.pump(token.0, true);
         }
     }
 
@@ -244,12 +242,24 @@ impl<S: Server> EventLoop<S> {
         }
     }
 
-    /// Read everything the socket has (edge-triggered readiness).
-    fn read(&mut self, key: usize) {
+    /// Move bytes both ways until the socket would block: write what the engine has
+    /// ready, and read more only once all of it is written, so a peer that sends without
+    /// reading is held back by its own socket instead of growing our buffers. Reading
+    /// stops short of `WouldBlock` only while output is stuck, and the writable event
+    /// that unsticks it comes back here. Then [`service`](Self::service).
+    fn pump(&mut self, key: usize, readable: bool) {
         let Some(Entry::Connection(conn)) = self.entries.get_mut(key) else {
             return;
         };
-        while conn.driver.wants_input() {
+        let mut readable = readable;
+        loop {
+            if !flush(conn, Instant::now()) {
+                self.close(key);
+                return;
+            }
+            if !readable || conn.driver.has_unsent() || !conn.driver.wants_input() {
+                break;
+            }
             let now = Instant::now();
             match conn.stream.read(&mut self.read_buffer) {
                 Ok(0) => conn.driver.handle_eof(now, &mut self.server),
@@ -257,7 +267,7 @@ impl<S: Server> EventLoop<S> {
                     let data = self.read_buffer.get(..n).unwrap_or_default();
                     conn.driver.handle_input(now, data, &mut self.server);
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => readable = false,
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => {
                     debug!(peer = %conn.peer, %error, "read failed");
@@ -265,6 +275,7 @@ impl<S: Server> EventLoop<S> {
                 }
             }
         }
+        self.service(key);
     }
 
     /// Deadlines that have passed.
@@ -278,42 +289,20 @@ impl<S: Server> EventLoop<S> {
                 conn.deadline = None;
                 conn.driver.handle_timeout(now, &mut self.server);
             }
-            self.service(key);
+            self.pump(key, false);
         }
     }
 
-    /// After any input: flush, log events, then close, or wait for the right readiness
-    /// and deadline.
+    /// After [`pump`](Self::pump): log events, then close, or wait for the right
+    /// readiness and deadline.
     fn service(&mut self, key: usize) {
         let Some(Entry::Connection(conn)) = self.entries.get_mut(key) else {
             return;
         };
-        let now = Instant::now();
-        let mut broken = false;
-        loop {
-            let out = conn.driver.poll_transmit(now);
-            if out.is_empty() {
-                break;
-            }
-            match conn.stream.write(out) {
-                Ok(0) => {
-                    broken = true;
-                    break;
-                }
-                Ok(n) => conn.driver.advance(n),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => {
-                    debug!(peer = %conn.peer, %error, "write failed");
-                    broken = true;
-                    break;
-                }
-            }
-        }
         while let Some(event) = conn.driver.poll_event() {
             debug!(peer = %conn.peer, ?event);
         }
-        if broken || conn.driver.is_finished() {
+        if conn.driver.is_finished() {
             self.close(key);
             return;
         }
@@ -367,19 +356,18 @@ impl<S: Server> EventLoop<S> {
         self.counters.closed(idle);
     }
 
-    /// The graceful end: listeners go, each connection sends what it can and closes.
-    fn close_all(&mut self) {
+    /// The graceful end: listeners go, no more input is read, each connection sends
+    /// what it has ready (for at most [`SHUTDOWN_FLUSH`]) and closes.
+    fn drain(&mut self, events: &mut Events) -> io::Result<()> {
         let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
         for key in keys {
             match self.entries.get_mut(key) {
                 Some(Entry::Connection(conn)) => {
-                    let out = conn.driver.poll_transmit(Instant::now());
-                    if !out.is_empty() {
-                        if let Ok(n) = conn.stream.write(out) {
-                            conn.driver.advance(n);
-                        }
+                    // Stop reading: the readable interest is dropped by the next
+                    // reregistration, and input events are ignored below.
+                    if let Some(at) = conn.deadline.take() {
+                        self.deadlines.remove(&(at, key));
                     }
-                    self.close(key);
                 }
                 Some(Entry::Listener { listener, .. }) => {
                     let _ = self.poll.registry().deregister(listener);
@@ -390,6 +378,52 @@ impl<S: Server> EventLoop<S> {
                     self.entries.remove(key);
                 }
                 None => {}
+            }
+        }
+        let give_up = Instant::now() + SHUTDOWN_FLUSH;
+        loop {
+            let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
+            for key in keys {
+                if let Some(Entry::Connection(conn)) = self.entries.get_mut(key) {
+                    if !flush(conn, Instant::now()) || !conn.driver.has_unsent() {
+                        self.close(key);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if self.entries.is_empty() || now >= give_up {
+                break;
+            }
+            if let Err(error) = self.poll.poll(events, wait_for(now, Some(give_up))) {
+                if error.kind() != ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+        let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key);
+        }
+        Ok(())
+    }
+}
+
+/// Write what the engine has ready until the socket would block; `false` when the
+/// socket is broken.
+fn flush<C: Connection>(conn: &mut Conn<C>, now: Instant) -> bool {
+    loop {
+        let out = conn.driver.poll_transmit(now);
+        if out.is_empty() {
+            return true;
+        }
+        match conn.stream.write(out) {
+            Ok(0) => return false,
+            Ok(n) => conn.driver.advance(n),
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => {
+                debug!(peer = %conn.peer, %error, "write failed");
+                return false;
             }
         }
     }

@@ -39,7 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use cpppo_core::engine::{lock, Driver, ServeCounters, ServeOptions, ServeStats, Server};
+use cpppo_core::engine::{
+    lock, Driver, ServeCounters, ServeOptions, ServeStats, Server, SHUTDOWN_FLUSH,
+};
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -311,13 +313,18 @@ async fn drive<S: Server>(
         let out = driver.poll_transmit(Instant::now());
         if !out.is_empty() {
             let sent = out.len();
-            match unless_stopped(&context.stop, writer.write_all(out)).await {
-                Some(Ok(())) => driver.advance(sent),
-                Some(Err(error)) => {
+            // A stop lets a slow reader have SHUTDOWN_FLUSH more to take the bytes.
+            let give_up = async {
+                context.stop.stopped().await;
+                Timer::after(SHUTDOWN_FLUSH).await;
+                Err(io::Error::from(ErrorKind::TimedOut))
+            };
+            match writer.write_all(out).or(give_up).await {
+                Ok(()) => driver.advance(sent),
+                Err(error) => {
                     debug!(%peer, %error, "write failed");
                     break;
                 }
-                None => break,
             }
         }
         while let Some(event) = driver.poll_event() {

@@ -258,6 +258,51 @@ pub fn graceful_shutdown_ends_all<R: Running>() {
     assert!(TcpStream::connect(reachable(addr)).is_err());
 }
 
+/// Shutdown ends even with a peer that sends without ever reading, once the server's
+/// replies to it have filled the socket buffers.
+pub fn shutdown_with_stuck_reader<R: Running + Send + 'static>() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    const LIMIT: usize = 64 << 20;
+    let running = R::start(EchoServer::default(), loopback());
+    let mut steady = Client::connect(running.tcp());
+    let stream = TcpStream::connect(reachable(running.tcp())).unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let written = written.clone();
+        let mut stream = stream.try_clone().unwrap();
+        thread::spawn(move || {
+            let line = [b"x".repeat(1023), b"\n".to_vec()].concat();
+            while written.load(Ordering::Relaxed) < LIMIT {
+                if stream.write_all(&line).is_err() {
+                    return;
+                }
+                written.fetch_add(line.len(), Ordering::Relaxed);
+            }
+        })
+    };
+    // Wait until the flood stalls: the server no longer reads because it cannot write.
+    let start = Instant::now();
+    let mut last = 0;
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let now = written.load(Ordering::Relaxed);
+        if now == last || now >= LIMIT {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "the flood never stalled");
+        last = now;
+    }
+    assert_eq!(steady.ask("unaffected"), "UNAFFECTED");
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || done.send(running.shutdown()).unwrap());
+    let server = finished.recv_timeout(PATIENCE).expect("shutdown hung");
+    assert_eq!(server.accepted, 2);
+    assert!(steady.closed_by_server());
+    drop(stream);
+    writer.join().unwrap();
+}
+
 /// A request that makes the server done ends the runtime by itself, after the reply.
 pub fn server_done_ends_runtime<R: Running>() {
     let running = R::start(EchoServer::default(), loopback());
@@ -324,6 +369,10 @@ macro_rules! suite_tests {
         #[test]
         fn graceful_shutdown_ends_all() {
             common::graceful_shutdown_ends_all::<$running>();
+        }
+        #[test]
+        fn shutdown_with_stuck_reader() {
+            common::shutdown_with_stuck_reader::<$running>();
         }
         #[test]
         fn server_done_ends_runtime() {
