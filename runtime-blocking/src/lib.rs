@@ -43,7 +43,9 @@ use cpppo_core::engine::{
 use tracing::{debug, warn};
 
 mod stream;
-pub use stream::serve_stream;
+#[cfg(unix)]
+pub use stream::open_serial;
+pub use stream::{serve_stream, TimedStream};
 
 /// Bytes read from a socket at once.
 const READ_BUFFER: usize = 16 * 1024;
