@@ -15,6 +15,11 @@
 //!
 //! Time passed in never goes backwards. The output buffer belongs to the runtime, which
 //! reuses it, so the steady state allocates nothing.
+//!
+//! What the runtimes share lives here once: [`ServeOptions`] (what to listen on, the
+//! connection limit, the idle timeout), [`ServeStats`], the [`Driver`] that keeps one
+//! connection's output buffer, idle deadline and end of input, and [`Serving`], the
+//! handle every runtime's `serve` returns, so a program picks its runtime at run time.
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -316,6 +321,30 @@ pub fn lock<S: ?Sized>(server: &std::sync::Mutex<S>) -> std::sync::MutexGuard<'_
     server
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Ends a running server gracefully from any thread (a signal handler, a test).
+pub type StopFn = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// A server running on some runtime: each runtime's `ServerHandle` implements it, so a
+/// program that chooses its runtime at run time holds a `Box<dyn Serving<S>>`.
+pub trait Serving<S>: Send {
+    /// The TCP addresses listened on, in the order of [`ServeOptions::listen`], with the
+    /// actual ports.
+    fn local_addrs(&self) -> &[SocketAddr];
+    /// The UDP addresses bound (empty unless [`ServeOptions::udp`]).
+    fn udp_addrs(&self) -> &[SocketAddr];
+    /// The counters now.
+    fn stats(&self) -> ServeStats;
+    /// Begins a graceful stop when called, from any thread.
+    fn stopper(&self) -> StopFn;
+    /// Stop gracefully: listeners close, connections flush what is ready (waiting at
+    /// most [`SHUTDOWN_FLUSH`] for slow readers) and close, every thread or task ends.
+    /// Returns the server state.
+    fn shutdown(self: Box<Self>) -> std::io::Result<S>;
+    /// Wait until the server stops by itself ([`Server::is_done`]) or by a
+    /// [`stopper`](Serving::stopper), then as [`shutdown`](Serving::shutdown).
+    fn wait(self: Box<Self>) -> std::io::Result<S>;
 }
 
 /// The live counters behind [`ServeStats`], shared by a runtime's threads or tasks.

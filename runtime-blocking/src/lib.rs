@@ -37,8 +37,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{
-    lock, reachable, wait_for, Driver, ServeCounters, ServeOptions, ServeStats, Server,
-    SHUTDOWN_FLUSH,
+    lock, reachable, wait_for, Driver, ServeCounters, ServeOptions, ServeStats, Server, Serving,
+    StopFn, SHUTDOWN_FLUSH,
 };
 use tracing::{debug, warn};
 
@@ -223,6 +223,28 @@ impl<S> ServerHandle<S> {
         Ok(server
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl<S: Send> Serving<S> for ServerHandle<S> {
+    fn local_addrs(&self) -> &[SocketAddr] {
+        ServerHandle::local_addrs(self)
+    }
+    fn udp_addrs(&self) -> &[SocketAddr] {
+        ServerHandle::udp_addrs(self)
+    }
+    fn stats(&self) -> ServeStats {
+        ServerHandle::stats(self)
+    }
+    fn stopper(&self) -> StopFn {
+        let stopper = ServerHandle::stopper(self);
+        Arc::new(move || stopper.stop())
+    }
+    fn shutdown(self: Box<Self>) -> io::Result<S> {
+        ServerHandle::shutdown(*self)
+    }
+    fn wait(self: Box<Self>) -> io::Result<S> {
+        ServerHandle::wait(*self)
     }
 }
 

@@ -4,33 +4,4 @@
 
 mod common;
 
-use common::Running;
-use cpppo_blocking::{serve, ServerHandle};
-use cpppo_core::engine::{ServeOptions, ServeStats};
-use cpppo_core::testing::EchoServer;
-use std::net::SocketAddr;
-
-struct Blocking(ServerHandle<EchoServer>);
-
-impl Running for Blocking {
-    fn start(server: EchoServer, options: ServeOptions) -> Self {
-        Self(serve(server, options).unwrap())
-    }
-    fn tcp(&self) -> SocketAddr {
-        self.0.local_addrs()[0]
-    }
-    fn udp(&self) -> Option<SocketAddr> {
-        self.0.udp_addrs().first().copied()
-    }
-    fn stats(&self) -> ServeStats {
-        self.0.stats()
-    }
-    fn shutdown(self) -> EchoServer {
-        self.0.shutdown().unwrap()
-    }
-    fn wait(self) -> EchoServer {
-        self.0.wait().unwrap()
-    }
-}
-
-suite_tests!(Blocking);
+suite_tests!(|server, options| Box::new(cpppo_blocking::serve(server, options).unwrap()));

@@ -37,7 +37,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use cpppo_core::engine::{
-    wait_for, Connection, Driver, ServeCounters, ServeOptions, ServeStats, Server, SHUTDOWN_FLUSH,
+    wait_for, Connection, Driver, ServeCounters, ServeOptions, ServeStats, Server, Serving, StopFn,
+    SHUTDOWN_FLUSH,
 };
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -478,6 +479,28 @@ impl<S> ServerHandle<S> {
         self.thread
             .join()
             .map_err(|_| io::Error::other("the event loop panicked"))?
+    }
+}
+
+impl<S: Send> Serving<S> for ServerHandle<S> {
+    fn local_addrs(&self) -> &[SocketAddr] {
+        ServerHandle::local_addrs(self)
+    }
+    fn udp_addrs(&self) -> &[SocketAddr] {
+        ServerHandle::udp_addrs(self)
+    }
+    fn stats(&self) -> ServeStats {
+        ServerHandle::stats(self)
+    }
+    fn stopper(&self) -> StopFn {
+        let stopper = ServerHandle::stopper(self);
+        Arc::new(move || stopper.stop())
+    }
+    fn shutdown(self: Box<Self>) -> io::Result<S> {
+        ServerHandle::shutdown(*self)
+    }
+    fn wait(self: Box<Self>) -> io::Result<S> {
+        ServerHandle::wait(*self)
     }
 }
 

@@ -40,7 +40,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{
-    lock, Driver, ServeCounters, ServeOptions, ServeStats, Server, SHUTDOWN_FLUSH,
+    lock, Driver, ServeCounters, ServeOptions, ServeStats, Server, Serving, StopFn, SHUTDOWN_FLUSH,
 };
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt};
@@ -470,6 +470,28 @@ impl<S> ServerHandle<S> {
         Ok(server
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl<S: Send> Serving<S> for ServerHandle<S> {
+    fn local_addrs(&self) -> &[SocketAddr] {
+        ServerHandle::local_addrs(self)
+    }
+    fn udp_addrs(&self) -> &[SocketAddr] {
+        ServerHandle::udp_addrs(self)
+    }
+    fn stats(&self) -> ServeStats {
+        ServerHandle::stats(self)
+    }
+    fn stopper(&self) -> StopFn {
+        let stopper = ServerHandle::stopper(self);
+        Arc::new(move || stopper.stop())
+    }
+    fn shutdown(self: Box<Self>) -> io::Result<S> {
+        ServerHandle::shutdown(*self)
+    }
+    fn wait(self: Box<Self>) -> io::Result<S> {
+        ServerHandle::wait(*self)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The runtime test suite, written once against the `cpppo_core::testing` echo double
 //! and shared by the three runtimes' tests (runtime-smol and runtime-mio include this
-//! file by path). Each runtime implements [`Running`] and calls [`suite_tests!`].
+//! file by path). Each runtime calls [`suite_tests!`] with its `serve`.
 //! Assertions are on content and order, never on wall-clock time.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -10,27 +10,22 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cpppo_core::engine::{reachable, ServeOptions, ServeStats};
+use cpppo_core::engine::{reachable, ServeOptions, ServeStats, Serving};
 use cpppo_core::testing::EchoServer;
 
 /// How long a client waits for anything before the test fails (never reached when the
 /// runtime works).
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A server started on one runtime.
-pub trait Running: Sized {
-    /// Serve `server` with `options`.
-    fn start(server: EchoServer, options: ServeOptions) -> Self;
-    /// The first TCP address.
-    fn tcp(&self) -> SocketAddr;
-    /// The first UDP address.
-    fn udp(&self) -> Option<SocketAddr>;
-    /// The counters.
-    fn stats(&self) -> ServeStats;
-    /// Stop gracefully; the final server state.
-    fn shutdown(self) -> EchoServer;
-    /// Wait for the server to finish by itself; the final server state.
-    fn wait(self) -> EchoServer;
+/// A server running on the runtime under test.
+pub type Running = Box<dyn Serving<EchoServer>>;
+
+/// How the runtime under test starts a server.
+pub type Start = fn(EchoServer, ServeOptions) -> Running;
+
+/// The first TCP address.
+fn tcp(running: &Running) -> SocketAddr {
+    running.local_addrs()[0]
 }
 
 /// Options listening on a free loopback port.
@@ -87,7 +82,7 @@ impl Client {
 }
 
 /// Poll `stats` until `check` holds (the counters change just after a socket closes).
-pub fn eventually<R: Running>(running: &R, check: impl Fn(&ServeStats) -> bool) -> ServeStats {
+pub fn eventually(running: &Running, check: impl Fn(&ServeStats) -> bool) -> ServeStats {
     let start = Instant::now();
     loop {
         let stats = running.stats();
@@ -104,11 +99,11 @@ pub fn eventually<R: Running>(running: &R, check: impl Fn(&ServeStats) -> bool) 
 
 /// Many concurrent clients, each sending lines split at odd places, get their own
 /// replies in order.
-pub fn many_concurrent_clients<R: Running>() {
+pub fn many_concurrent_clients(start: Start) {
     const CLIENTS: usize = 16;
     const LINES: usize = 20;
-    let running = R::start(EchoServer::default(), loopback());
-    let addr = running.tcp();
+    let running = start(EchoServer::default(), loopback());
+    let addr = tcp(&running);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             thread::spawn(move || {
@@ -138,17 +133,17 @@ pub fn many_concurrent_clients<R: Running>() {
     let stats = running.stats();
     assert_eq!(stats.accepted, CLIENTS as u64);
     assert_eq!(stats.refused, 0);
-    let server = running.shutdown();
+    let server = running.shutdown().unwrap();
     assert_eq!(server.lines, CLIENTS * LINES);
     assert_eq!(server.accepted, CLIENTS);
 }
 
 /// Replies held by the engine's deadline arrive, in order, while another client is
 /// served meanwhile.
-pub fn delayed_replies_arrive_in_order<R: Running>() {
-    let running = R::start(EchoServer::new(Duration::from_millis(30)), loopback());
-    let mut first = Client::connect(running.tcp());
-    let mut second = Client::connect(running.tcp());
+pub fn delayed_replies_arrive_in_order(start: Start) {
+    let running = start(EchoServer::new(Duration::from_millis(30)), loopback());
+    let mut first = Client::connect(tcp(&running));
+    let mut second = Client::connect(tcp(&running));
     first.send(b"one\ntwo\n");
     second.send(b"alpha\n");
     first.send(b"three\n");
@@ -157,53 +152,53 @@ pub fn delayed_replies_arrive_in_order<R: Running>() {
     assert_eq!(first.line(), "TWO");
     assert_eq!(first.line(), "THREE");
     assert_eq!(second.ask("beta"), "BETA");
-    assert_eq!(running.shutdown().lines, 5);
+    assert_eq!(running.shutdown().unwrap().lines, 5);
 }
 
 /// Beyond the connection limit a client is accepted and closed at once and counted;
 /// the others carry on; a freed slot is usable again.
-pub fn connection_limit_refuses_extra_client<R: Running>() {
+pub fn connection_limit_refuses_extra_client(start: Start) {
     let mut options = loopback();
     options.max_connections = Some(2);
-    let running = R::start(EchoServer::default(), options);
-    let mut first = Client::connect(running.tcp());
-    let mut second = Client::connect(running.tcp());
+    let running = start(EchoServer::default(), options);
+    let mut first = Client::connect(tcp(&running));
+    let mut second = Client::connect(tcp(&running));
     assert_eq!(first.ask("a"), "A");
     assert_eq!(second.ask("b"), "B");
-    let mut third = Client::connect(running.tcp());
+    let mut third = Client::connect(tcp(&running));
     assert!(third.closed_by_server());
     assert_eq!(eventually(&running, |s| s.refused == 1).accepted, 2);
     assert_eq!(first.ask("c"), "C");
     drop(second);
     eventually(&running, |s| s.active == 1);
-    let mut fourth = Client::connect(running.tcp());
+    let mut fourth = Client::connect(tcp(&running));
     assert_eq!(fourth.ask("d"), "D");
-    let server = running.shutdown();
+    let server = running.shutdown().unwrap();
     assert_eq!(server.accepted, 3);
 }
 
 /// A server whose `accept` refuses: the client is closed and counted as refused.
-pub fn server_refusal_closes<R: Running>() {
+pub fn server_refusal_closes(start: Start) {
     let server = EchoServer {
         refuse: true,
         ..EchoServer::default()
     };
-    let running = R::start(server, loopback());
-    let mut client = Client::connect(running.tcp());
+    let running = start(server, loopback());
+    let mut client = Client::connect(tcp(&running));
     assert!(client.closed_by_server());
     let stats = eventually(&running, |s| s.refused == 1);
     assert_eq!(stats.accepted, 0);
-    assert_eq!(running.shutdown().accepted, 0);
+    assert_eq!(running.shutdown().unwrap().accepted, 0);
 }
 
 /// A client that sends nothing for the idle timeout is closed; an active one is not.
-pub fn idle_timeout_closes_idle_client<R: Running>() {
+pub fn idle_timeout_closes_idle_client(start: Start) {
     let mut options = loopback();
     options.idle_timeout = Some(Duration::from_millis(150));
-    let running = R::start(EchoServer::default(), options);
-    let mut idle = Client::connect(running.tcp());
+    let running = start(EchoServer::default(), options);
+    let mut idle = Client::connect(tcp(&running));
     assert_eq!(idle.ask("once"), "ONCE");
-    let mut busy = Client::connect(running.tcp());
+    let mut busy = Client::connect(tcp(&running));
     let start = Instant::now();
     // Keep one client talking (well inside the timeout) until the idle one is closed.
     while running.stats().idle_closed == 0 {
@@ -216,39 +211,39 @@ pub fn idle_timeout_closes_idle_client<R: Running>() {
     let stats = running.stats();
     assert_eq!(stats.idle_closed, 1);
     assert_eq!(stats.active, 1);
-    running.shutdown();
+    running.shutdown().unwrap();
 }
 
 /// A client that leaves in the middle of a line costs the others nothing.
-pub fn disconnect_mid_line_harms_no_one<R: Running>() {
-    let running = R::start(EchoServer::default(), loopback());
-    let mut steady = Client::connect(running.tcp());
+pub fn disconnect_mid_line_harms_no_one(start: Start) {
+    let running = start(EchoServer::default(), loopback());
+    let mut steady = Client::connect(tcp(&running));
     assert_eq!(steady.ask("before"), "BEFORE");
     for _ in 0..5 {
-        let mut leaver = Client::connect(running.tcp());
+        let mut leaver = Client::connect(tcp(&running));
         leaver.send(b"half a li");
         drop(leaver);
     }
     // One more that leaves with a reply still pending.
-    let mut leaver = Client::connect(running.tcp());
+    let mut leaver = Client::connect(tcp(&running));
     leaver.send(b"pending\nand half");
     drop(leaver);
     assert_eq!(steady.ask("after"), "AFTER");
     eventually(&running, |s| s.active == 1 && s.accepted == 7);
-    let server = running.shutdown();
+    let server = running.shutdown().unwrap();
     assert_eq!(server.lines, 3);
     assert_eq!(server.ended, 7);
 }
 
 /// Shutdown closes every connection and returns the server state.
-pub fn graceful_shutdown_ends_all<R: Running>() {
-    let running = R::start(EchoServer::default(), loopback());
-    let addr = running.tcp();
+pub fn graceful_shutdown_ends_all(start: Start) {
+    let running = start(EchoServer::default(), loopback());
+    let addr = tcp(&running);
     let mut clients: Vec<_> = (0..4).map(|_| Client::connect(addr)).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         assert_eq!(client.ask(&format!("c{i}")), format!("C{i}"));
     }
-    let server = running.shutdown();
+    let server = running.shutdown().unwrap();
     assert_eq!(server.accepted, 4);
     assert_eq!(server.ended, 4);
     for client in &mut clients {
@@ -260,13 +255,13 @@ pub fn graceful_shutdown_ends_all<R: Running>() {
 
 /// Shutdown ends even with a peer that sends without ever reading, once the server's
 /// replies to it have filled the socket buffers.
-pub fn shutdown_with_stuck_reader<R: Running + Send + 'static>() {
+pub fn shutdown_with_stuck_reader(start: Start) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{mpsc, Arc};
     const LIMIT: usize = 64 << 20;
-    let running = R::start(EchoServer::default(), loopback());
-    let mut steady = Client::connect(running.tcp());
-    let stream = TcpStream::connect(reachable(running.tcp())).unwrap();
+    let running = start(EchoServer::default(), loopback());
+    let mut steady = Client::connect(tcp(&running));
+    let stream = TcpStream::connect(reachable(tcp(&running))).unwrap();
     let written = Arc::new(AtomicUsize::new(0));
     let writer = {
         let written = written.clone();
@@ -295,7 +290,7 @@ pub fn shutdown_with_stuck_reader<R: Running + Send + 'static>() {
     }
     assert_eq!(steady.ask("unaffected"), "UNAFFECTED");
     let (done, finished) = mpsc::channel();
-    thread::spawn(move || done.send(running.shutdown()).unwrap());
+    thread::spawn(move || done.send(running.shutdown().unwrap()).unwrap());
     let server = finished.recv_timeout(PATIENCE).expect("shutdown hung");
     assert_eq!(server.accepted, 2);
     assert!(steady.closed_by_server());
@@ -304,25 +299,25 @@ pub fn shutdown_with_stuck_reader<R: Running + Send + 'static>() {
 }
 
 /// A request that makes the server done ends the runtime by itself, after the reply.
-pub fn server_done_ends_runtime<R: Running>() {
-    let running = R::start(EchoServer::default(), loopback());
-    let mut other = Client::connect(running.tcp());
+pub fn server_done_ends_runtime(start: Start) {
+    let running = start(EchoServer::default(), loopback());
+    let mut other = Client::connect(tcp(&running));
     assert_eq!(other.ask("hello"), "HELLO");
-    let mut client = Client::connect(running.tcp());
+    let mut client = Client::connect(tcp(&running));
     assert_eq!(client.ask("SHUTDOWN"), "OK");
-    let server = running.wait();
+    let server = running.wait().unwrap();
     assert!(server.done);
     assert!(client.closed_by_server());
     assert!(other.closed_by_server());
 }
 
 /// A UDP datagram on the listen port gets its reply.
-pub fn udp_datagram_replies<R: Running>() {
+pub fn udp_datagram_replies(start: Start) {
     let mut options = loopback();
     options.udp = true;
-    let running = R::start(EchoServer::default(), options);
-    let udp = running.udp().expect("a UDP address");
-    assert_eq!(udp.port(), running.tcp().port());
+    let running = start(EchoServer::default(), options);
+    let udp = running.udp_addrs()[0];
+    assert_eq!(udp.port(), tcp(&running).port());
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut buf = [0u8; 64];
@@ -334,53 +329,53 @@ pub fn udp_datagram_replies<R: Running>() {
     }
     assert_eq!(running.stats().datagrams, 2);
     // TCP still works beside it.
-    assert_eq!(Client::connect(running.tcp()).ask("tcp"), "TCP");
-    running.shutdown();
+    assert_eq!(Client::connect(tcp(&running)).ask("tcp"), "TCP");
+    running.shutdown().unwrap();
 }
 
-/// One `#[test]` per scenario for the runtime type `$running`.
+/// One `#[test]` per scenario, starting servers with `$start` (a [`Start`]).
 #[macro_export]
 macro_rules! suite_tests {
-    ($running:ty) => {
+    ($start:expr) => {
         #[test]
         fn many_concurrent_clients() {
-            common::many_concurrent_clients::<$running>();
+            common::many_concurrent_clients($start);
         }
         #[test]
         fn delayed_replies_arrive_in_order() {
-            common::delayed_replies_arrive_in_order::<$running>();
+            common::delayed_replies_arrive_in_order($start);
         }
         #[test]
         fn connection_limit_refuses_extra_client() {
-            common::connection_limit_refuses_extra_client::<$running>();
+            common::connection_limit_refuses_extra_client($start);
         }
         #[test]
         fn server_refusal_closes() {
-            common::server_refusal_closes::<$running>();
+            common::server_refusal_closes($start);
         }
         #[test]
         fn idle_timeout_closes_idle_client() {
-            common::idle_timeout_closes_idle_client::<$running>();
+            common::idle_timeout_closes_idle_client($start);
         }
         #[test]
         fn disconnect_mid_line_harms_no_one() {
-            common::disconnect_mid_line_harms_no_one::<$running>();
+            common::disconnect_mid_line_harms_no_one($start);
         }
         #[test]
         fn graceful_shutdown_ends_all() {
-            common::graceful_shutdown_ends_all::<$running>();
+            common::graceful_shutdown_ends_all($start);
         }
         #[test]
         fn shutdown_with_stuck_reader() {
-            common::shutdown_with_stuck_reader::<$running>();
+            common::shutdown_with_stuck_reader($start);
         }
         #[test]
         fn server_done_ends_runtime() {
-            common::server_done_ends_runtime::<$running>();
+            common::server_done_ends_runtime($start);
         }
         #[test]
         fn udp_datagram_replies() {
-            common::udp_datagram_replies::<$running>();
+            common::udp_datagram_replies($start);
         }
     };
 }
