@@ -1,24 +1,28 @@
 //! A real ControlLogix session, decoded layer by layer.
 //!
 //! The frames are the TCP payloads of cpppo's capture of a cpppo client talking to a
-//! 1756-L61 controller (`tests/frames/controllogix-SCADA-read-write.hex`, whose header
-//! names the source). Every frame is decoded through encapsulation, CPF, Message Router,
-//! Unconnected Send and the Logix service, its fields are asserted, and re-encoding
-//! reproduces the captured bytes.
+//! 1756-L61 controller (`tests/frames/enip/cpppo-capture__pkt*.hex`, whose headers name
+//! the source; `tests/frames/controllogix-SCADA-read-write.hex` holds the same packets as
+//! one session), taken in capture order. Each frame is decoded through
+//! encapsulation, CPF, Message Router, Unconnected Send and the Logix service into typed
+//! values, which are asserted. (`tests/frames.rs` checks the `expect:` fields, the
+//! byte-exact re-encoding and the framing at every split of these frames and all the
+//! others.)
 
 // Helpers outside `#[test]` functions unwrap too: a malformed capture is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{hex_bytes, hex_files};
 use cpppo_core::cip::data::{Count, DataType, TagType, Values};
 use cpppo_core::cip::epath::Segment;
 use cpppo_core::cip::logix::{ReadTagFragmentedRequest, ReadTagReply, WriteTagFragmentedRequest};
 use cpppo_core::cip::message_router::{MessageRouterReply, MessageRouterRequest, Request};
 use cpppo_core::cip::objects::Identity;
 use cpppo_core::cip::status::GeneralStatus;
-use cpppo_core::enip::encapsulation::{Body, Command, Encapsulation, EncapsulationFraming};
-use cpppo_core::wire::{Encode, Reader};
-
-const CAPTURE: &str = include_str!("frames/controllogix-SCADA-read-write.hex");
+use cpppo_core::enip::encapsulation::{Body, Command, Encapsulation};
+use cpppo_core::wire::Reader;
 
 /// The controller's session handle, as it answered RegisterSession (packet 6).
 const SESSION: u32 = 0x1102_1E01;
@@ -29,28 +33,25 @@ struct Packet {
     bytes: Vec<u8>,
 }
 
+/// The packets of the capture, in capture order (the files are named by packet number,
+/// zero-padded), each named `pktN` and told apart by sender from its `what:` line.
 fn packets() -> Vec<Packet> {
-    CAPTURE
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let mut words = l.split_whitespace();
-            let name = words.next().unwrap().to_string();
-            let from_client = match words.next().unwrap() {
-                "client" => true,
-                "controller" => false,
-                other => panic!("{name}: unknown sender {other}"),
+    hex_files("enip")
+        .into_iter()
+        .filter_map(|file| {
+            let number = file.name.strip_prefix("cpppo-capture__pkt")?;
+            let number: u32 = number.split('_').next()?.parse().ok()?;
+            let what = file.tagged("what").next().unwrap().to_string();
+            let from_client = match what.split_whitespace().next() {
+                Some("client") => true,
+                Some("ControlLogix") => false,
+                _ => panic!("{}: unknown sender in {what:?}", file.name),
             };
-            let hex = words.next().unwrap();
-            let bytes = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
-            Packet {
-                name,
+            Some(Packet {
+                name: format!("pkt{number}"),
                 from_client,
-                bytes,
-            }
+                bytes: file.bytes,
+            })
         })
         .collect()
 }
@@ -112,61 +113,55 @@ fn int_values(reply: &ReadTagReply<'_>) -> Vec<i16> {
     v
 }
 
+/// The whole session in one file, one packet a line (`pktN sender hex`), as the fuzz
+/// corpus seeds the stream decoder with it.
+const SESSION_FILE: &str = include_str!("frames/controllogix-SCADA-read-write.hex");
+
 #[test]
-fn every_packet_decodes_and_reencodes_byte_for_byte() {
+fn the_session_file_holds_the_packet_files_in_capture_order() {
+    let lines: Vec<(String, bool, Vec<u8>)> = SESSION_FILE
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let [name, sender, bytes] = words[..] else {
+                panic!("bad session line {l:?}")
+            };
+            let from_client = match sender {
+                "client" => true,
+                "controller" => false,
+                other => panic!("{name}: unknown sender {other}"),
+            };
+            (name.to_string(), from_client, hex_bytes(bytes))
+        })
+        .collect();
+    let packets: Vec<(String, bool, Vec<u8>)> = packets()
+        .into_iter()
+        .map(|p| (p.name, p.from_client, p.bytes))
+        .collect();
+    assert_eq!(lines, packets);
+}
+
+#[test]
+fn requests_come_from_the_client_and_replies_from_the_controller() {
     let packets = packets();
     assert_eq!(packets.len(), 14);
     for p in &packets {
-        let (frame, used) = Encapsulation::decode(&p.bytes).unwrap();
-        assert_eq!(used, p.bytes.len(), "{}", p.name);
-        assert_eq!(frame.to_vec(), p.bytes, "{}", p.name);
-        // The sender context is the client's; cpppo's client counts it up, and the
-        // controller echoes it.
-        let body = frame.body().unwrap();
-        let mut again = Vec::new();
-        body.encode(&mut again);
-        assert_eq!(again, frame.data.as_ref(), "{}: body re-encoding", p.name);
+        let frame = frame_of(&p.name);
         if frame.header.command == Command::SendRRData {
             let message = unconnected_message(&frame);
             // Requests and replies are told apart by the reply bit, as every client does.
             let is_reply = message[0] & 0x80 != 0;
             assert_eq!(is_reply, !p.from_client, "{}", p.name);
             if is_reply {
-                let reply = MessageRouterReply::decode(&message).unwrap();
-                assert_eq!(reply.to_vec(), message, "{}", p.name);
+                MessageRouterReply::decode(&message).unwrap();
             } else {
-                let request = MessageRouterRequest::decode(&message).unwrap();
-                assert_eq!(request.to_vec(), message, "{}", p.name);
+                MessageRouterRequest::decode(&message).unwrap();
             }
+        } else {
+            assert_eq!(frame.header.command, Command::RegisterSession, "{}", p.name);
         }
     }
-}
-
-#[test]
-fn the_whole_session_frames_identically_at_every_split() {
-    let stream: Vec<u8> = packets().into_iter().flat_map(|p| p.bytes).collect();
-    let whole: Vec<Vec<u8>> = packets().into_iter().map(|p| p.bytes).collect();
-    for split in 0..=stream.len() {
-        let mut decoder = EncapsulationFraming::stream_decoder();
-        let mut got = Vec::new();
-        for piece in [&stream[..split], &stream[split..]] {
-            decoder.handle_input(piece);
-            while let Some(frame) = decoder.next_frame().unwrap() {
-                got.push(frame.to_vec());
-            }
-        }
-        assert_eq!(got, whole, "split at {split}");
-    }
-    // And one byte at a time.
-    let mut decoder = EncapsulationFraming::stream_decoder();
-    let mut got = Vec::new();
-    for b in &stream {
-        decoder.handle_input(std::slice::from_ref(b));
-        while let Some(frame) = decoder.next_frame().unwrap() {
-            got.push(frame.to_vec());
-        }
-    }
-    assert_eq!(got, whole);
 }
 
 #[test]

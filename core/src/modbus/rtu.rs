@@ -333,25 +333,29 @@ pub struct RtuTiming {
     pub t1_5: Duration,
     /// Silence that ends a frame.
     pub t3_5: Duration,
+    /// Time one character (11 bits) takes on the line.
+    pub character: Duration,
 }
 
 impl RtuTiming {
     /// The gaps at `baud`: 1.5 and 3.5 times 11 bits per character up to 19200 baud,
     /// the spec's fixed 750 µs and 1.75 ms above.
     pub fn for_baud(baud: u32) -> RtuTiming {
-        if baud > FIXED_TIMING_ABOVE_BAUD {
+        let baud = u64::from(baud.max(1));
+        // Nanoseconds for n/2 characters: 11 bits * 1e9 / baud * n / 2.
+        let half_chars =
+            |n: u64| Duration::from_nanos(BITS_PER_CHARACTER * 1_000_000_000 * n / 2 / baud);
+        if baud > u64::from(FIXED_TIMING_ABOVE_BAUD) {
             return RtuTiming {
                 t1_5: FIXED_T1_5,
                 t3_5: FIXED_T3_5,
+                character: half_chars(2),
             };
         }
-        let baud = u64::from(baud.max(1));
-        // Nanoseconds for 1.5 and 3.5 characters: 11 bits * 1e9 / baud * n / 2.
-        let half_chars =
-            |n: u64| Duration::from_nanos(BITS_PER_CHARACTER * 1_000_000_000 * n / 2 / baud);
         RtuTiming {
             t1_5: half_chars(3),
             t3_5: half_chars(7),
+            character: half_chars(2),
         }
     }
 }
@@ -429,10 +433,20 @@ impl RtuFramer {
         self.buf.len()
     }
 
-    /// Feed `chunk`, received at `now`.
+    /// Feed `chunk`, whose last byte was received at `now` (when the read returned).
+    ///
+    /// The silence before the chunk is the time since the previous input less the
+    /// chunk's own transmission time at the line's baud rate, so a frame delivered in
+    /// bursts (as USB serial adapters do) is not cut by the time its own bytes took.
     pub fn handle_input(&mut self, now: Instant, chunk: &[u8]) {
         if let (Some(last), Some(t)) = (self.last_input, self.timing) {
-            let gap = now.saturating_duration_since(last);
+            let transmission = u32::try_from(chunk.len())
+                .ok()
+                .and_then(|n| t.character.checked_mul(n))
+                .unwrap_or(Duration::MAX);
+            let gap = now
+                .saturating_duration_since(last)
+                .saturating_sub(transmission);
             if gap >= t.t3_5 || (self.strict && gap >= t.t1_5) {
                 self.extract(true);
             }
@@ -705,13 +719,38 @@ mod tests {
             RtuTiming::for_baud(115_200),
             RtuTiming {
                 t1_5: FIXED_T1_5,
-                t3_5: FIXED_T3_5
+                t3_5: FIXED_T3_5,
+                character: Duration::from_nanos(95_486),
             }
         );
+        assert_eq!(t.character, Duration::from_nanos(1_145_833));
         assert_eq!(
             RtuTiming::for_baud(19_200).t3_5,
             Duration::from_nanos(2_005_208)
         );
+    }
+
+    #[test]
+    fn a_chunk_s_own_transmission_time_is_not_silence() {
+        // The 9-byte response in two reads: 3 bytes, then 6 bytes stamped when the read
+        // returned, 6 characters later (more than 3.5 characters after the first read).
+        let reply = [0x11, 0x03, 0x04, 0x00, 0x8d, 0x00, 0x8e, 0xfb, 0xbd];
+        let mut f = RtuFramer::new(Direction::Responses, 9600);
+        let t = RtuTiming::for_baud(9600);
+        let t0 = Instant::now();
+        f.handle_input(t0, &reply[..3]);
+        f.handle_input(t0 + t.character * 6, &reply[3..]);
+        let frame = f.poll_frame().expect("the whole frame");
+        assert_eq!(frame.unit, 0x11);
+        assert_eq!(f.discarded(), 0);
+        // A real silence (3.5 characters beyond the chunk's own 2 characters) still
+        // separates: the stale partial frame is dropped.
+        let mut f = RtuFramer::new(Direction::Responses, 9600);
+        f.handle_input(t0, &reply[..3]);
+        f.handle_input(t0 + t.character * 6, &reply[3..5]);
+        assert!(f.poll_frame().is_none());
+        // The 3 stale bytes, then 0x00 (unit 0 with function 0x8D cannot start a reply).
+        assert_eq!(f.discarded(), 4);
     }
 
     #[test]
@@ -798,7 +837,9 @@ mod tests {
     fn strict_inter_character_gap_breaks_a_frame() {
         let mut f = RtuFramer::new(Direction::Requests, 9600).with_strict_inter_character(true);
         f.handle_input(t(0), &SPEC_REQUEST[..4]);
-        f.handle_input(t(2_000), &SPEC_REQUEST[4..]); // 2 ms > 1.5 characters
+        // Stamped when the read returned: 4 characters (4.6 ms) of transmission plus a
+        // 2 ms gap (> 1.5 characters) before them.
+        f.handle_input(t(6_600), &SPEC_REQUEST[4..]);
         assert!(f.poll_frame().is_none());
         let mut f = RtuFramer::new(Direction::Requests, 9600);
         f.handle_input(t(0), &SPEC_REQUEST[..4]);
