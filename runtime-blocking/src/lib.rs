@@ -122,6 +122,8 @@ impl Stopper {
 }
 
 /// A running server: its bound addresses, counters, and the way to stop it.
+/// Dropping it leaves the server running in the background: end it with
+/// [`shutdown`](Self::shutdown), or [`wait`](Self::wait) for it to end by itself.
 #[derive(Debug)]
 pub struct ServerHandle<S> {
     server: Arc<Mutex<S>>,
@@ -336,14 +338,14 @@ fn accept_loop<S>(
             continue;
         }
         let now = Instant::now();
-        let connection = {
+        let (connection, done) = {
             let mut server = lock(server);
             let connection = server.accept(now, local, peer);
-            if server.is_done() {
-                shared.stop();
-            }
-            connection
+            (connection, server.is_done())
         };
+        if done {
+            shared.stop();
+        }
         shared.counters.accepted(connection.is_some());
         let Some(connection) = connection else {
             debug!(%peer, "refused by the server");

@@ -279,13 +279,12 @@ impl<S: Server> EventLoop<S> {
         self.service(key);
     }
 
-    /// Deadlines that have passed.
+    /// Deadlines that have passed. Each is handled once per turn of the loop, so an
+    /// engine that keeps asking for a past deadline cannot starve the other sockets.
     fn expire(&mut self, now: Instant) {
-        while let Some(&(at, key)) = self.deadlines.first() {
-            if at > now {
-                return;
-            }
-            self.deadlines.remove(&(at, key));
+        let later = self.deadlines.split_off(&(now, usize::MAX));
+        let due = std::mem::replace(&mut self.deadlines, later);
+        for (_, key) in due {
             if let Some(Entry::Connection(conn)) = self.entries.get_mut(key) {
                 conn.deadline = None;
                 conn.driver.handle_timeout(now, &mut self.server);
@@ -431,6 +430,8 @@ fn flush<C: Connection>(conn: &mut Conn<C>, now: Instant) -> bool {
 }
 
 /// A running server on its event-loop thread.
+/// Dropping it leaves the server running in the background: end it with
+/// [`shutdown`](Self::shutdown), or [`wait`](Self::wait) for it to end by itself.
 #[derive(Debug)]
 pub struct ServerHandle<S> {
     counters: Arc<ServeCounters>,

@@ -409,6 +409,8 @@ async fn udp_loop<S: Server>(
 }
 
 /// A running server on its own executor thread.
+/// Dropping it leaves the server running in the background: end it with
+/// [`shutdown`](Self::shutdown), or [`wait`](Self::wait) for it to end by itself.
 #[derive(Debug)]
 pub struct ServerHandle<S> {
     server: Arc<Mutex<S>>,
