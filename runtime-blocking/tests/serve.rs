@@ -4,4 +4,4 @@
 
 mod common;
 
-suite_tests!(|server, options| Box::new(cpppo_blocking::serve(server, options).unwrap()));
+suite_tests!(|server, options| Ok(Box::new(cpppo_blocking::serve(server, options)?)));

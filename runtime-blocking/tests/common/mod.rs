@@ -21,7 +21,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub type Running = Box<dyn Serving<EchoServer>>;
 
 /// How the runtime under test starts a server.
-pub type Start = fn(EchoServer, ServeOptions) -> Running;
+pub type Start = fn(EchoServer, ServeOptions) -> std::io::Result<Running>;
 
 /// The first TCP address.
 fn tcp(running: &Running) -> SocketAddr {
@@ -102,7 +102,7 @@ pub fn eventually(running: &Running, check: impl Fn(&ServeStats) -> bool) -> Ser
 pub fn many_concurrent_clients(start: Start) {
     const CLIENTS: usize = 16;
     const LINES: usize = 20;
-    let running = start(EchoServer::default(), loopback());
+    let running = start(EchoServer::default(), loopback()).unwrap();
     let addr = tcp(&running);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -141,7 +141,7 @@ pub fn many_concurrent_clients(start: Start) {
 /// Replies held by the engine's deadline arrive, in order, while another client is
 /// served meanwhile.
 pub fn delayed_replies_arrive_in_order(start: Start) {
-    let running = start(EchoServer::new(Duration::from_millis(30)), loopback());
+    let running = start(EchoServer::new(Duration::from_millis(30)), loopback()).unwrap();
     let mut first = Client::connect(tcp(&running));
     let mut second = Client::connect(tcp(&running));
     first.send(b"one\ntwo\n");
@@ -160,7 +160,7 @@ pub fn delayed_replies_arrive_in_order(start: Start) {
 pub fn connection_limit_refuses_extra_client(start: Start) {
     let mut options = loopback();
     options.max_connections = Some(2);
-    let running = start(EchoServer::default(), options);
+    let running = start(EchoServer::default(), options).unwrap();
     let mut first = Client::connect(tcp(&running));
     let mut second = Client::connect(tcp(&running));
     assert_eq!(first.ask("a"), "A");
@@ -183,7 +183,7 @@ pub fn server_refusal_closes(start: Start) {
         refuse: true,
         ..EchoServer::default()
     };
-    let running = start(server, loopback());
+    let running = start(server, loopback()).unwrap();
     let mut client = Client::connect(tcp(&running));
     assert!(client.closed_by_server());
     let stats = eventually(&running, |s| s.refused == 1);
@@ -195,7 +195,7 @@ pub fn server_refusal_closes(start: Start) {
 pub fn idle_timeout_closes_idle_client(start: Start) {
     let mut options = loopback();
     options.idle_timeout = Some(Duration::from_millis(150));
-    let running = start(EchoServer::default(), options);
+    let running = start(EchoServer::default(), options).unwrap();
     let mut idle = Client::connect(tcp(&running));
     assert_eq!(idle.ask("once"), "ONCE");
     let mut busy = Client::connect(tcp(&running));
@@ -216,7 +216,7 @@ pub fn idle_timeout_closes_idle_client(start: Start) {
 
 /// A client that leaves in the middle of a line costs the others nothing.
 pub fn disconnect_mid_line_harms_no_one(start: Start) {
-    let running = start(EchoServer::default(), loopback());
+    let running = start(EchoServer::default(), loopback()).unwrap();
     let mut steady = Client::connect(tcp(&running));
     assert_eq!(steady.ask("before"), "BEFORE");
     for _ in 0..5 {
@@ -235,9 +235,36 @@ pub fn disconnect_mid_line_harms_no_one(start: Start) {
     assert_eq!(server.ended, 7);
 }
 
+/// Every listen address serves; a port in use or no address at all is an error from
+/// the start, not a panic in a thread.
+pub fn listeners_and_bind_errors(start: Start) {
+    let mut options = loopback();
+    options.listen.push(SocketAddr::from(([127, 0, 0, 1], 0)));
+    options.udp = true;
+    let running = start(EchoServer::default(), options).unwrap();
+    let addrs = running.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert_ne!(addrs[0].port(), addrs[1].port());
+    assert_eq!(running.udp_addrs().len(), 2);
+    for (i, addr) in addrs.iter().enumerate() {
+        assert_eq!(
+            Client::connect(*addr).ask(&format!("port {i}")),
+            format!("PORT {i}")
+        );
+    }
+    let taken = start(EchoServer::default(), ServeOptions::new(addrs[1]));
+    assert_eq!(taken.err().map(|e| e.kind()), Some(ErrorKind::AddrInUse));
+    let nothing = start(EchoServer::default(), ServeOptions::default());
+    assert_eq!(
+        nothing.err().map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput)
+    );
+    assert_eq!(running.shutdown().unwrap().lines, 2);
+}
+
 /// Shutdown closes every connection and returns the server state.
 pub fn graceful_shutdown_ends_all(start: Start) {
-    let running = start(EchoServer::default(), loopback());
+    let running = start(EchoServer::default(), loopback()).unwrap();
     let addr = tcp(&running);
     let mut clients: Vec<_> = (0..4).map(|_| Client::connect(addr)).collect();
     for (i, client) in clients.iter_mut().enumerate() {
@@ -259,7 +286,7 @@ pub fn shutdown_with_stuck_reader(start: Start) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{mpsc, Arc};
     const LIMIT: usize = 64 << 20;
-    let running = start(EchoServer::default(), loopback());
+    let running = start(EchoServer::default(), loopback()).unwrap();
     let mut steady = Client::connect(tcp(&running));
     let stream = TcpStream::connect(reachable(tcp(&running))).unwrap();
     let written = Arc::new(AtomicUsize::new(0));
@@ -300,7 +327,7 @@ pub fn shutdown_with_stuck_reader(start: Start) {
 
 /// A request that makes the server done ends the runtime by itself, after the reply.
 pub fn server_done_ends_runtime(start: Start) {
-    let running = start(EchoServer::default(), loopback());
+    let running = start(EchoServer::default(), loopback()).unwrap();
     let mut other = Client::connect(tcp(&running));
     assert_eq!(other.ask("hello"), "HELLO");
     let mut client = Client::connect(tcp(&running));
@@ -315,7 +342,7 @@ pub fn server_done_ends_runtime(start: Start) {
 pub fn udp_datagram_replies(start: Start) {
     let mut options = loopback();
     options.udp = true;
-    let running = start(EchoServer::default(), options);
+    let running = start(EchoServer::default(), options).unwrap();
     let udp = running.udp_addrs()[0];
     assert_eq!(udp.port(), tcp(&running).port());
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -334,6 +361,10 @@ pub fn udp_datagram_replies(start: Start) {
 }
 
 /// One `#[test]` per scenario, starting servers with `$start` (a [`Start`]).
+///
+/// ```ignore
+/// suite_tests!(|server, options| Ok(Box::new(cpppo_mio::serve(server, options)?)));
+/// ```
 #[macro_export]
 macro_rules! suite_tests {
     ($start:expr) => {
@@ -360,6 +391,10 @@ macro_rules! suite_tests {
         #[test]
         fn disconnect_mid_line_harms_no_one() {
             common::disconnect_mid_line_harms_no_one($start);
+        }
+        #[test]
+        fn listeners_and_bind_errors() {
+            common::listeners_and_bind_errors($start);
         }
         #[test]
         fn graceful_shutdown_ends_all() {
