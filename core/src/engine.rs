@@ -64,7 +64,8 @@ pub trait Server {
     /// The per-connection engine.
     type Connection: Connection<Server = Self>;
 
-    /// A TCP connection from `peer` to `local` was accepted. `None` refuses it (the
+    /// A TCP connection from `peer` to `local` (the connection's own address, so an
+    /// interface's even when listening on all) was accepted. `None` refuses it (the
     /// server is disabled or at its connection limit); the runtime closes the socket.
     fn accept(
         &mut self,
@@ -73,7 +74,8 @@ pub trait Server {
         peer: SocketAddr,
     ) -> Option<Self::Connection>;
 
-    /// A UDP datagram arrived on `local` from `peer`. Appends the reply datagram to `out`
+    /// A UDP datagram arrived on `local` from `peer`. `local` is the socket's address,
+    /// which is unspecified (`0.0.0.0`) when listening on all interfaces. Appends the reply datagram to `out`
     /// and returns `true` when there is one to send back to `peer`.
     fn handle_datagram(
         &mut self,
@@ -102,7 +104,17 @@ pub trait Server {
 /// options.max_connections = Some(8);
 /// options.idle_timeout = Some(Duration::from_secs(30));
 /// let json = serde_json::to_string(&options).unwrap();
+/// assert_eq!(
+///     json,
+///     r#"{"listen":["127.0.0.1:0"],"udp":true,"max_connections":8,"idle_timeout":30.0}"#
+/// );
 /// assert_eq!(serde_json::from_str::<ServeOptions>(&json).unwrap(), options);
+///
+/// // Anything left out takes its default; a negative timeout is an error.
+/// let half: ServeOptions = serde_json::from_str(r#"{"idle_timeout": 0.5}"#).unwrap();
+/// assert_eq!(half.idle_timeout, Some(Duration::from_millis(500)));
+/// assert!(half.listen.is_empty() && !half.udp && half.max_connections.is_none());
+/// assert!(serde_json::from_str::<ServeOptions>(r#"{"idle_timeout": -1}"#).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -116,8 +128,30 @@ pub struct ServeOptions {
     /// At most this many connections at once; one more is accepted, closed at once and
     /// counted in [`ServeStats::refused`].
     pub max_connections: Option<usize>,
-    /// Close a connection that sent nothing for this long.
+    /// Close a connection that sent nothing for this long (seconds in JSON: `30`,
+    /// `0.5`).
+    #[serde(with = "seconds")]
     pub idle_timeout: Option<Duration>,
+}
+
+/// An optional [`Duration`] as seconds, the way people write timeouts in a config file.
+mod seconds {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => s.serialize_some(&duration.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|secs| Duration::try_from_secs_f64(secs).map_err(D::Error::custom))
+            .transpose()
+    }
 }
 
 impl ServeOptions {

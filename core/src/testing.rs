@@ -32,6 +32,8 @@ pub struct EchoServer {
     pub lines: usize,
     /// Connections that ended (end of input or `QUIT`).
     pub ended: usize,
+    /// The local address of each accepted connection, in order.
+    pub locals: Vec<SocketAddr>,
 }
 
 impl EchoServer {
@@ -153,13 +155,14 @@ impl Server for EchoServer {
     fn accept(
         &mut self,
         _now: Instant,
-        _local: SocketAddr,
+        local: SocketAddr,
         peer: SocketAddr,
     ) -> Option<EchoConnection> {
         if self.refuse {
             return None;
         }
         self.accepted += 1;
+        self.locals.push(local);
         Some(EchoConnection {
             peer,
             line: Vec::new(),

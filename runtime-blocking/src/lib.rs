@@ -340,7 +340,9 @@ fn accept_loop<S>(
         let now = Instant::now();
         let (connection, done) = {
             let mut server = lock(server);
-            let connection = server.accept(now, local, peer);
+            // The address the peer reached (an interface's), not the listener's `0.0.0.0`.
+            let reached = stream.local_addr().unwrap_or(local);
+            let connection = server.accept(now, reached, peer);
             (connection, server.is_done())
         };
         if done {

@@ -180,7 +180,9 @@ impl<S: Server> EventLoop<S> {
                 continue;
             }
             let now = Instant::now();
-            let connection = self.server.accept(now, local, peer);
+            // The address the peer reached (an interface's), not the listener's `0.0.0.0`.
+            let reached = stream.local_addr().unwrap_or(local);
+            let connection = self.server.accept(now, reached, peer);
             self.counters.accepted(connection.is_some());
             let Some(connection) = connection else {
                 debug!(%peer, "refused by the server");

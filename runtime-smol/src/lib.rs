@@ -258,7 +258,9 @@ async fn accept_loop<S: Server + 'static>(
             drop(stream);
             continue;
         }
-        let connection = context.with(|server| server.accept(Instant::now(), local, peer));
+        // The address the peer reached (an interface's), not the listener's `0.0.0.0`.
+        let reached = stream.get_ref().local_addr().unwrap_or(local);
+        let connection = context.with(|server| server.accept(Instant::now(), reached, peer));
         context.counters.accepted(connection.is_some());
         let Some(connection) = connection else {
             debug!(%peer, "refused by the server");

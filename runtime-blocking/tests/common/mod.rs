@@ -262,6 +262,17 @@ pub fn listeners_and_bind_errors(start: Start) {
     assert_eq!(running.shutdown().unwrap().lines, 2);
 }
 
+/// Listening on all interfaces, a connection's local address is the one the peer
+/// reached.
+pub fn accept_sees_the_reached_address(start: Start) {
+    let options = ServeOptions::new(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let running = start(EchoServer::default(), options).unwrap();
+    let port = tcp(&running).port();
+    assert_eq!(Client::connect(tcp(&running)).ask("x"), "X");
+    let server = running.shutdown().unwrap();
+    assert_eq!(server.locals, [SocketAddr::from(([127, 0, 0, 1], port))]);
+}
+
 /// Shutdown closes every connection and returns the server state.
 pub fn graceful_shutdown_ends_all(start: Start) {
     let running = start(EchoServer::default(), loopback()).unwrap();
@@ -395,6 +406,10 @@ macro_rules! suite_tests {
         #[test]
         fn listeners_and_bind_errors() {
             common::listeners_and_bind_errors($start);
+        }
+        #[test]
+        fn accept_sees_the_reached_address() {
+            common::accept_sees_the_reached_address($start);
         }
         #[test]
         fn graceful_shutdown_ends_all() {
