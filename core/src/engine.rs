@@ -357,6 +357,11 @@ pub fn lock<S: ?Sized>(server: &std::sync::Mutex<S>) -> std::sync::MutexGuard<'_
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Receives each connection's events with the peer's address, on whichever thread or
+/// task produced them (for `--print`; the runtimes' default logs them with `tracing` at
+/// debug level).
+pub type OnEvent<E> = std::sync::Arc<dyn Fn(SocketAddr, E) + Send + Sync>;
+
 /// Ends a running server gracefully from any thread (a signal handler, a test).
 pub type StopFn = std::sync::Arc<dyn Fn() + Send + Sync>;
 

@@ -37,8 +37,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{
-    lock, reachable, wait_for, Driver, ServeCounters, ServeOptions, ServeStats, Server, Serving,
-    StopFn, SHUTDOWN_FLUSH,
+    lock, reachable, wait_for, Connection, Driver, OnEvent, ServeCounters, ServeOptions,
+    ServeStats, Server, Serving, StopFn, SHUTDOWN_FLUSH,
 };
 use tracing::{debug, warn};
 
@@ -250,9 +250,31 @@ impl<S: Send> Serving<S> for ServerHandle<S> {
     }
 }
 
-/// Serve `server` on the addresses of `options` until it is done or shut down. Binds
-/// everything before returning, so a port in use is an error here.
+/// The events of a connection on `S`.
+type EventOf<S> = <<S as Server>::Connection as Connection>::Event;
+
+/// Log an event at debug level: what [`serve`] does with them.
+pub fn log_event<E: std::fmt::Debug>(peer: SocketAddr, event: E) {
+    debug!(%peer, ?event);
+}
+
+/// Serve `server` on the addresses of `options` until it is done or shut down, logging
+/// events with [`log_event`]. Binds everything before returning, so a port in use is an
+/// error here.
 pub fn serve<S>(server: S, options: ServeOptions) -> io::Result<ServerHandle<S>>
+where
+    S: Server + Send + 'static,
+    S::Connection: Send + 'static,
+{
+    serve_with(server, options, Arc::new(log_event::<EventOf<S>>))
+}
+
+/// [`serve`], handing every connection's events to `on_event`.
+pub fn serve_with<S>(
+    server: S,
+    options: ServeOptions,
+    on_event: OnEvent<EventOf<S>>,
+) -> io::Result<ServerHandle<S>>
 where
     S: Server + Send + 'static,
     S::Connection: Send + 'static,
@@ -284,10 +306,13 @@ where
     let mut threads = Vec::new();
     for (local, listener) in listeners {
         let (server, shared, options) = (server.clone(), shared.clone(), options.clone());
+        let on_event = on_event.clone();
         threads.push(
             thread::Builder::new()
                 .name(format!("accept {local}"))
-                .spawn(move || accept_loop(&server, &shared, &options, local, &listener))?,
+                .spawn(move || {
+                    accept_loop(&server, &shared, &options, &on_event, local, &listener);
+                })?,
         );
     }
     for (local, udp) in udps {
@@ -312,6 +337,7 @@ fn accept_loop<S>(
     server: &Arc<Mutex<S>>,
     shared: &Arc<Shared>,
     options: &Arc<ServeOptions>,
+    on_event: &OnEvent<EventOf<S>>,
     local: SocketAddr,
     listener: &TcpListener,
 ) where
@@ -353,7 +379,9 @@ fn accept_loop<S>(
             debug!(%peer, "refused by the server");
             continue;
         };
-        if let Err(error) = spawn_connection(server, shared, options, stream, peer, connection) {
+        if let Err(error) =
+            spawn_connection(server, shared, options, on_event, stream, peer, connection)
+        {
             warn!(%peer, %error, "cannot start a connection thread");
             shared.counters.closed(false);
         }
@@ -366,6 +394,7 @@ fn spawn_connection<S>(
     server: &Arc<Mutex<S>>,
     shared: &Arc<Shared>,
     options: &Arc<ServeOptions>,
+    on_event: &OnEvent<EventOf<S>>,
     stream: TcpStream,
     peer: SocketAddr,
     connection: S::Connection,
@@ -380,11 +409,11 @@ where
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     lock(&shared.streams).insert(id, stream.try_clone()?);
     let driver = Driver::new(connection, Instant::now(), options.idle_timeout);
-    let (server, shared2) = (server.clone(), shared.clone());
+    let (server, shared2, on_event) = (server.clone(), shared.clone(), on_event.clone());
     let worker = thread::Builder::new()
         .name(format!("conn {peer}"))
         .spawn(move || {
-            let idle = drive(&server, &shared2, stream, peer, driver);
+            let idle = drive(&server, &shared2, &*on_event, stream, peer, driver);
             lock(&shared2.streams).remove(&id);
             shared2.counters.closed(idle);
         });
@@ -404,6 +433,7 @@ where
 fn drive<S: Server>(
     server: &Mutex<S>,
     shared: &Shared,
+    on_event: &(dyn Fn(SocketAddr, EventOf<S>) + Send + Sync),
     mut stream: TcpStream,
     peer: SocketAddr,
     mut driver: Driver<S::Connection>,
@@ -421,7 +451,7 @@ fn drive<S: Server>(
             driver.advance(sent);
         }
         while let Some(event) = driver.poll_event() {
-            debug!(%peer, ?event);
+            on_event(peer, event);
         }
         if driver.is_finished() || shared.is_stopping() {
             break;
@@ -468,7 +498,7 @@ fn drive<S: Server>(
     // The engine learns that its connection ended, whoever ended it.
     driver.handle_eof(Instant::now(), &mut lock(server));
     while let Some(event) = driver.poll_event() {
-        debug!(%peer, ?event);
+        on_event(peer, event);
     }
     let idle = driver.idle_expired();
     debug!(%peer, idle, "closed");

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{lock, wait_for, Connection, Driver, Server};
-use tracing::debug;
 
 /// Longest wait for input before looking at the stop flag again.
 const STOP_CHECK: Duration = Duration::from_millis(50);
@@ -59,7 +58,7 @@ pub fn open_serial(path: &str, baud: u32) -> io::Result<serialport::TTYPort> {
 /// Drive `connection` over `stream` until the engine closes it, the server is done,
 /// `stop` is set, or the stream ends (end of file or a read error, which is returned).
 /// `server` is locked only while calling into the engine, so the same device can be
-/// served on other lines or sockets meanwhile.
+/// served on other lines or sockets meanwhile. Events go to `on_event`.
 ///
 /// ```no_run
 /// use cpppo_blocking::{open_serial, serve_stream};
@@ -72,7 +71,9 @@ pub fn open_serial(path: &str, baud: u32) -> io::Result<serialport::TTYPort> {
 /// let any = "0.0.0.0:0".parse()?;
 /// let connection = server.lock().unwrap().accept(Instant::now(), any, any).unwrap();
 /// let port = open_serial("/dev/ttyUSB0", 19_200)?;
-/// serve_stream(&server, connection, port, &AtomicBool::new(false))?;
+/// serve_stream(&server, connection, port, &AtomicBool::new(false), |event| {
+///     println!("{event:?}")
+/// })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn serve_stream<C, T>(
@@ -80,6 +81,7 @@ pub fn serve_stream<C, T>(
     connection: C,
     mut stream: T,
     stop: &AtomicBool,
+    mut on_event: impl FnMut(C::Event),
 ) -> io::Result<()>
 where
     C: Connection,
@@ -99,7 +101,7 @@ where
             driver.advance(sent);
         }
         while let Some(event) = driver.poll_event() {
-            debug!(?event);
+            on_event(event);
         }
         if driver.is_finished() || stop.load(Ordering::Acquire) || lock(server).is_done() {
             break Ok(());
@@ -136,7 +138,7 @@ where
     };
     driver.handle_eof(Instant::now(), &mut lock(server));
     while let Some(event) = driver.poll_event() {
-        debug!(?event);
+        on_event(event);
     }
     result
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cpppo_blocking::{serve_stream, TimedStream};
 use cpppo_core::engine::Server;
-use cpppo_core::testing::EchoServer;
+use cpppo_core::testing::{EchoEvent, EchoServer};
 use serialport::TTYPort;
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -45,7 +45,7 @@ fn serves_a_pty_with_delayed_replies_until_stopped() {
     let stop = Arc::new(AtomicBool::new(false));
     let line = {
         let (server, stop) = (server.clone(), stop.clone());
-        thread::spawn(move || serve_stream(&server, connection, slave, &stop))
+        thread::spawn(move || serve_stream(&server, connection, slave, &stop, |_| {}))
     };
     // Split across writes, pipelined: replies come in order, after their delay.
     master.write_all(b"read coi").unwrap();
@@ -72,11 +72,20 @@ fn ends_when_the_server_is_done() {
         .unwrap();
     // The line is lent, so the pty stays open for the reply after the server ends.
     let stop = AtomicBool::new(false);
+    let mut events = Vec::new();
     thread::scope(|scope| {
-        let line = scope.spawn(|| serve_stream(&server, connection, &mut slave, &stop));
+        let line = scope
+            .spawn(|| serve_stream(&server, connection, &mut slave, &stop, |e| events.push(e)));
         master.write_all(b"SHUTDOWN\n").unwrap();
         line.join().unwrap().unwrap();
     });
+    assert_eq!(
+        events,
+        [
+            EchoEvent::Line(b"SHUTDOWN".to_vec()),
+            EchoEvent::Eof { partial: 0 }
+        ]
+    );
     assert_eq!(read_exactly(&mut master, 3), b"OK\n");
     assert!(server.lock().unwrap().is_done());
 }

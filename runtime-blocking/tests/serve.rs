@@ -4,4 +4,4 @@
 
 mod common;
 
-suite_tests!(|server, options| Ok(Box::new(cpppo_blocking::serve(server, options)?)));
+suite_tests!(cpppo_blocking);

@@ -37,8 +37,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use cpppo_core::engine::{
-    wait_for, Connection, Driver, ServeCounters, ServeOptions, ServeStats, Server, Serving, StopFn,
-    SHUTDOWN_FLUSH,
+    wait_for, Connection, Driver, OnEvent, ServeCounters, ServeOptions, ServeStats, Server,
+    Serving, StopFn, SHUTDOWN_FLUSH,
 };
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -112,6 +112,7 @@ struct EventLoop<S: Server> {
     deadlines: BTreeSet<(Instant, usize)>,
     counters: Arc<ServeCounters>,
     stopper: Stopper,
+    on_event: OnEvent<EventOf<S>>,
     read_buffer: Vec<u8>,
     datagram: Vec<u8>,
 }
@@ -302,7 +303,7 @@ impl<S: Server> EventLoop<S> {
             return;
         };
         while let Some(event) = conn.driver.poll_event() {
-            debug!(peer = %conn.peer, ?event);
+            (self.on_event)(conn.peer, event);
         }
         if conn.driver.is_finished() {
             self.close(key);
@@ -349,7 +350,7 @@ impl<S: Server> EventLoop<S> {
         }
         conn.driver.handle_eof(Instant::now(), &mut self.server);
         while let Some(event) = conn.driver.poll_event() {
-            debug!(peer = %conn.peer, ?event);
+            (self.on_event)(conn.peer, event);
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
@@ -507,10 +508,30 @@ impl<S: Send> Serving<S> for ServerHandle<S> {
     }
 }
 
+/// The events of a connection on `S`.
+type EventOf<S> = <<S as Server>::Connection as Connection>::Event;
+
+/// Log an event at debug level: what [`serve`] does with them.
+pub fn log_event<E: std::fmt::Debug>(peer: SocketAddr, event: E) {
+    debug!(%peer, ?event);
+}
+
 /// Serve `server` on the addresses of `options` from one event loop on its own thread,
-/// until it is done or shut down. Binds everything before returning, so a port in use is
-/// an error here.
+/// until it is done or shut down, logging events with [`log_event`]. Binds everything
+/// before returning, so a port in use is an error here.
 pub fn serve<S>(server: S, options: ServeOptions) -> io::Result<ServerHandle<S>>
+where
+    S: Server + Send + 'static,
+{
+    serve_with(server, options, Arc::new(log_event::<EventOf<S>>))
+}
+
+/// [`serve`], handing every connection's events to `on_event` (on the loop's thread).
+pub fn serve_with<S>(
+    server: S,
+    options: ServeOptions,
+    on_event: OnEvent<EventOf<S>>,
+) -> io::Result<ServerHandle<S>>
 where
     S: Server + Send + 'static,
 {
@@ -569,6 +590,7 @@ where
                 deadlines: BTreeSet::new(),
                 counters: loop_counters,
                 stopper: loop_stopper,
+                on_event,
                 read_buffer: vec![0; READ_BUFFER],
                 datagram: vec![0; DATAGRAM_BUFFER],
             }

@@ -5,4 +5,4 @@
 #[path = "../../runtime-blocking/tests/common/mod.rs"]
 mod common;
 
-suite_tests!(|server, options| Ok(Box::new(cpppo_mio::serve(server, options)?)));
+suite_tests!(cpppo_mio);

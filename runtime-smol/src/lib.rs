@@ -40,7 +40,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{
-    lock, Driver, ServeCounters, ServeOptions, ServeStats, Server, Serving, StopFn, SHUTDOWN_FLUSH,
+    lock, Connection, Driver, OnEvent, ServeCounters, ServeOptions, ServeStats, Server, Serving,
+    StopFn, SHUTDOWN_FLUSH,
 };
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt};
@@ -153,12 +154,12 @@ impl Bound {
 }
 
 /// What the tasks of one server share.
-#[derive(Debug)]
-struct Context<S> {
+struct Context<S: Server> {
     server: Arc<Mutex<S>>,
     options: ServeOptions,
     counters: Arc<ServeCounters>,
     stop: Stop,
+    on_event: OnEvent<EventOf<S>>,
 }
 
 impl<S: Server> Context<S> {
@@ -185,6 +186,7 @@ pub async fn run<S>(
     bound: Bound,
     counters: Arc<ServeCounters>,
     stopper: Stopper,
+    on_event: OnEvent<EventOf<S>>,
 ) -> io::Result<()>
 where
     S: Server + 'static,
@@ -194,6 +196,7 @@ where
         options,
         counters,
         stop: stopper.0,
+        on_event,
     });
     let executor = Rc::new(LocalExecutor::new());
     // Every task holds a clone of `alive`; `recv` fails once all of them have ended.
@@ -293,7 +296,7 @@ async fn connection_task<S: Server>(
     // The engine learns that its connection ended, whoever ended it.
     context.with(|server| driver.handle_eof(Instant::now(), server));
     while let Some(event) = driver.poll_event() {
-        debug!(%peer, ?event);
+        (context.on_event)(peer, event);
     }
     debug!(%peer, idle, "closed");
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
@@ -330,7 +333,7 @@ async fn drive<S: Server>(
             }
         }
         while let Some(event) = driver.poll_event() {
-            debug!(%peer, ?event);
+            (context.on_event)(peer, event);
         }
         if driver.is_finished() || context.stop.is_stopping() {
             break;
@@ -499,10 +502,30 @@ impl<S: Send> Serving<S> for ServerHandle<S> {
     }
 }
 
+/// The events of a connection on `S`.
+type EventOf<S> = <<S as Server>::Connection as Connection>::Event;
+
+/// Log an event at debug level: what [`serve`] does with them.
+pub fn log_event<E: std::fmt::Debug>(peer: SocketAddr, event: E) {
+    debug!(%peer, ?event);
+}
+
 /// Serve `server` on the addresses of `options` until it is done or shut down, on an
-/// executor thread of its own. Binds everything before returning, so a port in use is
-/// an error here.
+/// executor thread of its own, logging events with [`log_event`]. Binds everything
+/// before returning, so a port in use is an error here.
 pub fn serve<S>(server: S, options: ServeOptions) -> io::Result<ServerHandle<S>>
+where
+    S: Server + Send + 'static,
+{
+    serve_with(server, options, Arc::new(log_event::<EventOf<S>>))
+}
+
+/// [`serve`], handing every connection's events to `on_event`.
+pub fn serve_with<S>(
+    server: S,
+    options: ServeOptions,
+    on_event: OnEvent<EventOf<S>>,
+) -> io::Result<ServerHandle<S>>
 where
     S: Server + Send + 'static,
 {
@@ -516,7 +539,9 @@ where
         let (server, counters, stopper) = (server.clone(), counters.clone(), stopper.clone());
         thread::Builder::new()
             .name("cpppo-smol".into())
-            .spawn(move || smol::block_on(run(server, options, bound, counters, stopper)))?
+            .spawn(move || {
+                smol::block_on(run(server, options, bound, counters, stopper, on_event))
+            })?
     };
     debug!(?local_addrs, ?udp_addrs, "serving");
     Ok(ServerHandle {

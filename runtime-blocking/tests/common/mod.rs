@@ -10,8 +10,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cpppo_core::engine::{reachable, ServeOptions, ServeStats, Serving};
-use cpppo_core::testing::EchoServer;
+use cpppo_core::engine::{reachable, OnEvent, ServeOptions, ServeStats, Serving};
+use cpppo_core::testing::{EchoEvent, EchoServer};
 
 /// How long a client waits for anything before the test fails (never reached when the
 /// runtime works).
@@ -22,6 +22,9 @@ pub type Running = Box<dyn Serving<EchoServer>>;
 
 /// How the runtime under test starts a server.
 pub type Start = fn(EchoServer, ServeOptions) -> std::io::Result<Running>;
+
+/// How the runtime under test starts a server with an event hook.
+pub type StartWith = fn(EchoServer, ServeOptions, OnEvent<EchoEvent>) -> std::io::Result<Running>;
 
 /// The first TCP address.
 fn tcp(running: &Running) -> SocketAddr {
@@ -336,6 +339,34 @@ pub fn shutdown_with_stuck_reader(start: Start) {
     writer.join().unwrap();
 }
 
+/// `serve_with` hands every connection's events, with the peer, to the hook.
+pub fn events_reach_the_hook(start_with: StartWith) {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = {
+        let seen = seen.clone();
+        Arc::new(move |peer: SocketAddr, event: EchoEvent| seen.lock().unwrap().push((peer, event)))
+    };
+    let running = start_with(EchoServer::default(), loopback(), hook).unwrap();
+    let mut client = Client::connect(tcp(&running));
+    let me = client.reader.get_ref().local_addr().unwrap();
+    assert_eq!(client.ask("one"), "ONE");
+    client.send(b"two\nthr");
+    assert_eq!(client.line(), "TWO");
+    drop(client);
+    eventually(&running, |s| s.active == 0);
+    running.shutdown().unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        [
+            (me, EchoEvent::Line(b"one".to_vec())),
+            (me, EchoEvent::Line(b"two".to_vec())),
+            (me, EchoEvent::Eof { partial: 3 }),
+        ]
+    );
+}
+
 /// A request that makes the server done ends the runtime by itself, after the reply.
 pub fn server_done_ends_runtime(start: Start) {
     let running = start(EchoServer::default(), loopback()).unwrap();
@@ -371,61 +402,99 @@ pub fn udp_datagram_replies(start: Start) {
     running.shutdown().unwrap();
 }
 
-/// One `#[test]` per scenario, starting servers with `$start` (a [`Start`]).
-///
-/// ```ignore
-/// suite_tests!(|server, options| Ok(Box::new(cpppo_mio::serve(server, options)?)));
-/// ```
+/// One `#[test]` per scenario, starting servers with `$krate::serve` and
+/// `$krate::serve_with`: `suite_tests!(cpppo_mio);`
 #[macro_export]
 macro_rules! suite_tests {
-    ($start:expr) => {
+    ($krate:ident) => {
+        fn start(
+            server: cpppo_core::testing::EchoServer,
+            options: cpppo_core::engine::ServeOptions,
+        ) -> std::io::Result<common::Running> {
+            Ok(Box::new($krate::serve(server, options)?))
+        }
+        fn start_with(
+            server: cpppo_core::testing::EchoServer,
+            options: cpppo_core::engine::ServeOptions,
+            hook: cpppo_core::engine::OnEvent<cpppo_core::testing::EchoEvent>,
+        ) -> std::io::Result<common::Running> {
+            Ok(Box::new($krate::serve_with(server, options, hook)?))
+        }
         #[test]
         fn many_concurrent_clients() {
-            common::many_concurrent_clients($start);
+            common::many_concurrent_clients(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn delayed_replies_arrive_in_order() {
-            common::delayed_replies_arrive_in_order($start);
+            common::delayed_replies_arrive_in_order(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn connection_limit_refuses_extra_client() {
-            common::connection_limit_refuses_extra_client($start);
+            common::connection_limit_refuses_extra_client(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn server_refusal_closes() {
-            common::server_refusal_closes($start);
+            common::server_refusal_closes(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn idle_timeout_closes_idle_client() {
-            common::idle_timeout_closes_idle_client($start);
+            common::idle_timeout_closes_idle_client(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn disconnect_mid_line_harms_no_one() {
-            common::disconnect_mid_line_harms_no_one($start);
+            common::disconnect_mid_line_harms_no_one(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn listeners_and_bind_errors() {
-            common::listeners_and_bind_errors($start);
+            common::listeners_and_bind_errors(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn accept_sees_the_reached_address() {
-            common::accept_sees_the_reached_address($start);
+            common::accept_sees_the_reached_address(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn graceful_shutdown_ends_all() {
-            common::graceful_shutdown_ends_all($start);
+            common::graceful_shutdown_ends_all(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn shutdown_with_stuck_reader() {
-            common::shutdown_with_stuck_reader($start);
+            common::shutdown_with_stuck_reader(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
+        }
+        #[test]
+        fn events_reach_the_hook() {
+            common::events_reach_the_hook(start_with);
         }
         #[test]
         fn server_done_ends_runtime() {
-            common::server_done_ends_runtime($start);
+            common::server_done_ends_runtime(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
         #[test]
         fn udp_datagram_replies() {
-            common::udp_datagram_replies($start);
+            common::udp_datagram_replies(|server, options| {
+                Ok(Box::new($krate::serve(server, options)?))
+            });
         }
     };
 }
