@@ -422,63 +422,43 @@ macro_rules! suite_tests {
         }
         #[test]
         fn many_concurrent_clients() {
-            common::many_concurrent_clients(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::many_concurrent_clients(start);
         }
         #[test]
         fn delayed_replies_arrive_in_order() {
-            common::delayed_replies_arrive_in_order(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::delayed_replies_arrive_in_order(start);
         }
         #[test]
         fn connection_limit_refuses_extra_client() {
-            common::connection_limit_refuses_extra_client(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::connection_limit_refuses_extra_client(start);
         }
         #[test]
         fn server_refusal_closes() {
-            common::server_refusal_closes(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::server_refusal_closes(start);
         }
         #[test]
         fn idle_timeout_closes_idle_client() {
-            common::idle_timeout_closes_idle_client(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::idle_timeout_closes_idle_client(start);
         }
         #[test]
         fn disconnect_mid_line_harms_no_one() {
-            common::disconnect_mid_line_harms_no_one(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::disconnect_mid_line_harms_no_one(start);
         }
         #[test]
         fn listeners_and_bind_errors() {
-            common::listeners_and_bind_errors(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::listeners_and_bind_errors(start);
         }
         #[test]
         fn accept_sees_the_reached_address() {
-            common::accept_sees_the_reached_address(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::accept_sees_the_reached_address(start);
         }
         #[test]
         fn graceful_shutdown_ends_all() {
-            common::graceful_shutdown_ends_all(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::graceful_shutdown_ends_all(start);
         }
         #[test]
         fn shutdown_with_stuck_reader() {
-            common::shutdown_with_stuck_reader(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::shutdown_with_stuck_reader(start);
         }
         #[test]
         fn events_reach_the_hook() {
@@ -486,15 +466,11 @@ macro_rules! suite_tests {
         }
         #[test]
         fn server_done_ends_runtime() {
-            common::server_done_ends_runtime(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::server_done_ends_runtime(start);
         }
         #[test]
         fn udp_datagram_replies() {
-            common::udp_datagram_replies(|server, options| {
-                Ok(Box::new($krate::serve(server, options)?))
-            });
+            common::udp_datagram_replies(start);
         }
     };
 }
