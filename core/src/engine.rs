@@ -462,3 +462,98 @@ pub fn reachable(local: SocketAddr) -> SocketAddr {
     }
     addr
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_enforce_the_limit_and_count() {
+        let counters = ServeCounters::default();
+        assert!(counters.try_open(Some(2)));
+        counters.accepted(true);
+        assert!(counters.try_open(Some(2)));
+        counters.accepted(false); // the engine refused: the slot comes back
+        assert!(counters.try_open(Some(2)));
+        counters.accepted(true);
+        assert!(!counters.try_open(Some(2)));
+        counters.closed(true);
+        assert!(counters.try_open(None));
+        counters.accepted(true);
+        counters.datagram();
+        assert_eq!(
+            counters.snapshot(),
+            ServeStats {
+                accepted: 3,
+                refused: 2,
+                active: 2,
+                idle_closed: 1,
+                datagrams: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn deadlines_and_addresses() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(earliest(Some(t1), Some(t0)), Some(t0));
+        assert_eq!(earliest(None, Some(t1)), Some(t1));
+        assert_eq!(earliest(Some(t1), None), Some(t1));
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(wait_for(t0, Some(t1)), Some(Duration::from_secs(1)));
+        assert_eq!(wait_for(t1, Some(t0)), Some(Duration::ZERO));
+        assert_eq!(wait_for(t0, None), None);
+        let any4: SocketAddr = "0.0.0.0:44818".parse().unwrap();
+        let any6: SocketAddr = "[::]:502".parse().unwrap();
+        let one: SocketAddr = "10.0.0.1:44818".parse().unwrap();
+        assert_eq!(reachable(any4), "127.0.0.1:44818".parse().unwrap());
+        assert_eq!(reachable(any6), "[::1]:502".parse().unwrap());
+        assert_eq!(reachable(one), one);
+    }
+
+    /// An engine that never closes by itself and answers nothing.
+    struct Mute {
+        deadline: Option<Instant>,
+    }
+
+    impl Connection for Mute {
+        type Server = ();
+        type Event = ();
+        fn handle_input(&mut self, _: Instant, _: &[u8], _: &mut ()) {}
+        fn poll_transmit(&mut self, _: Instant, _: &mut Vec<u8>) -> bool {
+            false
+        }
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.deadline
+        }
+        fn handle_timeout(&mut self, _: Instant, _: &mut ()) {
+            self.deadline = None;
+        }
+        fn handle_eof(&mut self, _: Instant, _: &mut ()) {}
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn driver_finishes_after_eof_once_the_engine_has_nothing_left() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(10);
+        let mut driver = Driver::new(Mute { deadline: Some(t1) }, t0, None);
+        assert!(driver.wants_input() && !driver.is_finished());
+        driver.handle_eof(t0, &mut ());
+        assert!(!driver.wants_input());
+        // A deadline still pending (a delayed reply, say) keeps the connection.
+        assert!(!driver.is_finished());
+        assert_eq!(driver.poll_timeout(), Some(t1));
+        driver.handle_timeout(t0, &mut ());
+        assert!(!driver.is_finished(), "handle_timeout before the deadline");
+        driver.handle_timeout(t1, &mut ());
+        assert!(driver.is_finished());
+        assert!(!driver.idle_expired());
+    }
+}
