@@ -15,8 +15,9 @@
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
-//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering |
+//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
 //! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
+//! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
 //!
 //! ## Codecs
 //!
@@ -67,6 +68,7 @@ pub mod cip;
 pub mod engine;
 pub mod enip;
 pub mod modbus;
+pub mod rng;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;

@@ -1,7 +1,11 @@
 //! Modbus: PDUs, Modbus/TCP (MBAP header), Modbus/RTU (CRC-16 and a framer that finds
-//! frames in noisy serial input), and the Modicon register numbering cpppo uses.
+//! frames in noisy serial input), the Modicon register numbering cpppo uses, and the
+//! simulated device: [`device::Device`] (units, tables, faults) served per connection by
+//! the sans-IO engine [`server::ServerConn`].
 
+pub mod device;
 pub mod numbering;
 pub mod pdu;
 pub mod rtu;
+pub mod server;
 pub mod tcp;
