@@ -57,6 +57,13 @@ pub trait Connection {
     /// The connection is finished: flush what [`poll_transmit`](Connection::poll_transmit)
     /// still yields, then close the socket.
     fn is_closed(&self) -> bool;
+
+    /// Too much output is held (a client pipelining into a reply delay): the runtime
+    /// stops reading until a deadline or a transmit clears it, so memory stays bounded.
+    /// Never true by default.
+    fn is_backlogged(&self) -> bool {
+        false
+    }
 }
 
 /// The state one simulated device shares between all its connections.
@@ -330,9 +337,10 @@ impl<C: Connection> Driver<C> {
         earliest(self.connection.poll_timeout(), self.idle_deadline())
     }
 
-    /// Whether more input is wanted (not after end of file or once closing).
+    /// Whether to read more input now: not after end of file, once closing, or while
+    /// the engine [is backlogged](Connection::is_backlogged).
     pub fn wants_input(&self) -> bool {
-        !self.eof && !self.is_closing()
+        !self.eof && !self.is_closing() && !self.connection.is_backlogged()
     }
 
     /// The connection is closing: the engine said so, or it was idle too long. Flush what

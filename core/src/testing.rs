@@ -8,6 +8,8 @@
 //! - `QUIT` answers `BYE` and closes the connection; `SHUTDOWN` answers `OK` and makes
 //!   [`Server::is_done`] true.
 //! - [`EchoServer::refuse`] makes [`Server::accept`] refuse every connection.
+//! - [`EchoServer::max_pending`] bounds the replies a connection holds before it is
+//!   [backlogged](Connection::is_backlogged).
 //! - A datagram is answered with the same bytes in upper case.
 //! - Bytes after the last `\n` at end of input are dropped (a client gone mid-line).
 
@@ -24,6 +26,9 @@ pub struct EchoServer {
     pub delay: Duration,
     /// Refuse every new connection.
     pub refuse: bool,
+    /// A connection holding this many replies is backlogged
+    /// ([`Connection::is_backlogged`]); `0` never is.
+    pub max_pending: usize,
     /// Set by a `SHUTDOWN` line.
     pub done: bool,
     /// Connections accepted so far.
@@ -67,6 +72,7 @@ pub struct EchoConnection {
     events: VecDeque<EchoEvent>,
     closing: bool,
     eof: bool,
+    max_pending: usize,
 }
 
 impl EchoConnection {
@@ -147,6 +153,10 @@ impl Connection for EchoConnection {
     fn is_closed(&self) -> bool {
         (self.closing || self.eof) && self.pending.is_empty()
     }
+
+    fn is_backlogged(&self) -> bool {
+        self.max_pending > 0 && self.pending.len() >= self.max_pending
+    }
 }
 
 impl Server for EchoServer {
@@ -170,6 +180,7 @@ impl Server for EchoServer {
             events: VecDeque::new(),
             closing: false,
             eof: false,
+            max_pending: self.max_pending,
         })
     }
 

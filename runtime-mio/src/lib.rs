@@ -74,6 +74,10 @@ struct Conn<C> {
     stream: TcpStream,
     peer: SocketAddr,
     driver: Driver<C>,
+    /// The socket may hold unread bytes: set by a readable event, cleared by
+    /// `WouldBlock`. Reading that paused (output stuck, engine backlogged) resumes from
+    /// here, as the edge-triggered event will not come again.
+    unread: bool,
     writable: bool,
     deadline: Option<Instant>,
 }
@@ -136,7 +140,6 @@ impl<S: Server> EventLoop<S> {
                 self.ready(
                     event.token().0,
                     event.is_readable() || event.is_read_closed(),
-                    event.is_writable(),
                 );
             }
             self.expire(Instant::now());
@@ -148,15 +151,18 @@ impl<S: Server> EventLoop<S> {
     }
 
     /// A socket is ready.
-    fn ready(&mut self, key: usize, readable: bool, writable: bool) {
-        match self.entries.get(key) {
+    fn ready(&mut self, key: usize, readable: bool) {
+        match self.entries.get_mut(key) {
             Some(Entry::Listener { local, .. }) => {
                 let local = *local;
                 self.accept(key, local);
             }
             Some(Entry::Udp { .. }) => self.datagrams(key),
-            // After a stall on output, a writable event may resume reading too.
-            Some(Entry::Connection(_)) => self.pump(key, readable || writable),
+            // Readable, or writable after a stall on output: pump either way.
+            Some(Entry::Connection(conn)) => {
+                conn.unread |= readable;
+                self.pump(key);
+            }
             None => {}
         }
     }
@@ -208,11 +214,12 @@ impl<S: Server> EventLoop<S> {
                 stream,
                 peer,
                 driver: Driver::new(connection, now, self.options.idle_timeout),
+                unread: true,
                 writable: false,
                 deadline: None,
             })));
             // The engine may speak first, and the idle deadline starts now.
-            self.pump(token.0, true);
+            self.pump(token.0);
         }
     }
 
@@ -249,19 +256,19 @@ impl<S: Server> EventLoop<S> {
     /// Move bytes both ways until the socket would block: write what the engine has
     /// ready, and read more only once all of it is written, so a peer that sends without
     /// reading is held back by its own socket instead of growing our buffers. Reading
-    /// stops short of `WouldBlock` only while output is stuck, and the writable event
-    /// that unsticks it comes back here. Then [`service`](Self::service).
-    fn pump(&mut self, key: usize, readable: bool) {
+    /// stops short of `WouldBlock` only while output is stuck or the engine is
+    /// backlogged; the writable event or the deadline that clears it comes back here.
+    /// Then [`service`](Self::service).
+    fn pump(&mut self, key: usize) {
         let Some(Entry::Connection(conn)) = self.entries.get_mut(key) else {
             return;
         };
-        let mut readable = readable;
         loop {
             if !flush(conn, Instant::now()) {
                 self.close(key);
                 return;
             }
-            if !readable || conn.driver.has_unsent() || !conn.driver.wants_input() {
+            if !conn.unread || conn.driver.has_unsent() || !conn.driver.wants_input() {
                 break;
             }
             let now = Instant::now();
@@ -271,7 +278,7 @@ impl<S: Server> EventLoop<S> {
                     let data = self.read_buffer.get(..n).unwrap_or_default();
                     conn.driver.handle_input(now, data, &mut self.server);
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => readable = false,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => conn.unread = false,
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => {
                     debug!(peer = %conn.peer, %error, "read failed");
@@ -292,7 +299,7 @@ impl<S: Server> EventLoop<S> {
                 conn.deadline = None;
                 conn.driver.handle_timeout(now, &mut self.server);
             }
-            self.pump(key, false);
+            self.pump(key);
         }
     }
 

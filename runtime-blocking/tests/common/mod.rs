@@ -194,6 +194,32 @@ pub fn server_refusal_closes(start: Start) {
     assert_eq!(running.shutdown().unwrap().accepted, 0);
 }
 
+/// A client pipelining into a reply delay past the engine's backlog limit: reading
+/// pauses while the engine is backlogged and resumes as replies leave; every reply
+/// comes, in order.
+pub fn backlogged_engine_pauses_reading(start: Start) {
+    const LINES: usize = 24;
+    let server = EchoServer {
+        delay: Duration::from_millis(60),
+        max_pending: 2,
+        ..EchoServer::default()
+    };
+    let running = start(server, loopback()).unwrap();
+    let mut client = Client::connect(tcp(&running));
+    // Two lines backlog the engine (their replies are held); the rest arrive while it
+    // is, in one segment and with no later input to announce them, so only resuming
+    // reads when the held replies leave gets them answered.
+    client.send(b"burst 0\nburst 1\n");
+    thread::sleep(Duration::from_millis(20));
+    let rest: String = (2..LINES).map(|i| format!("burst {i}\n")).collect();
+    client.send(rest.as_bytes());
+    for i in 0..LINES {
+        assert_eq!(client.line(), format!("BURST {i}"));
+    }
+    assert_eq!(client.ask("after"), "AFTER");
+    assert_eq!(running.shutdown().unwrap().lines, LINES + 1);
+}
+
 /// A client that sends nothing for the idle timeout is closed; an active one is not.
 pub fn idle_timeout_closes_idle_client(start: Start) {
     let mut options = loopback();
@@ -451,6 +477,10 @@ macro_rules! suite_tests {
         #[test]
         fn accept_sees_the_reached_address() {
             common::accept_sees_the_reached_address(start);
+        }
+        #[test]
+        fn backlogged_engine_pauses_reading() {
+            common::backlogged_engine_pauses_reading(start);
         }
         #[test]
         fn graceful_shutdown_ends_all() {
