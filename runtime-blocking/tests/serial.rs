@@ -89,3 +89,37 @@ fn ends_when_the_server_is_done() {
     assert_eq!(read_exactly(&mut master, 3), b"OK\n");
     assert!(server.lock().unwrap().is_done());
 }
+
+/// The real Modbus engine as an RTU slave on the line: a request framed by the line's
+/// silence is answered with its CRC; noise before it is dropped.
+#[test]
+fn modbus_rtu_on_a_pty() {
+    use cpppo_core::modbus::device::Device;
+    use cpppo_core::modbus::rtu::crc16;
+    use cpppo_core::modbus::server::{ServerConn, Transport};
+
+    let rtu = |pdu: &[u8]| {
+        let mut frame = pdu.to_vec();
+        frame.extend_from_slice(&crc16(pdu).to_le_bytes());
+        frame
+    };
+    let (mut master, slave) = TTYPort::pair().unwrap();
+    let device = Arc::new(Mutex::new(Device::from_specs(["40001-40004=7"]).unwrap()));
+    let connection = ServerConn::new(Transport::RtuSerial { baud: 19_200 });
+    let stop = Arc::new(AtomicBool::new(false));
+    let line = {
+        let (device, stop) = (device.clone(), stop.clone());
+        thread::spawn(move || serve_stream(&device, connection, slave, &stop, |_| {}))
+    };
+    // Line noise, then silence, then a request.
+    master.write_all(&[0xff, 0x00, 0x13]).unwrap();
+    thread::sleep(Duration::from_millis(20));
+    let write = rtu(&[1, 6, 0, 1, 0x0b, 0xb8]);
+    master.write_all(&write).unwrap();
+    assert_eq!(read_exactly(&mut master, write.len()), write);
+    master.write_all(&rtu(&[1, 3, 0, 0, 0, 2])).unwrap();
+    let reply = rtu(&[1, 3, 4, 0, 7, 0x0b, 0xb8]);
+    assert_eq!(read_exactly(&mut master, reply.len()), reply);
+    stop.store(true, Ordering::Release);
+    line.join().unwrap().unwrap();
+}

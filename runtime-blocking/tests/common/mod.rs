@@ -11,6 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{reachable, OnEvent, ServeOptions, ServeStats, Serving};
+use cpppo_core::modbus::device::{Delay, Device};
+use cpppo_core::modbus::rtu::crc16;
+use cpppo_core::modbus::server::Transport;
 use cpppo_core::testing::{EchoEvent, EchoServer};
 
 /// How long a client waits for anything before the test fails (never reached when the
@@ -22,6 +25,9 @@ pub type Running = Box<dyn Serving<EchoServer>>;
 
 /// How the runtime under test starts a server.
 pub type Start = fn(EchoServer, ServeOptions) -> std::io::Result<Running>;
+
+/// How the runtime under test starts a simulated Modbus device.
+pub type StartModbus = fn(Device, ServeOptions) -> std::io::Result<Box<dyn Serving<Device>>>;
 
 /// How the runtime under test starts a server with an event hook.
 pub type StartWith = fn(EchoServer, ServeOptions, OnEvent<EchoEvent>) -> std::io::Result<Running>;
@@ -428,6 +434,72 @@ pub fn udp_datagram_replies(start: Start) {
     running.shutdown().unwrap();
 }
 
+/// Read exactly `n` bytes.
+fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    stream.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// The real Modbus engine behind the runtime: concurrent Modbus/TCP clients write and
+/// read back one shared device, pipelined requests into a reply delay are answered in
+/// order, and RTU over TCP frames with their CRC.
+pub fn modbus_device_end_to_end(start: StartModbus) {
+    let device = Device::from_specs(["40001-40010=99"]).unwrap();
+    let running = start(device, loopback()).unwrap();
+    let addr = reachable(running.local_addrs()[0]);
+    let writers: Vec<_> = (0..4u16)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                // Write Single Register 40002+c := 0x1200+c (transaction c, unit 1).
+                let [r_hi, r_lo] = (1 + c).to_be_bytes();
+                let [v_hi, v_lo] = (0x1200 + c).to_be_bytes();
+                let request = [0, c as u8, 0, 0, 0, 6, 1, 6, r_hi, r_lo, v_hi, v_lo];
+                stream.write_all(&request).unwrap();
+                assert_eq!(read_n(&mut stream, 12), request);
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    // Read Holding Registers 40001..40006 back, twice pipelined in one segment.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let read = |tid: u8| [0, tid, 0, 0, 0, 6, 1, 3, 0, 0, 0, 6];
+    stream.write_all(&[read(7), read(8)].concat()).unwrap();
+    let values = [0, 99, 0x12, 0x00, 0x12, 0x01, 0x12, 0x02, 0x12, 0x03, 0, 99];
+    for tid in [7, 8] {
+        let mut reply = vec![0, tid, 0, 0, 0, 15, 1, 3, 12];
+        reply.extend_from_slice(&values);
+        assert_eq!(read_n(&mut stream, reply.len()), reply);
+    }
+    let device = running.shutdown().unwrap();
+
+    // The same device (state kept) with a reply delay, as RTU over TCP.
+    let mut device = device;
+    device.transport = Transport::RtuOverTcp;
+    device.faults.delay = Some(Delay::Fixed(Duration::from_millis(20)));
+    let running = start(device, loopback()).unwrap();
+    let mut stream = TcpStream::connect(reachable(running.local_addrs()[0])).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let rtu = |pdu: &[u8]| {
+        let mut frame = pdu.to_vec();
+        frame.extend_from_slice(&crc16(pdu).to_le_bytes());
+        frame
+    };
+    let write = rtu(&[1, 6, 0, 9, 0xab, 0xcd]);
+    let read = rtu(&[1, 3, 0, 8, 0, 2]);
+    stream.write_all(&[write.clone(), read].concat()).unwrap();
+    assert_eq!(read_n(&mut stream, write.len()), write);
+    let reply = rtu(&[1, 3, 4, 0, 99, 0xab, 0xcd]);
+    assert_eq!(read_n(&mut stream, reply.len()), reply);
+    assert_eq!(running.stats().accepted, 1);
+    running.shutdown().unwrap();
+}
+
 /// One `#[test]` per scenario, starting servers with `$krate::serve` and
 /// `$krate::serve_with`: `suite_tests!(cpppo_mio);`
 #[macro_export]
@@ -445,6 +517,17 @@ macro_rules! suite_tests {
             hook: cpppo_core::engine::OnEvent<cpppo_core::testing::EchoEvent>,
         ) -> std::io::Result<common::Running> {
             Ok(Box::new($krate::serve_with(server, options, hook)?))
+        }
+        fn start_modbus(
+            device: cpppo_core::modbus::device::Device,
+            options: cpppo_core::engine::ServeOptions,
+        ) -> std::io::Result<Box<dyn cpppo_core::engine::Serving<cpppo_core::modbus::device::Device>>>
+        {
+            Ok(Box::new($krate::serve(device, options)?))
+        }
+        #[test]
+        fn modbus_device_end_to_end() {
+            common::modbus_device_end_to_end(start_modbus);
         }
         #[test]
         fn many_concurrent_clients() {
