@@ -385,6 +385,11 @@ pub trait Serving<S>: Send {
     fn stats(&self) -> ServeStats;
     /// Begins a graceful stop when called, from any thread.
     fn stopper(&self) -> StopFn;
+    /// Run `f` on the server state while it runs, between engine calls (change fault
+    /// settings, read statistics), and wait for it to have run. A change that makes the
+    /// server [done](Server::is_done) stops it. `Err` when the server has stopped and
+    /// `f` could not run.
+    fn with_server(&self, f: Box<dyn FnOnce(&mut S) + Send>) -> std::io::Result<()>;
     /// Stop gracefully: listeners close, connections flush what is ready (waiting at
     /// most [`SHUTDOWN_FLUSH`] for slow readers) and close, every thread or task ends.
     /// Returns the server state.

@@ -155,12 +155,6 @@ impl<S> ServerHandle<S> {
         Stopper(Arc::clone(&self.shared))
     }
 
-    /// Look at (or change) the shared server state while it runs; the lock is held for
-    /// the call.
-    pub fn with_server<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
-        f(&mut lock(&self.server))
-    }
-
     /// Whether a stop has begun (by [`shutdown`](Self::shutdown), a [`Stopper`] or the
     /// server's [`Server::is_done`]).
     pub fn is_stopping(&self) -> bool {
@@ -228,7 +222,23 @@ impl<S> ServerHandle<S> {
     }
 }
 
-impl<S: Send> Serving<S> for ServerHandle<S> {
+impl<S: Server> ServerHandle<S> {
+    /// Look at (or change) the shared server state while it runs; the lock is held for
+    /// the call. A change that makes the server [done](Server::is_done) stops it.
+    pub fn with_server<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        let (result, done) = {
+            let mut server = lock(&self.server);
+            let result = f(&mut server);
+            (result, server.is_done())
+        };
+        if done {
+            self.shared.stop();
+        }
+        result
+    }
+}
+
+impl<S: Server + Send> Serving<S> for ServerHandle<S> {
     fn local_addrs(&self) -> &[SocketAddr] {
         ServerHandle::local_addrs(self)
     }
@@ -241,6 +251,10 @@ impl<S: Send> Serving<S> for ServerHandle<S> {
     fn stopper(&self) -> StopFn {
         let stopper = ServerHandle::stopper(self);
         Arc::new(move || stopper.stop())
+    }
+    fn with_server(&self, f: Box<dyn FnOnce(&mut S) + Send>) -> io::Result<()> {
+        ServerHandle::with_server(self, f);
+        Ok(())
     }
     fn shutdown(self: Box<Self>) -> io::Result<S> {
         ServerHandle::shutdown(*self)

@@ -32,18 +32,23 @@ use std::collections::BTreeSet;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use cpppo_core::engine::{
-    wait_for, Connection, Driver, OnEvent, ServeCounters, ServeOptions, ServeStats, Server,
+    lock, wait_for, Connection, Driver, OnEvent, ServeCounters, ServeOptions, ServeStats, Server,
     Serving, StopFn, SHUTDOWN_FLUSH,
 };
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use tracing::{debug, warn};
+
+/// The error of a call on a server that has stopped.
+fn stopped() -> io::Error {
+    io::Error::other("the server has stopped")
+}
 
 /// Bytes read from a socket at once.
 const READ_BUFFER: usize = 16 * 1024;
@@ -107,6 +112,10 @@ impl Stopper {
     }
 }
 
+/// Work for the loop's thread: closures run on the server between engine calls.
+/// `None` once the loop has ended.
+type Jobs<S> = Arc<Mutex<Option<Vec<Box<dyn FnOnce(&mut S) + Send>>>>>;
+
 /// The event loop and everything it owns.
 struct EventLoop<S: Server> {
     server: S,
@@ -117,6 +126,7 @@ struct EventLoop<S: Server> {
     counters: Arc<ServeCounters>,
     stopper: Stopper,
     on_event: OnEvent<EventOf<S>>,
+    jobs: Jobs<S>,
     read_buffer: Vec<u8>,
     datagram: Vec<u8>,
 }
@@ -143,7 +153,17 @@ impl<S: Server> EventLoop<S> {
                 );
             }
             self.expire(Instant::now());
+            let jobs: Vec<_> = lock(&self.jobs)
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default();
+            for job in jobs {
+                job(&mut self.server);
+            }
             if self.stopper.is_stopping() || self.server.is_done() {
+                // Jobs queued from now on fail; those queued meanwhile are dropped, which
+                // tells their callers.
+                lock(&self.jobs).take();
                 self.drain(&mut events)?;
                 return Ok(self.server);
             }
@@ -442,13 +462,23 @@ fn flush<C: Connection>(conn: &mut Conn<C>, now: Instant) -> bool {
 /// A running server on its event-loop thread.
 /// Dropping it leaves the server running in the background: end it with
 /// [`shutdown`](Self::shutdown), or [`wait`](Self::wait) for it to end by itself.
-#[derive(Debug)]
 pub struct ServerHandle<S> {
+    jobs: Jobs<S>,
     counters: Arc<ServeCounters>,
     stopper: Stopper,
     local_addrs: Vec<SocketAddr>,
     udp_addrs: Vec<SocketAddr>,
     thread: JoinHandle<io::Result<S>>,
+}
+
+impl<S> std::fmt::Debug for ServerHandle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addrs", &self.local_addrs)
+            .field("udp_addrs", &self.udp_addrs)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> ServerHandle<S> {
@@ -473,6 +503,24 @@ impl<S> ServerHandle<S> {
         self.stopper.clone()
     }
 
+    /// Run `f` on the server state on the loop's thread, between engine calls, and
+    /// return its result. A change that makes the server [done](Server::is_done) stops
+    /// it. `Err` once the loop has ended.
+    pub fn with_server<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut S) -> R + Send + 'static,
+    ) -> io::Result<R> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        match lock(&self.jobs).as_mut() {
+            Some(jobs) => jobs.push(Box::new(move |server: &mut S| {
+                let _ = tx.send(f(server));
+            })),
+            None => return Err(stopped()),
+        }
+        self.stopper.waker.wake()?;
+        rx.recv().map_err(|_| stopped())
+    }
+
     /// Whether a stop has begun by [`shutdown`](Self::shutdown) or a [`Stopper`].
     pub fn is_stopping(&self) -> bool {
         self.stopper.is_stopping()
@@ -493,7 +541,7 @@ impl<S> ServerHandle<S> {
     }
 }
 
-impl<S: Send> Serving<S> for ServerHandle<S> {
+impl<S: Send + 'static> Serving<S> for ServerHandle<S> {
     fn local_addrs(&self) -> &[SocketAddr] {
         ServerHandle::local_addrs(self)
     }
@@ -506,6 +554,9 @@ impl<S: Send> Serving<S> for ServerHandle<S> {
     fn stopper(&self) -> StopFn {
         let stopper = ServerHandle::stopper(self);
         Arc::new(move || stopper.stop())
+    }
+    fn with_server(&self, f: Box<dyn FnOnce(&mut S) + Send>) -> io::Result<()> {
+        ServerHandle::with_server(self, f)
     }
     fn shutdown(self: Box<Self>) -> io::Result<S> {
         ServerHandle::shutdown(*self)
@@ -572,7 +623,9 @@ where
         stopping: Arc::new(AtomicBool::new(false)),
         waker,
     };
-    let (loop_counters, loop_stopper) = (counters.clone(), stopper.clone());
+    let jobs: Jobs<S> = Arc::new(Mutex::new(Some(Vec::new())));
+    let (loop_counters, loop_stopper, loop_jobs) =
+        (counters.clone(), stopper.clone(), jobs.clone());
     let thread = thread::Builder::new()
         .name("cpppo-mio".into())
         .spawn(move || {
@@ -598,6 +651,7 @@ where
                 counters: loop_counters,
                 stopper: loop_stopper,
                 on_event,
+                jobs: loop_jobs,
                 read_buffer: vec![0; READ_BUFFER],
                 datagram: vec![0; DATAGRAM_BUFFER],
             }
@@ -605,6 +659,7 @@ where
         })?;
     debug!(?local_addrs, ?udp_addrs, "serving");
     Ok(ServerHandle {
+        jobs,
         counters,
         stopper,
         local_addrs,

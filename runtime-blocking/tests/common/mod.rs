@@ -399,6 +399,26 @@ pub fn events_reach_the_hook(start_with: StartWith) {
     );
 }
 
+/// `with_server` reads and changes the state while serving; making it done stops it.
+pub fn with_server_while_serving(start: Start) {
+    use std::sync::mpsc;
+    let running = start(EchoServer::default(), loopback()).unwrap();
+    let mut client = Client::connect(tcp(&running));
+    assert_eq!(client.ask("one"), "ONE");
+    let (tx, rx) = mpsc::channel();
+    running
+        .with_server(Box::new(move |s| tx.send((s.lines, s.accepted)).unwrap()))
+        .unwrap();
+    assert_eq!(rx.recv().unwrap(), (1, 1));
+    running.with_server(Box::new(|s| s.refuse = true)).unwrap();
+    assert!(Client::connect(tcp(&running)).closed_by_server());
+    assert_eq!(client.ask("still served"), "STILL SERVED");
+    running.with_server(Box::new(|s| s.done = true)).unwrap();
+    let server = running.wait().unwrap();
+    assert!(client.closed_by_server());
+    assert_eq!((server.lines, server.accepted), (2, 1));
+}
+
 /// A request that makes the server done ends the runtime by itself, after the reply.
 pub fn server_done_ends_runtime(start: Start) {
     let running = start(EchoServer::default(), loopback()).unwrap();
@@ -576,6 +596,10 @@ macro_rules! suite_tests {
         #[test]
         fn events_reach_the_hook() {
             common::events_reach_the_hook(start_with);
+        }
+        #[test]
+        fn with_server_while_serving() {
+            common::with_server_while_serving(start);
         }
         #[test]
         fn server_done_ends_runtime() {
