@@ -5,6 +5,24 @@
 //! The adapter only moves bytes and time, as [`cpppo_core::engine`] describes; it knows
 //! no protocol.
 //!
+//! - [`serve`]`(server, options)` binds every address of
+//!   [`ServeOptions`] (TCP, and UDP on the same ports
+//!   when asked; a port in use is an error here) and returns a [`ServerHandle`]:
+//!   bound addresses (port 0 becomes the real port), [`stats`](ServerHandle::stats),
+//!   [`with_server`](ServerHandle::with_server), a [`Stopper`] for other threads,
+//!   [`shutdown`](ServerHandle::shutdown) and [`wait`](ServerHandle::wait), both of
+//!   which give the server state back. [`serve_with`] also takes a hook for every
+//!   connection's events (by default they are logged with `tracing` at debug level).
+//! - The handle implements [`Serving`], so a program can
+//!   pick this runtime or another at run time behind a `Box<dyn Serving<S>>`.
+//! - Every accepted socket gets `TCP_NODELAY`; beyond the connection limit a client is
+//!   accepted and closed at once (and counted); a connection idle for the idle timeout
+//!   is closed; a client leaving mid-frame costs the others nothing; a graceful stop
+//!   flushes what each connection has ready (a slow reader gets
+//!   [`SHUTDOWN_FLUSH`]) and then closes it.
+//! - A peer that sends without reading is held back by its own socket: the loop reads
+//!   a connection only once its output is written and its engine is not backlogged.
+//!
 //! ```
 //! use cpppo_core::engine::{reachable, ServeOptions};
 //! use cpppo_core::testing::EchoServer;
