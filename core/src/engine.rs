@@ -304,7 +304,13 @@ impl<C: Connection> Driver<C> {
             self.sent = 0;
         }
         if !self.idle_expired {
-            while self.connection.poll_transmit(now, &mut self.out) {}
+            // An engine that says `true` but adds nothing would spin here: stop then.
+            loop {
+                let before = self.out.len();
+                if !self.connection.poll_transmit(now, &mut self.out) || self.out.len() == before {
+                    break;
+                }
+            }
         }
         self.out.get(self.sent..).unwrap_or_default()
     }
