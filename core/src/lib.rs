@@ -13,7 +13,7 @@
 //! | module | layer |
 //! |---|---|
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
-//! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format |
+//! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format; the server engine ([`enip::server`]) |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
 //! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
 //! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
@@ -60,6 +60,11 @@
 //! `poll_transmit`, then `poll_event`, then read `poll_timeout` and wait until that
 //! deadline or new input, whichever comes first. The caller owns the output buffers, so
 //! the steady state allocates nothing.
+//!
+//! [`enip::server::ServerConn`] is the EtherNet/IP server's engine (one per TCP
+//! connection, sharing one [`enip::server::Server`] that holds the simulated
+//! [`cip::device::CipDevice`]); its module documentation has a runnable example of the
+//! drive loop.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

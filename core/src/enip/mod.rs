@@ -3,6 +3,7 @@
 
 pub mod cpf;
 pub mod encapsulation;
+pub mod server;
 
 #[cfg(test)]
 mod frames;
