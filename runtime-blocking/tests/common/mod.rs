@@ -10,7 +10,12 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use cpppo_core::cip::device::{CipDevice, RequestContext};
+use cpppo_core::cip::message_router::{MessageRouterReply, MessageRouterRequest};
+use cpppo_core::cip::objects::{Identity, Revision};
 use cpppo_core::engine::{reachable, OnEvent, ServeOptions, ServeStats, Serving};
+use cpppo_core::enip::encapsulation::{Command, Encapsulation};
+use cpppo_core::enip::server as enip;
 use cpppo_core::modbus::device::{Delay, Device};
 use cpppo_core::modbus::rtu::crc16;
 use cpppo_core::modbus::server::Transport;
@@ -28,6 +33,10 @@ pub type Start = fn(EchoServer, ServeOptions) -> std::io::Result<Running>;
 
 /// How the runtime under test starts a simulated Modbus device.
 pub type StartModbus = fn(Device, ServeOptions) -> std::io::Result<Box<dyn Serving<Device>>>;
+
+/// How the runtime under test starts an EtherNet/IP server.
+pub type StartEnip =
+    fn(enip::Server<Plc>, ServeOptions) -> std::io::Result<Box<dyn Serving<enip::Server<Plc>>>>;
 
 /// How the runtime under test starts a server with an event hook.
 pub type StartWith = fn(EchoServer, ServeOptions, OnEvent<EchoEvent>) -> std::io::Result<Running>;
@@ -520,6 +529,103 @@ pub fn modbus_device_end_to_end(start: StartModbus) {
     running.shutdown().unwrap();
 }
 
+/// The smallest CIP device: an identity, and an empty success for every request.
+#[derive(Debug, Default)]
+pub struct Plc;
+
+/// The product name [`Plc`] announces.
+pub const PLC_NAME: &str = "cpppo-rs runtime test";
+
+impl CipDevice for Plc {
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            vendor_id: 1,
+            device_type: 0x0E,
+            product_code: 0x36,
+            revision: Revision {
+                major: 20,
+                minor: 11,
+            },
+            status: 0,
+            serial_number: 0x1234_5678,
+            product_name: PLC_NAME.into(),
+            state: None,
+        }
+    }
+
+    fn execute(
+        &mut self,
+        _ctx: &RequestContext,
+        req: &MessageRouterRequest<'_>,
+    ) -> MessageRouterReply<'static> {
+        MessageRouterReply::success(req.service, Vec::new())
+    }
+}
+
+/// The real EtherNet/IP engine behind the runtime: sessions registered over TCP by
+/// concurrent clients, ListIdentity answered over UDP with the device's name
+/// and the address the client reached.
+pub fn enip_server_end_to_end(start: StartEnip) {
+    let server = enip::Server::new(Plc, enip::ServerOptions::default());
+    let mut options = loopback();
+    options.udp = true;
+    let running = start(server, options).unwrap();
+    let addr = reachable(running.local_addrs()[0]);
+    let decode = |bytes: &[u8]| {
+        let (frame, used) = Encapsulation::decode(bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        (
+            frame.header.command,
+            frame.header.status,
+            frame.header.session_handle,
+        )
+    };
+    let sessions: Vec<_> = (0..4)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                // RegisterSession, protocol version 1: 24-byte header, 4 bytes of data.
+                let mut request = vec![0x65, 0, 4, 0];
+                request.extend_from_slice(&[0; 20]);
+                request.extend_from_slice(&[1, 0, 0, 0]);
+                stream.write_all(&request).unwrap();
+                let (command, status, session) = decode(&read_n(&mut stream, 28));
+                assert_eq!((command, status), (Command::RegisterSession, 0));
+                assert_ne!(session, 0);
+                session
+            })
+        })
+        .collect();
+    let mut handles: Vec<u32> = sessions.into_iter().map(|t| t.join().unwrap()).collect();
+    handles.sort_unstable();
+    handles.dedup();
+    assert_eq!(handles.len(), 4, "every session has its own handle");
+
+    // ListIdentity over UDP: the reply names the device and the address reached.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut list_identity = vec![0x63, 0];
+    list_identity.extend_from_slice(&[0; 22]);
+    socket
+        .send_to(&list_identity, reachable(running.udp_addrs()[0]))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    assert_eq!(decode(&buf[..n]).0, Command::ListIdentity);
+    let reply = &buf[..n];
+    assert!(reply
+        .windows(PLC_NAME.len())
+        .any(|w| w == PLC_NAME.as_bytes()));
+    // The socket address item: family 2 (big-endian), the port, then 127.0.0.1.
+    let mut sockaddr = vec![0, 2];
+    sockaddr.extend_from_slice(&addr.port().to_be_bytes());
+    sockaddr.extend_from_slice(&[127, 0, 0, 1]);
+    assert!(reply.windows(8).any(|w| w == sockaddr), "{reply:02x?}");
+    assert_eq!(running.stats().datagrams, 1);
+    running.shutdown().unwrap();
+}
+
 /// One `#[test]` per scenario, starting servers with `$krate::serve` and
 /// `$krate::serve_with`: `suite_tests!(cpppo_mio);`
 #[macro_export]
@@ -544,6 +650,18 @@ macro_rules! suite_tests {
         ) -> std::io::Result<Box<dyn cpppo_core::engine::Serving<cpppo_core::modbus::device::Device>>>
         {
             Ok(Box::new($krate::serve(device, options)?))
+        }
+        fn start_enip(
+            server: cpppo_core::enip::server::Server<common::Plc>,
+            options: cpppo_core::engine::ServeOptions,
+        ) -> std::io::Result<
+            Box<dyn cpppo_core::engine::Serving<cpppo_core::enip::server::Server<common::Plc>>>,
+        > {
+            Ok(Box::new($krate::serve(server, options)?))
+        }
+        #[test]
+        fn enip_server_end_to_end() {
+            common::enip_server_end_to_end(start_enip);
         }
         #[test]
         fn modbus_device_end_to_end() {
