@@ -647,33 +647,45 @@ where
     let thread = thread::Builder::new()
         .name("cpppo-mio".into())
         .spawn(move || {
-            let mut entries = Slab::new();
-            for (local, mut listener) in listeners {
-                let entry = entries.vacant_entry();
-                poll.registry()
-                    .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
-                entry.insert(Entry::Listener { listener, local });
-            }
-            for (local, mut socket) in sockets {
-                let entry = entries.vacant_entry();
-                poll.registry()
-                    .register(&mut socket, Token(entry.key()), Interest::READABLE)?;
-                entry.insert(Entry::Udp { socket, local });
-            }
-            EventLoop {
-                server,
-                options,
-                poll,
-                entries,
-                deadlines: BTreeSet::new(),
-                counters: loop_counters,
-                stopper: loop_stopper,
-                on_event,
-                jobs: loop_jobs,
-                read_buffer: vec![0; READ_BUFFER],
-                datagram: vec![0; DATAGRAM_BUFFER],
-            }
-            .run()
+            let jobs = loop_jobs.clone();
+            let ended = (move || {
+                let mut entries = Slab::new();
+                for (local, mut listener) in listeners {
+                    let entry = entries.vacant_entry();
+                    poll.registry().register(
+                        &mut listener,
+                        Token(entry.key()),
+                        Interest::READABLE,
+                    )?;
+                    entry.insert(Entry::Listener { listener, local });
+                }
+                for (local, mut socket) in sockets {
+                    let entry = entries.vacant_entry();
+                    poll.registry().register(
+                        &mut socket,
+                        Token(entry.key()),
+                        Interest::READABLE,
+                    )?;
+                    entry.insert(Entry::Udp { socket, local });
+                }
+                EventLoop {
+                    server,
+                    options,
+                    poll,
+                    entries,
+                    deadlines: BTreeSet::new(),
+                    counters: loop_counters,
+                    stopper: loop_stopper,
+                    on_event,
+                    jobs: loop_jobs,
+                    read_buffer: vec![0; READ_BUFFER],
+                    datagram: vec![0; DATAGRAM_BUFFER],
+                }
+                .run()
+            })();
+            // However the loop ended, callers of `with_server` must not wait for it.
+            lock(&jobs).take();
+            ended
         })?;
     debug!(?local_addrs, ?udp_addrs, "serving");
     Ok(ServerHandle {
