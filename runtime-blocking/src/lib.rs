@@ -471,6 +471,8 @@ fn drive<S: Server>(
     mut driver: Driver<S::Connection>,
 ) -> bool {
     let mut buf = vec![0u8; READ_BUFFER];
+    // The read timeout last set: a system call only when it changes.
+    let mut read_timeout = None;
     loop {
         let now = Instant::now();
         let out = driver.poll_transmit(now);
@@ -493,9 +495,12 @@ fn drive<S: Server>(
         let input = if wait == Some(Duration::ZERO) {
             None
         } else if driver.wants_input() {
-            if let Err(error) = stream.set_read_timeout(wait) {
-                debug!(%peer, %error, "cannot set the read timeout");
-                break;
+            if wait != read_timeout {
+                if let Err(error) = stream.set_read_timeout(wait) {
+                    debug!(%peer, %error, "cannot set the read timeout");
+                    break;
+                }
+                read_timeout = wait;
             }
             Some(stream.read(&mut buf))
         } else {
