@@ -96,6 +96,8 @@ pub const LOGICAL_FORMAT_8: u8 = 0x00;
 pub const LOGICAL_FORMAT_16: u8 = 0x01;
 /// Logical format bits: 32-bit value.
 pub const LOGICAL_FORMAT_32: u8 = 0x02;
+/// The format bits of a logical segment's type byte.
+const LOGICAL_FORMAT_MASK: u8 = 0x03;
 
 /// Field name of a segment's type byte in decode errors.
 const F_TYPE: &str = "epath.segment_type";
@@ -710,6 +712,12 @@ impl<'a> Epath<'a> {
     /// The class id of the leading logical class segment (any of its three sizes), if
     /// the path starts with one; a symbolic, port or malformed first segment gives `None`.
     pub fn leading_class(&self) -> Option<u32> {
+        // Only a class segment (its type byte, less the two format bits) can lead with a
+        // class: anything else is answered without decoding it (a symbolic name would
+        // otherwise be checked here on every request, and again where it is used).
+        if self.bytes.first()? & !LOGICAL_FORMAT_MASK != SEGMENT_CLASS {
+            return None;
+        }
         match self.segments().next() {
             Some(Ok(Segment::Class(class))) => Some(class),
             _ => None,
@@ -2193,7 +2201,44 @@ mod tests {
         ]
     }
 
+    /// What `leading_class` answered before it looked at the type byte first.
+    fn leading_class_by_decoding(p: &Epath<'_>) -> Option<u32> {
+        match p.segments().next() {
+            Some(Ok(Segment::Class(class))) => Some(class),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn leading_class_of_each_class_form_and_of_other_first_segments() {
+        for (bytes, class) in [
+            (&[0x20, 0x06, 0x24, 0x01][..], Some(6)),
+            (&[0x21, 0x00, 0x6B, 0x00][..], Some(0x6B)),
+            (&[0x22, 0x00, 0x01, 0x00, 0x02, 0x00][..], Some(0x0002_0001)),
+            // cpppo capture packet 14: the tag SCADA.
+            (&[0x91, 0x05, 0x53, 0x43, 0x41, 0x44, 0x41, 0x00][..], None),
+            (&[0x24, 0x01][..], None),
+            (&[0x01, 0x00][..], None),
+            // Reserved format, truncated class: no class.
+            (&[0x23, 0x00][..], None),
+            (&[0x21, 0x00][..], None),
+            (&[][..], None),
+        ] {
+            let p = Epath::from_wire(bytes);
+            assert_eq!(p.leading_class(), class, "{bytes:02X?}");
+            assert_eq!(leading_class_by_decoding(&p), class, "{bytes:02X?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn leading_class_agrees_with_decoding_the_first_segment(
+            bytes in proptest::collection::vec(any::<u8>(), 0..12)
+        ) {
+            let p = Epath::from_wire(&bytes);
+            prop_assert_eq!(p.leading_class(), leading_class_by_decoding(&p));
+        }
+
         #[test]
         fn segments_round_trip_through_bytes(s in proptest::collection::vec(arb_segment(), 0..8)) {
             let p = Epath::from_segments(&s).unwrap();

@@ -627,18 +627,7 @@ impl<'a> Cpf<'a> {
     /// Read an item count and that many items. The count is checked against the bytes
     /// available (an item takes at least 4) before any item is read.
     pub fn read(r: &mut Reader<'a>) -> DecodeResult<Self> {
-        let at = r.offset();
-        let count = r.u16_le("cpf.item_count")?;
-        if usize::from(count).saturating_mul(4) > r.remaining() {
-            return Err(r.invalid_at(
-                "cpf.item_count",
-                at,
-                format!(
-                    "{count} item(s) cannot fit in the {} byte(s) left",
-                    r.remaining()
-                ),
-            ));
-        }
+        let count = read_item_count(r)?;
         let mut items = Vec::new();
         for _ in 0..count {
             items.push(Item::read(r)?);
@@ -703,6 +692,141 @@ impl<'a> Cpf<'a> {
         }
     }
 }
+
+/// Read an item count, checked against the bytes left (an item takes at least 4).
+fn read_item_count(r: &mut Reader<'_>) -> DecodeResult<u16> {
+    let at = r.offset();
+    let count = r.u16_le("cpf.item_count")?;
+    if usize::from(count).saturating_mul(4) > r.remaining() {
+        return Err(r.invalid_at(
+            "cpf.item_count",
+            at,
+            format!(
+                "{count} item(s) cannot fit in the {} byte(s) left",
+                r.remaining()
+            ),
+        ));
+    }
+    Ok(count)
+}
+
+/// The items of a whole CPF, decoded one at a time as they are iterated: the
+/// allocation-free way to read a CPF on a hot path, where [`Cpf::decode`] collects them
+/// into a vector.
+///
+/// Yields exactly what [`Cpf::decode`] of the same bytes would give: each item in turn,
+/// or the first error (an item that fails to decode, or bytes left after the last
+/// item) once, after which it ends. The count itself is checked by [`CpfItems::new`].
+///
+/// ```
+/// use cpppo_core::enip::cpf::{CpfItems, Item};
+///
+/// // Null address, then unconnected data `01 02`.
+/// let bytes = [0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0xB2, 0x00, 0x02, 0x00, 0x01, 0x02];
+/// let items = CpfItems::new(&bytes).unwrap();
+/// assert_eq!(items.len(), 2);
+/// assert_eq!(items.unconnected_data().unwrap(), Some(&[0x01, 0x02][..]));
+/// ```
+#[derive(Debug, Clone)]
+pub struct CpfItems<'a> {
+    r: Reader<'a>,
+    left: u16,
+    done: bool,
+    /// The field named when bytes are left after the last item (the enclosing layer).
+    end_field: &'static str,
+}
+
+impl<'a> CpfItems<'a> {
+    /// The items of `bytes`, a whole CPF (offsets from 0).
+    pub fn new(bytes: &'a [u8]) -> DecodeResult<Self> {
+        Self::read(Reader::new(bytes))
+    }
+
+    /// The items of a CPF that takes every remaining byte of `r` (so offsets in
+    /// errors are those of `r`).
+    pub fn read(r: Reader<'a>) -> DecodeResult<Self> {
+        Self::read_in(r, "cpf")
+    }
+
+    /// [`CpfItems::read`] for a CPF that ends the data of `end_field`'s layer.
+    pub(crate) fn read_in(mut r: Reader<'a>, end_field: &'static str) -> DecodeResult<Self> {
+        let left = read_item_count(&mut r).map_err(DecodeError::truncated)?;
+        Ok(CpfItems {
+            r,
+            left,
+            done: false,
+            end_field,
+        })
+    }
+
+    /// How many items the count announced (and are not yet read).
+    pub fn len(&self) -> usize {
+        usize::from(self.left)
+    }
+
+    /// True when no item is left to read.
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+
+    /// Like [`Cpf::unconnected_data`], after checking every item decodes (as
+    /// [`Cpf::decode`] would).
+    pub fn unconnected_data(self) -> DecodeResult<Option<&'a [u8]>> {
+        let mut found = None;
+        for item in self {
+            if let (Item::UnconnectedData(Cow::Borrowed(data)), None) = (item?, found) {
+                found = Some(data);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Like [`Cpf::connected_data`], after checking every item decodes (as
+    /// [`Cpf::decode`] would).
+    pub fn connected_data(self) -> DecodeResult<Option<Connected<'a>>> {
+        let (mut id, mut data) = (None, None);
+        for item in self {
+            match item? {
+                Item::ConnectedAddress { connection_id } if id.is_none() => {
+                    id = Some(connection_id)
+                }
+                Item::ConnectedData {
+                    sequence,
+                    data: Cow::Borrowed(d),
+                } if data.is_none() => data = Some((sequence, d)),
+                _ => {}
+            }
+        }
+        Ok(id
+            .zip(data)
+            .map(|(connection_id, (sequence, data))| Connected {
+                connection_id,
+                sequence,
+                data,
+            }))
+    }
+}
+
+impl<'a> Iterator for CpfItems<'a> {
+    type Item = DecodeResult<Item<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = if self.left > 0 {
+            self.left -= 1;
+            Item::read(&mut self.r).map_err(DecodeError::truncated)
+        } else {
+            self.done = true;
+            return self.r.expect_end(self.end_field).err().map(Err);
+        };
+        self.done = next.is_err();
+        Some(next)
+    }
+}
+
+impl std::iter::FusedIterator for CpfItems<'_> {}
 
 impl Encode for Cpf<'_> {
     fn encoded_len(&self) -> usize {
@@ -1058,7 +1182,87 @@ mod tests {
         ]
     }
 
+    /// `CpfItems` over `bytes`, collected: the items, or the first error.
+    fn lazily(bytes: &[u8]) -> DecodeResult<Vec<Item<'_>>> {
+        CpfItems::new(bytes)?.collect()
+    }
+
+    /// The lazy items agree with `Cpf::decode` on `bytes`: same items, or the same error.
+    fn assert_lazy_agrees(bytes: &[u8]) {
+        let eager = Cpf::decode(bytes).map(|c| c.items);
+        assert_eq!(lazily(bytes), eager, "{bytes:02X?}");
+        let eager = Cpf::decode(bytes);
+        let lazy = CpfItems::new(bytes);
+        match (eager, lazy) {
+            (Ok(cpf), Ok(items)) => {
+                assert_eq!(items.len(), cpf.items.len());
+                assert_eq!(items.clone().unconnected_data(), Ok(cpf.unconnected_data()));
+                assert_eq!(items.connected_data(), Ok(cpf.connected_data()));
+            }
+            (Ok(_), Err(e)) => panic!("lazy count refused what decode took: {e}"),
+            (Err(e), Ok(items)) => {
+                assert_eq!(items.clone().unconnected_data(), Err(e.clone()));
+                assert_eq!(items.connected_data(), Err(e));
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b),
+        }
+    }
+
+    #[test]
+    fn lazy_items_of_every_real_cpf_and_its_prefixes_agree_with_decode() {
+        let mut checked = 0;
+        for (_, frame) in ALL {
+            let Some(data) = frame.get(HEADER_LEN..) else {
+                continue;
+            };
+            let cpf = match frame[0] {
+                0x6F | 0x70 => &data[6..],
+                0x01 | 0x04 | 0x63 | 0x64 if !data.is_empty() => data,
+                _ => continue,
+            };
+            for cut in 0..=cpf.len() {
+                assert_lazy_agrees(&cpf[..cut]);
+            }
+            // Trailing bytes after the last item.
+            assert_lazy_agrees(&[cpf, &[0xB2][..]].concat());
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked}");
+    }
+
+    #[test]
+    fn lazy_items_find_the_connected_message() {
+        // cpppo server/enip_test.py gal_m01_request: connected address, connected data.
+        let cpf = &GAL_M01_REQUEST[HEADER_LEN + 6..];
+        let c = CpfItems::new(cpf)
+            .unwrap()
+            .connected_data()
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.connection_id, 0x8F3B_A17E);
+        assert_eq!(c.sequence, 0x2950);
+        assert_eq!(c.data.first(), Some(&0x0A));
+        assert_eq!(CpfItems::new(cpf).unwrap().unconnected_data(), Ok(None));
+        // An empty list.
+        let none = CpfItems::new(&[0, 0]).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(none.count(), 0);
+    }
+
     proptest! {
+        #[test]
+        fn lazy_items_agree_with_decode_on_arbitrary_bytes(bytes in bytes(96)) {
+            assert_lazy_agrees(&bytes);
+        }
+
+        #[test]
+        fn lazy_items_agree_with_decode_on_every_item_type(items in proptest::collection::vec(arb_item(), 0..5)) {
+            let bytes = Cpf { items }.to_vec();
+            for cut in 0..=bytes.len() {
+                assert_lazy_agrees(&bytes[..cut]);
+            }
+        }
+
         #[test]
         fn every_item_type_round_trips(items in proptest::collection::vec(arb_item(), 0..5)) {
             let cpf = Cpf { items };

@@ -42,7 +42,7 @@ use std::fmt;
 use bytes::BufMut;
 use serde::{Deserialize, Serialize};
 
-use super::cpf::Cpf;
+use super::cpf::{Cpf, CpfItems};
 use crate::wire::{DecodeError, DecodeResult, Encode, Framing, Reader, StreamDecoder};
 
 /// Length of the encapsulation header in bytes.
@@ -500,6 +500,41 @@ impl Encode for SendData<'_> {
     }
 }
 
+/// `SendRRData` / `SendUnitData` command data with its CPF items decoded lazily, as they
+/// are iterated: the allocation-free counterpart of [`SendData::decode`] for a hot path
+/// (a server answering requests, a client reading replies).
+///
+/// The items yield what `SendData::decode(data)?.cpf.items` holds, or the error that
+/// decode would have returned (bytes left after the last item included).
+#[derive(Debug, Clone)]
+pub struct SendDataItems<'a> {
+    /// Interface handle: shall be 0 for CIP.
+    pub interface_handle: u32,
+    /// Timeout in seconds (`SendRRData` only; 0 in `SendUnitData`).
+    pub timeout: u16,
+    /// The items, not yet decoded.
+    pub items: CpfItems<'a>,
+}
+
+impl<'a> SendDataItems<'a> {
+    /// Read the interface handle, timeout and item count of a frame's whole data.
+    /// Offsets in errors are counted from the start of the frame.
+    pub fn decode(data: &'a [u8]) -> DecodeResult<Self> {
+        let mut r = Reader::with_base(data, HEADER_LEN);
+        let interface_handle = r
+            .u32_le("send_data.interface_handle")
+            .map_err(DecodeError::truncated)?;
+        let timeout = r
+            .u16_le("send_data.timeout")
+            .map_err(DecodeError::truncated)?;
+        Ok(SendDataItems {
+            interface_handle,
+            timeout,
+            items: CpfItems::read_in(r, "send_data")?,
+        })
+    }
+}
+
 /// Run `read` over a frame's whole data (which starts at offset [`HEADER_LEN`]): missing
 /// bytes are `Invalid` (the encapsulation length already said how many there are), and so
 /// are bytes left over.
@@ -597,6 +632,46 @@ mod tests {
         let (frame, used) = Encapsulation::decode(bytes).unwrap();
         assert_eq!(used, bytes.len());
         frame
+    }
+
+    /// `SendDataItems` agrees with `SendData::decode` on `data`.
+    fn assert_lazy_send_data_agrees(data: &[u8]) {
+        let eager = SendData::decode(data);
+        let lazy = SendDataItems::decode(data).and_then(|s| {
+            let items = s.items.collect::<DecodeResult<Vec<_>>>()?;
+            Ok((s.interface_handle, s.timeout, items))
+        });
+        let eager = eager.map(|s| (s.interface_handle, s.timeout, s.cpf.items));
+        assert_eq!(lazy, eager, "{data:02X?}");
+    }
+
+    #[test]
+    fn lazy_send_data_agrees_with_decode_on_real_frames_and_their_prefixes() {
+        let mut checked = 0;
+        for (_, bytes) in ALL {
+            let f = frame(bytes);
+            if !matches!(
+                f.header.command,
+                Command::SendRRData | Command::SendUnitData
+            ) {
+                continue;
+            }
+            for cut in 0..=f.data.len() {
+                assert_lazy_send_data_agrees(&f.data[..cut]);
+            }
+            assert_lazy_send_data_agrees(&[&f.data[..], &[0][..]].concat());
+            checked += 1;
+        }
+        assert!(checked >= 5, "{checked}");
+    }
+
+    proptest! {
+        #[test]
+        fn lazy_send_data_agrees_with_decode_on_arbitrary_bytes(
+            data in proptest::collection::vec(any::<u8>(), 0..96)
+        ) {
+            assert_lazy_send_data_agrees(&data);
+        }
     }
 
     #[test]

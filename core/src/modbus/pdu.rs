@@ -236,6 +236,13 @@ impl<'a> Registers<'a> {
         Registers(Cow::Owned(bytes))
     }
 
+    /// From big-endian wire bytes, two per register, without copying them (a server
+    /// answering from a register table kept in wire order); `None` for an odd length.
+    pub fn from_be_bytes(bytes: impl Into<Cow<'a, [u8]>>) -> Option<Self> {
+        let bytes = bytes.into();
+        (bytes.len() % 2 == 0).then_some(Registers(bytes))
+    }
+
     /// The number of registers.
     pub fn len(&self) -> usize {
         self.0.len() / 2
@@ -1171,6 +1178,25 @@ pub(crate) mod tests {
         let r = Response::decode(bytes).unwrap();
         assert_eq!(r.to_vec(), bytes, "re-encode of {r:?}");
         r
+    }
+
+    #[test]
+    fn registers_from_wire_bytes_borrow_and_match_from_values() {
+        // The spec's FC 3 response example: registers 0x022B, 0x0000, 0x0064.
+        let wire = [0x02, 0x2B, 0x00, 0x00, 0x00, 0x64];
+        let r = Registers::from_be_bytes(&wire[..]).unwrap();
+        assert!(matches!(r.0, Cow::Borrowed(_)));
+        assert_eq!(r, Registers::from_values(&[0x022B, 0, 0x64]));
+        assert_eq!(r.to_vec(), [0x022B, 0, 0x64]);
+        assert_eq!(
+            Response::ReadHoldingRegisters(r).to_vec(),
+            [0x03, 0x06, 0x02, 0x2B, 0x00, 0x00, 0x00, 0x64]
+        );
+        assert_eq!(Registers::from_be_bytes(&wire[..5]), None);
+        assert_eq!(
+            Registers::from_be_bytes(Vec::new()).map(|r| r.len()),
+            Some(0)
+        );
     }
 
     // MODBUS Application Protocol Specification V1.1b3, section 6: the request and

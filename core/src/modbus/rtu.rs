@@ -372,7 +372,12 @@ pub struct RtuFramer {
     strict: bool,
     buf: Vec<u8>,
     last_input: Option<Instant>,
-    frames: VecDeque<RtuFrame<'static>>,
+    /// The frames found and not yet polled, back to back (unit, PDU, CRC each), from
+    /// `found_at` on; emptied when the last is polled, so it is reused, not regrown.
+    found: Vec<u8>,
+    /// Their lengths, oldest first.
+    found_lens: VecDeque<usize>,
+    found_at: usize,
     discarded: u64,
 }
 
@@ -401,7 +406,9 @@ impl RtuFramer {
             strict: false,
             buf: Vec::new(),
             last_input: None,
-            frames: VecDeque::new(),
+            found: Vec::new(),
+            found_lens: VecDeque::new(),
+            found_at: 0,
             discarded: 0,
         }
     }
@@ -481,7 +488,41 @@ impl RtuFramer {
 
     /// The next frame found, oldest first. Its CRC was right.
     pub fn poll_frame(&mut self) -> Option<RtuFrame<'static>> {
-        self.frames.pop_front()
+        self.poll_frame_with(|frame| frame.into_owned())
+    }
+
+    /// The next frame found, oldest first, lent to `f` rather than copied: the
+    /// allocation-free form of [`RtuFramer::poll_frame`] (a server answering each
+    /// request as it is polled). `None` (and `f` is not called) when there is none.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use cpppo_core::modbus::rtu::{Direction, RtuFramer};
+    ///
+    /// // Read 10 holding registers from unit 1 (the specification's example).
+    /// let mut framer = RtuFramer::new(Direction::Requests, 19_200);
+    /// framer.handle_input(Instant::now(), &[0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD]);
+    /// assert_eq!(framer.poll_frame_with(|f| (f.unit, f.pdu.len())), Some((1, 5)));
+    /// assert_eq!(framer.poll_frame_with(|f| f.unit), None);
+    /// ```
+    pub fn poll_frame_with<R>(&mut self, f: impl FnOnce(RtuFrame<'_>) -> R) -> Option<R> {
+        let len = self.found_lens.pop_front()?;
+        let start = self.found_at;
+        let end = start.saturating_add(len);
+        self.found_at = end;
+        // Only frames whose CRC was checked were kept (by `emit`): split, not re-checked.
+        let out = match self.found.get(start..end).unwrap_or_default() {
+            [unit, pdu @ .., _, _] => Some(f(RtuFrame {
+                unit: *unit,
+                pdu: Cow::Borrowed(pdu),
+            })),
+            _ => None,
+        };
+        if self.found_lens.is_empty() {
+            self.found.clear();
+            self.found_at = 0;
+        }
+        out
     }
 
     fn frame_len(&self, adu: &[u8]) -> FrameLen {
@@ -574,10 +615,14 @@ impl RtuFramer {
     fn emit(&mut self, at: usize, n: usize) {
         self.drop_front(at);
         let end = n.min(self.buf.len());
-        let frame: Vec<u8> = self.buf.drain(..end).collect();
-        if let Ok(f) = RtuFrame::decode(&frame) {
-            self.frames.push_back(f.into_owned());
+        // Keep the frame's bytes with the others found (both buffers keep their
+        // capacity, so a warm framer does not allocate here).
+        let frame = self.buf.get(..end).unwrap_or_default();
+        if RtuFrame::decode(frame).is_ok() {
+            self.found.extend_from_slice(frame);
+            self.found_lens.push_back(frame.len());
         }
+        self.buf.drain(..end);
     }
 }
 
@@ -868,6 +913,48 @@ mod tests {
         RtuFrame::new(unit, pdu).to_vec()
     }
 
+    #[test]
+    fn frames_lent_or_copied_come_out_alike_and_in_order() {
+        // Three frames at once, polled alternately lent and copied, with more input
+        // arriving between polls.
+        let mut f = RtuFramer::new(Direction::Requests, 9600);
+        f.handle_input(t(0), &[PM_REQUEST, &SPEC_REQUEST, PM_REQUEST_FF].concat());
+        assert_eq!(
+            f.poll_frame_with(|fr| fr.to_vec()),
+            Some(PM_REQUEST.to_vec())
+        );
+        assert_eq!(
+            f.poll_frame().map(|fr| fr.to_vec()),
+            Some(SPEC_REQUEST.to_vec())
+        );
+        f.handle_input(t(10_000), PM_REQUEST);
+        let lent = f.poll_frame_with(|fr| {
+            assert!(matches!(fr.pdu, Cow::Borrowed(_)));
+            (fr.unit, fr.request().unwrap().into_owned())
+        });
+        assert_eq!(
+            lent,
+            Some((
+                0xFF,
+                Request::ReadHoldingRegisters {
+                    address: 124,
+                    quantity: 2
+                }
+            ))
+        );
+        assert_eq!(
+            f.poll_frame_with(|fr| fr.to_vec()),
+            Some(PM_REQUEST.to_vec())
+        );
+        assert_eq!(f.poll_frame_with(|fr| fr.to_vec()), None);
+        assert!(f.poll_frame().is_none());
+        // Emptied, the store starts over.
+        assert_eq!(f.found_at, 0);
+        assert!(f.found.is_empty());
+        f.handle_input(t(20_000), &SPEC_REQUEST);
+        assert_eq!(frames(&mut f), [SPEC_REQUEST]);
+    }
+
     proptest! {
         #[test]
         fn noise_around_a_request(unit in any::<u8>(), r in arb_request(),
@@ -885,7 +972,11 @@ mod tests {
                 f.handle_input(t(i as u64 * 100), c);
             }
             f.handle_timeout(t(1_000_000));
+            // Lent frames are the same bytes as copied ones.
+            let mut lent = f.clone();
             let got: Vec<_> = std::iter::from_fn(|| f.poll_frame()).collect();
+            let lent: Vec<_> = std::iter::from_fn(|| lent.poll_frame_with(|g| g.to_vec())).collect();
+            prop_assert_eq!(got.iter().map(Encode::to_vec).collect::<Vec<_>>(), lent);
             for g in &got { prop_assert!(crc_ok(&g.to_vec())); }
             prop_assert!(got.iter().any(|g| g.to_vec() == frame), "{:02x?} not in {:02x?}", frame, got);
         }

@@ -1,0 +1,121 @@
+//! Heap allocations per operation, asserted as upper bounds.
+//!
+//! Allocation counts, unlike times, are deterministic: the same operation on the same
+//! bytes allocates the same number of times on every run and machine, so they can be
+//! tested. The bounds are the counts measured with `cargo bench -p cpppo-benches --bench
+//! allocations` (see the README); a change that makes an operation allocate more fails
+//! here. Counting is per thread (`allocation-counter`), so parallel tests do not
+//! disturb each other.
+
+use allocation_counter::measure;
+use cpppo_benches::workload::operations;
+
+/// Runs measured per operation, after one warm-up run that sizes the reused buffers.
+const RUNS: u64 = 100;
+
+/// Heap allocations per run in steady state, at most.
+fn bound(name: &str) -> Option<u64> {
+    Some(match name {
+        // core's Modbus server engine (modbus::server, not this crate's code): per
+        // request, the response's register values (`Registers::from_values`), the PDU
+        // (`Response::to_vec`) and the queued reply frame each get a new vector; on a
+        // serial line the framer's `poll_frame` copies the request too. See the README.
+        "modbus_tcp/fc3/server_conn" => 3,
+        "modbus_rtu/fc3/server_conn" => 4,
+        "enip/read_tag/decode_request"
+        | "enip/read_tag/encode_reply"
+        | "enip/read_tag/decode_reply"
+        | "enip/read_tag/round_trip"
+        | "enip/capture_read_tag_fragmented/round_trip"
+        | "enip/capture_read_tag_fragmented/decode_reply"
+        | "enip/connected_read_tag/round_trip"
+        | "modbus_tcp/fc3/decode_request"
+        | "modbus_tcp/fc3/encode_request"
+        | "modbus_tcp/fc3/decode_response"
+        | "modbus_tcp/fc3/encode_response"
+        | "modbus_tcp/fc3/round_trip"
+        | "modbus_rtu/fc3/framer_decode_request"
+        | "modbus_rtu/fc3/framer_decode_response"
+        | "modbus_rtu/fc3/round_trip"
+        | "modbus_rtu/fc3/encode_request"
+        | "modbus_rtu/fc3/encode_response" => 0,
+        _ => return None,
+    })
+}
+
+#[test]
+fn the_counter_counts_this_thread() {
+    // Without this, every "no allocation" below could pass with a dead counter.
+    let info = measure(|| {
+        std::hint::black_box(Vec::<u8>::with_capacity(10));
+    });
+    assert_eq!(info.count_total, 1);
+    assert_eq!(info.bytes_total, 10);
+}
+
+#[test]
+fn steady_state_allocations_stay_within_their_bounds() {
+    let mut failures = Vec::new();
+    for mut op in operations() {
+        let bound = bound(op.name).unwrap_or_else(|| panic!("no bound for {}", op.name));
+        std::hint::black_box((op.run)());
+        let info = measure(|| {
+            for _ in 0..RUNS {
+                std::hint::black_box((op.run)());
+            }
+        });
+        if info.count_total > bound * RUNS {
+            failures.push(format!(
+                "{}: {} allocations in {RUNS} runs, bound {bound} per run",
+                op.name, info.count_total
+            ));
+        }
+        // Whatever is allocated per run is freed in the same run.
+        assert_eq!(info.count_current, 0, "{} leaks", op.name);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn the_server_engines_bounds_are_exact() {
+    // The nonzero bounds are what the engines allocate today, not slack: when one of
+    // these copies goes away this fails, and the bound above is lowered.
+    for mut op in operations() {
+        let Some(bound @ 1..) = bound(op.name) else {
+            continue;
+        };
+        std::hint::black_box((op.run)());
+        let info = measure(|| {
+            for _ in 0..RUNS {
+                std::hint::black_box((op.run)());
+            }
+        });
+        assert_eq!(info.count_total, bound * RUNS, "{}", op.name);
+    }
+}
+
+#[test]
+fn copying_frames_out_of_the_rtu_framer_allocates_once_per_frame() {
+    // `RtuFramer::poll_frame` hands out an owned frame (one copy of its PDU); the
+    // operations above use `poll_frame_with`, which lends it. This is the difference.
+    use cpppo_benches::modbus::RTU_FC3_REQUEST;
+    use cpppo_core::modbus::rtu::{Direction, RtuFramer};
+    use std::time::{Duration, Instant};
+
+    let t0 = Instant::now();
+    let mut framer = RtuFramer::new(Direction::Requests, 19_200);
+    framer.handle_input(t0, RTU_FC3_REQUEST);
+    assert!(framer.poll_frame().is_some());
+    for (i, lend) in [(1u64, false), (2, true)] {
+        let info = measure(|| {
+            framer.handle_input(t0 + Duration::from_millis(10 * i), RTU_FC3_REQUEST);
+            let unit = if lend {
+                framer.poll_frame_with(|f| f.unit)
+            } else {
+                framer.poll_frame().map(|f| f.unit)
+            };
+            assert_eq!(unit, Some(17));
+        });
+        assert_eq!(info.count_total, u64::from(!lend), "lend: {lend}");
+    }
+}
