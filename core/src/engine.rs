@@ -15,10 +15,18 @@
 //!
 //! Time passed in never goes backwards. The output buffer belongs to the runtime, which
 //! reuses it, so the steady state allocates nothing.
+//!
+//! What the runtimes share lives here once: [`ServeOptions`] (what to listen on, the
+//! connection limit, the idle timeout), [`ServeStats`], the [`Driver`] that keeps one
+//! connection's output buffer, idle deadline and end of input, and [`Serving`], the
+//! handle every runtime's `serve` returns, so a program picks its runtime at run time.
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 /// One TCP connection's protocol state, driven by a runtime.
 pub trait Connection {
@@ -49,6 +57,13 @@ pub trait Connection {
     /// The connection is finished: flush what [`poll_transmit`](Connection::poll_transmit)
     /// still yields, then close the socket.
     fn is_closed(&self) -> bool;
+
+    /// Too much output is held (a client pipelining into a reply delay): the runtime
+    /// stops reading until a deadline or a transmit clears it, so memory stays bounded.
+    /// Never true by default.
+    fn is_backlogged(&self) -> bool {
+        false
+    }
 }
 
 /// The state one simulated device shares between all its connections.
@@ -56,7 +71,8 @@ pub trait Server {
     /// The per-connection engine.
     type Connection: Connection<Server = Self>;
 
-    /// A TCP connection from `peer` to `local` was accepted. `None` refuses it (the
+    /// A TCP connection from `peer` to `local` (the connection's own address, so an
+    /// interface's even when listening on all) was accepted. `None` refuses it (the
     /// server is disabled or at its connection limit); the runtime closes the socket.
     fn accept(
         &mut self,
@@ -65,7 +81,8 @@ pub trait Server {
         peer: SocketAddr,
     ) -> Option<Self::Connection>;
 
-    /// A UDP datagram arrived on `local` from `peer`. Appends the reply datagram to `out`
+    /// A UDP datagram arrived on `local` from `peer`. `local` is the socket's address,
+    /// which is unspecified (`0.0.0.0`) when listening on all interfaces. Appends the reply datagram to `out`
     /// and returns `true` when there is one to send back to `peer`.
     fn handle_datagram(
         &mut self,
@@ -79,4 +96,483 @@ pub trait Server {
     /// The server has been told to stop (cpppo's `done`): the runtime closes its
     /// listeners and connections and returns.
     fn is_done(&self) -> bool;
+}
+
+/// How a runtime serves one [`Server`]: what to listen on and the limits it enforces.
+/// Pure data, shared by every runtime; the protocol's default port is the caller's
+/// business (an adapter knows no protocol).
+///
+/// ```
+/// use cpppo_core::engine::ServeOptions;
+/// use std::time::Duration;
+///
+/// let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+/// options.udp = true;
+/// options.max_connections = Some(8);
+/// options.idle_timeout = Some(Duration::from_secs(30));
+/// let json = serde_json::to_string(&options).unwrap();
+/// assert_eq!(
+///     json,
+///     r#"{"listen":["127.0.0.1:0"],"udp":true,"max_connections":8,"idle_timeout":30.0}"#
+/// );
+/// assert_eq!(serde_json::from_str::<ServeOptions>(&json).unwrap(), options);
+///
+/// // Anything left out takes its default; a negative timeout is an error.
+/// let half: ServeOptions = serde_json::from_str(r#"{"idle_timeout": 0.5}"#).unwrap();
+/// assert_eq!(half.idle_timeout, Some(Duration::from_millis(500)));
+/// assert!(half.listen.is_empty() && !half.udp && half.max_connections.is_none());
+/// assert!(serde_json::from_str::<ServeOptions>(r#"{"idle_timeout": -1}"#).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServeOptions {
+    /// TCP addresses to listen on; port 0 picks a free port (the runtime's handle tells
+    /// which). At least one is required.
+    pub listen: Vec<SocketAddr>,
+    /// Also bind a UDP socket on each listen address (same port as the TCP listener) and
+    /// answer datagrams with [`Server::handle_datagram`].
+    pub udp: bool,
+    /// At most this many connections at once; one more is accepted, closed at once and
+    /// counted in [`ServeStats::refused`].
+    pub max_connections: Option<usize>,
+    /// Close a connection that sent nothing for this long (seconds in JSON: `30`,
+    /// `0.5`).
+    #[serde(with = "seconds")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// An optional [`Duration`] as seconds, the way people write timeouts in a config file.
+mod seconds {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => s.serialize_some(&duration.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|secs| Duration::try_from_secs_f64(secs).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+impl ServeOptions {
+    /// Listen on `address` only (TCP), with no limits.
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            listen: vec![address],
+            ..Self::default()
+        }
+    }
+}
+
+/// Counters a runtime keeps while serving, for `--print` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServeStats {
+    /// TCP connections handed to [`Server::accept`] and accepted by it.
+    pub accepted: u64,
+    /// TCP connections closed at once: over [`ServeOptions::max_connections`] or refused
+    /// by [`Server::accept`].
+    pub refused: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Connections closed by [`ServeOptions::idle_timeout`].
+    pub idle_closed: u64,
+    /// UDP datagrams received.
+    pub datagrams: u64,
+}
+
+/// How long a graceful stop lets each connection's already-computed replies drain to a
+/// peer that is slow to read, before its socket is closed regardless.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
+/// How long to wait from `now` for `deadline`: `None` waits for input only, zero means
+/// the deadline has already passed.
+pub fn wait_for(now: Instant, deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|deadline| deadline.saturating_duration_since(now))
+}
+
+/// The earlier of two optional deadlines.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The part of the drive loop every runtime shares, for one connection: the output
+/// buffer and how much of it the socket took, the idle deadline, end of input. Sans-IO
+/// like the engines: the runtime reads and writes the socket and passes the time in.
+///
+/// The runtime's loop, with `server` locked only around the `handle_*` calls:
+///
+/// 1. [`handle_input`](Driver::handle_input) with bytes read, or
+///    [`handle_eof`](Driver::handle_eof) when the read returns 0, or
+///    [`handle_timeout`](Driver::handle_timeout) when [`poll_timeout`](Driver::poll_timeout)
+///    has passed;
+/// 2. write [`poll_transmit`](Driver::poll_transmit)'s bytes and report how many the
+///    socket took with [`advance`](Driver::advance); drain
+///    [`poll_event`](Driver::poll_event);
+/// 3. close the socket once [`is_finished`](Driver::is_finished), else wait for input
+///    (unless [`wants_input`](Driver::wants_input) is false), writability while bytes
+///    remain, or [`poll_timeout`](Driver::poll_timeout).
+#[derive(Debug)]
+pub struct Driver<C> {
+    connection: C,
+    out: Vec<u8>,
+    sent: usize,
+    idle_timeout: Option<Duration>,
+    last_input: Instant,
+    idle_expired: bool,
+    eof: bool,
+}
+
+impl<C: Connection> Driver<C> {
+    /// Drive `connection`, accepted at `now`, closing it after `idle_timeout` without
+    /// input.
+    pub fn new(connection: C, now: Instant, idle_timeout: Option<Duration>) -> Self {
+        Self {
+            connection,
+            out: Vec::new(),
+            sent: 0,
+            idle_timeout,
+            last_input: now,
+            idle_expired: false,
+            eof: false,
+        }
+    }
+
+    /// The engine driven.
+    pub fn connection(&self) -> &C {
+        &self.connection
+    }
+
+    /// Bytes read from the socket.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], server: &mut C::Server) {
+        self.last_input = now;
+        self.connection.handle_input(now, data, server);
+    }
+
+    /// The socket read returned end of file (or failed): no more input.
+    pub fn handle_eof(&mut self, now: Instant, server: &mut C::Server) {
+        if !self.eof {
+            self.eof = true;
+            self.connection.handle_eof(now, server);
+        }
+    }
+
+    /// Time has reached `now`: passes the engine's deadline on to it, and notes an
+    /// expired idle timeout. Harmless to call early.
+    pub fn handle_timeout(&mut self, now: Instant, server: &mut C::Server) {
+        if self.connection.poll_timeout().is_some_and(|at| at <= now) {
+            self.connection.handle_timeout(now, server);
+        }
+        if self.idle_deadline().is_some_and(|at| at <= now) && !self.idle_expired {
+            self.idle_expired = true;
+        }
+    }
+
+    /// Whether the idle timeout closed this connection.
+    pub fn idle_expired(&self) -> bool {
+        self.idle_expired
+    }
+
+    /// Whether end of input was seen.
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        if self.eof {
+            return None;
+        }
+        self.idle_timeout
+            .and_then(|timeout| self.last_input.checked_add(timeout))
+    }
+
+    /// Everything the engine has ready to send at `now`, after what the socket has not
+    /// taken yet. Empty when there is nothing to write.
+    pub fn poll_transmit(&mut self, now: Instant) -> &[u8] {
+        if self.sent > 0 && self.sent >= self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        if !self.idle_expired {
+            // An engine that says `true` but adds nothing would spin here: stop then.
+            loop {
+                let before = self.out.len();
+                if !self.connection.poll_transmit(now, &mut self.out) || self.out.len() == before {
+                    break;
+                }
+            }
+        }
+        self.out.get(self.sent..).unwrap_or_default()
+    }
+
+    /// The socket took `n` more bytes of [`poll_transmit`](Driver::poll_transmit)'s.
+    pub fn advance(&mut self, n: usize) {
+        self.sent = self.sent.saturating_add(n).min(self.out.len());
+        if self.sent >= self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// Whether bytes are waiting for the socket.
+    pub fn has_unsent(&self) -> bool {
+        self.sent < self.out.len()
+    }
+
+    /// The engine's next event.
+    pub fn poll_event(&mut self) -> Option<C::Event> {
+        self.connection.poll_event()
+    }
+
+    /// When to call [`handle_timeout`](Driver::handle_timeout): the engine's deadline or
+    /// the idle deadline, whichever is first.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.idle_expired {
+            return None;
+        }
+        earliest(self.connection.poll_timeout(), self.idle_deadline())
+    }
+
+    /// Whether to read more input now: not after end of file, once closing, or while
+    /// the engine [is backlogged](Connection::is_backlogged).
+    pub fn wants_input(&self) -> bool {
+        !self.eof && !self.is_closing() && !self.connection.is_backlogged()
+    }
+
+    /// The connection is closing: the engine said so, or it was idle too long. Flush what
+    /// remains, then close.
+    pub fn is_closing(&self) -> bool {
+        self.idle_expired || self.connection.is_closed()
+    }
+
+    /// Close the socket now: closing and flushed, or the peer is gone and the engine has
+    /// neither bytes nor deadlines left.
+    pub fn is_finished(&self) -> bool {
+        !self.has_unsent()
+            && (self.is_closing() || (self.eof && self.connection.poll_timeout().is_none()))
+    }
+}
+
+/// Lock the shared server, whatever a panicking holder left behind (the engines keep
+/// their state consistent between calls, so a poisoned lock is still usable).
+pub fn lock<S: ?Sized>(server: &std::sync::Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+    server
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Receives each connection's events with the peer's address, on whichever thread or
+/// task produced them (for `--print`; the runtimes' default logs them with `tracing` at
+/// debug level).
+pub type OnEvent<E> = std::sync::Arc<dyn Fn(SocketAddr, E) + Send + Sync>;
+
+/// Ends a running server gracefully from any thread (a signal handler, a test).
+pub type StopFn = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// A server running on some runtime: each runtime's `ServerHandle` implements it, so a
+/// program that chooses its runtime at run time holds a `Box<dyn Serving<S>>`.
+pub trait Serving<S>: Send {
+    /// The TCP addresses listened on, in the order of [`ServeOptions::listen`], with the
+    /// actual ports.
+    fn local_addrs(&self) -> &[SocketAddr];
+    /// The UDP addresses bound (empty unless [`ServeOptions::udp`]).
+    fn udp_addrs(&self) -> &[SocketAddr];
+    /// The counters now.
+    fn stats(&self) -> ServeStats;
+    /// Begins a graceful stop when called, from any thread.
+    fn stopper(&self) -> StopFn;
+    /// Run `f` on the server state while it runs, between engine calls (change fault
+    /// settings, read statistics), and wait for it to have run. A change that makes the
+    /// server [done](Server::is_done) stops it. `Err` when the server has stopped and
+    /// `f` could not run.
+    fn with_server(&self, f: Box<dyn FnOnce(&mut S) + Send>) -> std::io::Result<()>;
+    /// Stop gracefully: listeners close, connections flush what is ready (waiting at
+    /// most [`SHUTDOWN_FLUSH`] for slow readers) and close, every thread or task ends.
+    /// Returns the server state.
+    fn shutdown(self: Box<Self>) -> std::io::Result<S>;
+    /// Wait until the server stops by itself ([`Server::is_done`]) or by a
+    /// [`stopper`](Serving::stopper), then as [`shutdown`](Serving::shutdown).
+    fn wait(self: Box<Self>) -> std::io::Result<S>;
+}
+
+/// The live counters behind [`ServeStats`], shared by a runtime's threads or tasks.
+#[derive(Debug, Default)]
+pub struct ServeCounters {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    active: AtomicU64,
+    idle_closed: AtomicU64,
+    datagrams: AtomicU64,
+}
+
+impl ServeCounters {
+    /// Take a connection slot if fewer than `max` are open (any number when `None`);
+    /// `false` counts the connection as refused.
+    pub fn try_open(&self, max: Option<usize>) -> bool {
+        let max = max.map_or(u64::MAX, |max| u64::try_from(max).unwrap_or(u64::MAX));
+        let taken = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
+                (active < max).then_some(active + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// The engine accepted the connection whose slot [`try_open`](Self::try_open) took
+    /// (`true`), or refused it (`false`: the slot is given back and counted as refused).
+    pub fn accepted(&self, accepted: bool) {
+        if accepted {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// An accepted connection closed; `idle` when the idle timeout closed it.
+    pub fn closed(&self, idle: bool) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        if idle {
+            self.idle_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A datagram arrived.
+    pub fn datagram(&self) {
+        self.datagrams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> ServeStats {
+        ServeStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Acquire),
+            idle_closed: self.idle_closed.load(Ordering::Relaxed),
+            datagrams: self.datagrams.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where to reach a local socket bound to `local` from this host: an unspecified
+/// address (`0.0.0.0`, `::`) becomes the loopback of its family. Runtimes use it to wake
+/// their own blocked listeners at shutdown and tests to connect.
+pub fn reachable(local: SocketAddr) -> SocketAddr {
+    let mut addr = local;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_enforce_the_limit_and_count() {
+        let counters = ServeCounters::default();
+        assert!(counters.try_open(Some(2)));
+        counters.accepted(true);
+        assert!(counters.try_open(Some(2)));
+        counters.accepted(false); // the engine refused: the slot comes back
+        assert!(counters.try_open(Some(2)));
+        counters.accepted(true);
+        assert!(!counters.try_open(Some(2)));
+        counters.closed(true);
+        assert!(counters.try_open(None));
+        counters.accepted(true);
+        counters.datagram();
+        assert_eq!(
+            counters.snapshot(),
+            ServeStats {
+                accepted: 3,
+                refused: 2,
+                active: 2,
+                idle_closed: 1,
+                datagrams: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn deadlines_and_addresses() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(earliest(Some(t1), Some(t0)), Some(t0));
+        assert_eq!(earliest(None, Some(t1)), Some(t1));
+        assert_eq!(earliest(Some(t1), None), Some(t1));
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(wait_for(t0, Some(t1)), Some(Duration::from_secs(1)));
+        assert_eq!(wait_for(t1, Some(t0)), Some(Duration::ZERO));
+        assert_eq!(wait_for(t0, None), None);
+        let any4: SocketAddr = "0.0.0.0:44818".parse().unwrap();
+        let any6: SocketAddr = "[::]:502".parse().unwrap();
+        let one: SocketAddr = "10.0.0.1:44818".parse().unwrap();
+        assert_eq!(reachable(any4), "127.0.0.1:44818".parse().unwrap());
+        assert_eq!(reachable(any6), "[::1]:502".parse().unwrap());
+        assert_eq!(reachable(one), one);
+    }
+
+    /// An engine that never closes by itself and answers nothing.
+    struct Mute {
+        deadline: Option<Instant>,
+    }
+
+    impl Connection for Mute {
+        type Server = ();
+        type Event = ();
+        fn handle_input(&mut self, _: Instant, _: &[u8], _: &mut ()) {}
+        fn poll_transmit(&mut self, _: Instant, _: &mut Vec<u8>) -> bool {
+            false
+        }
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.deadline
+        }
+        fn handle_timeout(&mut self, _: Instant, _: &mut ()) {
+            self.deadline = None;
+        }
+        fn handle_eof(&mut self, _: Instant, _: &mut ()) {}
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn driver_finishes_after_eof_once_the_engine_has_nothing_left() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(10);
+        let mut driver = Driver::new(Mute { deadline: Some(t1) }, t0, None);
+        assert!(driver.wants_input() && !driver.is_finished());
+        driver.handle_eof(t0, &mut ());
+        assert!(!driver.wants_input());
+        // A deadline still pending (a delayed reply, say) keeps the connection.
+        assert!(!driver.is_finished());
+        assert_eq!(driver.poll_timeout(), Some(t1));
+        driver.handle_timeout(t0, &mut ());
+        assert!(!driver.is_finished(), "handle_timeout before the deadline");
+        driver.handle_timeout(t1, &mut ());
+        assert!(driver.is_finished());
+        assert!(!driver.idle_expired());
+    }
 }

@@ -76,6 +76,8 @@ pub mod engine;
 pub mod enip;
 pub mod modbus;
 pub mod rng;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests.

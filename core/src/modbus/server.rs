@@ -581,6 +581,10 @@ impl engine::Connection for ServerConn {
     fn is_closed(&self) -> bool {
         ServerConn::is_closed(self)
     }
+
+    fn is_backlogged(&self) -> bool {
+        ServerConn::is_backlogged(self)
+    }
 }
 
 impl engine::Server for Device {

@@ -634,6 +634,10 @@ impl<D: CipDevice> engine::Connection for ServerConn<D> {
     fn is_closed(&self) -> bool {
         ServerConn::is_closed(self)
     }
+
+    fn is_backlogged(&self) -> bool {
+        ServerConn::is_backlogged(self)
+    }
 }
 
 impl<D: CipDevice> engine::Server for Server<D> {

@@ -1,0 +1,8 @@
+//! The shared runtime suite on the smol runtime.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../runtime-blocking/tests/common/mod.rs"]
+mod common;
+
+suite_tests!(cpppo_smol);
