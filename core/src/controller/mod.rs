@@ -31,7 +31,10 @@
 //! Tolerated quirks: a Write Tag with bytes after its `elements` values (pycomm3 sends
 //! the sequence count and the whole request a second time) is written and answered with
 //! success; a Read-Modify-Write whose AND mask is longer than the mask size (pycomm3
-//! sends 8 bytes) is applied with the first mask-size bytes.
+//! sends 8 bytes) is applied with the first mask-size bytes; Get Attributes All, Get
+//! Attribute Single and Get Attribute List ignore bytes after their (empty or complete)
+//! request data, since pycomm3's `generic_message` appends its route path to direct
+//! requests by default and real devices answer them.
 //!
 //! Decisions: writes must carry the tag's exact type (a ControlLogix refuses an INT
 //! written to a DINT with 0x2107; cpppo accepts narrower types); `BOOL[n]` stores one
@@ -225,9 +228,9 @@ fn success(svc: u8, data: Vec<u8>) -> Reply {
 
 /// An attribute value encoder: attribute id to its bytes, `None` if not supported.
 fn attribute_list(svc: u8, data: &[u8], value: impl Fn(u16) -> Option<Vec<u8>>) -> Reply {
+    // Bytes after the attribute list are ignored (see "Tolerated quirks").
     let req = match GetAttributeListRequest::decode_with_trailing(data) {
-        Ok((r, [])) => r,
-        Ok(_) => return too_much(svc),
+        Ok((r, _)) => r,
         Err(e) => return decode_error(svc, &e),
     };
     let reply = GetAttributeListReply {
@@ -251,15 +254,12 @@ fn attribute_list(svc: u8, data: &[u8], value: impl Fn(u16) -> Option<Vec<u8>>) 
     success(svc, reply.to_vec())
 }
 
+/// Get Attribute Single; any request data is ignored (see "Tolerated quirks").
 fn attribute_single(
     svc: u8,
-    data: &[u8],
     attribute: Option<u32>,
     value: impl Fn(u16) -> Option<Vec<u8>>,
 ) -> Reply {
-    if !data.is_empty() {
-        return too_much(svc);
-    }
     match attribute.and_then(|a| u16::try_from(a).ok()) {
         Some(a) => match value(a) {
             Some(v) => success(svc, v),
@@ -477,9 +477,6 @@ impl Controller {
             class::PROGRAM_NAME if instance_1 => {
                 if svc != service::GET_ATTRIBUTES_ALL {
                     return error(svc, GeneralStatus::SERVICE_NOT_SUPPORTED, &[]);
-                }
-                if !req.data.is_empty() {
-                    return too_much(svc);
                 }
                 let mut v = Vec::new();
                 let name = self.config.program_name.as_bytes();

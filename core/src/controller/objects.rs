@@ -177,14 +177,10 @@ impl Controller {
         all: impl Fn() -> Vec<u8>,
     ) -> Reply {
         match svc {
-            service::GET_ATTRIBUTES_ALL if attribute.is_none() => {
-                if !data.is_empty() {
-                    return too_much(svc);
-                }
-                success(svc, all())
-            }
+            // Request data is ignored: see "Tolerated quirks" in the module docs.
+            service::GET_ATTRIBUTES_ALL if attribute.is_none() => success(svc, all()),
             service::GET_ATTRIBUTE_LIST if attribute.is_none() => attribute_list(svc, data, value),
-            service::GET_ATTRIBUTE_SINGLE => attribute_single(svc, data, attribute, value),
+            service::GET_ATTRIBUTE_SINGLE => attribute_single(svc, attribute, value),
             service::SET_ATTRIBUTE_SINGLE | service::SET_ATTRIBUTE_LIST => {
                 error(svc, GeneralStatus::ATTRIBUTE_NOT_SETTABLE, &[])
             }
@@ -209,7 +205,7 @@ impl Controller {
         };
         match svc {
             service::GET_ATTRIBUTE_LIST if attribute.is_none() => attribute_list(svc, data, value),
-            service::GET_ATTRIBUTE_SINGLE => attribute_single(svc, data, attribute, value),
+            service::GET_ATTRIBUTE_SINGLE => attribute_single(svc, attribute, value),
             service::SET_ATTRIBUTE_SINGLE => match attribute.and_then(|a| u16::try_from(a).ok()) {
                 Some(a) if value(a).is_some() => match <[u8; 8]>::try_from(data) {
                     Ok(b) => {
