@@ -66,3 +66,18 @@ fn pycomm3_on_every_runtime() {
         assert!(scada[500..900].iter().copied().eq(0..400));
     }
 }
+
+#[test]
+fn pylogix_on_every_runtime() {
+    let Some(python) = python() else { return };
+    for runtime in Runtime::ALL {
+        let server = start(runtime);
+        let out = run_peer(&python, "enip_pylogix.py", &host_port(server.as_ref()));
+        assert!(out.contains("checks passed"), "{runtime:?}: {out}");
+        let server = server.shutdown().unwrap();
+        assert_eq!(
+            server.device().tags().values("TEXT"),
+            Some(Values::LogixString(vec![Text(b"pylogix".to_vec())]))
+        );
+    }
+}

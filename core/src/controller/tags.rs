@@ -337,6 +337,15 @@ pub struct StructureDef {
     pub template_name: String,
 }
 
+/// The name a UDT's template definition carries, as a Logix controller writes it: the
+/// name, `;n`, then two characters per member (`my_UDT;nHAEA` for two members, from a
+/// 1769-L24ER). pylogix reads the members' access rights from the second character of
+/// each pair (the low two bits; 1 = read/write, 0 = hidden); pycomm3 keeps what precedes
+/// the `;`.
+fn udt_template_name(name: &str, members: usize) -> String {
+    format!("{name};n{}", "EA".repeat(members))
+}
+
 impl StructureDef {
     /// The Template definition bytes a Template Read returns (padded with zeros to a
     /// whole number of 32-bit words).
@@ -841,8 +850,8 @@ impl TagDatabase {
             template_instance,
             handle,
             size,
+            template_name: udt_template_name(name, out.len()),
             members: out,
-            template_name: format!("{name};"),
         });
         Ok(template_instance)
     }
@@ -975,8 +984,8 @@ impl TagDatabase {
                     template_instance,
                     handle,
                     size,
+                    template_name: udt_template_name(&s.name, members.len()),
                     members,
-                    template_name: format!("{};", s.name),
                 });
                 Ok(ElementType::Structure(template_instance))
             }

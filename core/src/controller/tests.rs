@@ -1543,7 +1543,7 @@ fn templates_as_pycomm3_reads_them() {
     let def = TemplateDefinition::decode(&raw, 6).unwrap();
     assert_eq!(
         (def.name.as_ref(), def.suffix.as_deref()),
-        ("Motor", Some(""))
+        ("Motor", Some("nEAEAEAEAEAEA"))
     );
     let members: Vec<(&str, u16, u16, u32)> = def
         .members
