@@ -9,7 +9,8 @@ use cpppo_core::engine::Serving;
 use cpppo_core::enip::server::{Server, ServerOptions};
 
 /// The tags the peer scripts expect.
-const TAGS: [&str; 7] = [
+const TAGS: [&str; 8] = [
+    "NAME=SSTRING",
     "SCADA=INT[1000]",
     "FLOAT=REAL[10]",
     "COUNT=DINT",
@@ -79,5 +80,21 @@ fn pylogix_on_every_runtime() {
             server.device().tags().values("TEXT"),
             Some(Values::LogixString(vec![Text(b"pylogix".to_vec())]))
         );
+    }
+}
+
+#[test]
+fn cpppo_client_tools_on_every_runtime() {
+    let Some(python) = python() else { return };
+    for runtime in Runtime::ALL {
+        let server = start(runtime);
+        let out = run_peer(&python, "enip_cpppo.py", &host_port(server.as_ref()));
+        assert!(out.contains("checks passed"), "{runtime:?}: {out}");
+        let server = server.shutdown().unwrap();
+        let Some(Values::Int(scada)) = server.device().tags().values("SCADA") else {
+            panic!("SCADA is an INT array");
+        };
+        assert_eq!(&scada[1..4], &[10, 20, 30]);
+        assert!(scada[500..1000].iter().copied().eq(0..500));
     }
 }
