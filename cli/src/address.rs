@@ -42,7 +42,10 @@ pub fn parse_address(address: &str, default_port: u16) -> Result<Vec<SocketAddr>
     };
     let iface = iface.trim_start_matches('[').trim_end_matches(']');
     if iface.is_empty() || iface == "*" {
-        return Ok(vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)]);
+        return Ok(vec![SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port,
+        )]);
     }
     if let Ok(ip) = iface.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
@@ -108,7 +111,9 @@ mod tests {
         assert_eq!(one("::1"), "[::1]:44818".parse().unwrap());
         assert_eq!(one("*:0"), "0.0.0.0:0".parse().unwrap());
         let local = parse_address("localhost:1502", 44818).unwrap();
-        assert!(local.iter().all(|a| a.port() == 1502 && a.ip().is_loopback()));
+        assert!(local
+            .iter()
+            .all(|a| a.port() == 1502 && a.ip().is_loopback()));
         assert!(local[0].is_ipv4() || local.iter().all(|a| a.is_ipv6()));
     }
 
@@ -116,14 +121,19 @@ mod tests {
     fn errors_name_the_part() {
         assert_eq!(
             parse_address("localhost:http", 1),
-            Err(AddressError::Port { address: "localhost:http".into(), port: "http".into() })
+            Err(AddressError::Port {
+                address: "localhost:http".into(),
+                port: "http".into()
+            })
         );
         assert!(matches!(
             parse_address(":70000", 1),
             Err(AddressError::Port { port, .. }) if port == "70000"
         ));
         let err = parse_address("no-such-host.invalid:1", 1).unwrap_err();
-        assert!(matches!(err, AddressError::Resolve { ref iface, .. } if iface == "no-such-host.invalid"));
+        assert!(
+            matches!(err, AddressError::Resolve { ref iface, .. } if iface == "no-such-host.invalid")
+        );
         assert!(err.to_string().contains("no-such-host.invalid"));
     }
 }

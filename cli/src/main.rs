@@ -1,7 +1,9 @@
 //! `cpppo`: the command-line tools of cpppo-rs.
 //!
-//! Today: `cpppo decode`, a frame dissector for EtherNet/IP (down to the CIP service)
-//! and Modbus/TCP and Modbus/RTU, printing JSON.
+//! - `cpppo decode`: a frame dissector for EtherNet/IP (down to the CIP service) and
+//!   Modbus/TCP and Modbus/RTU, printing JSON;
+//! - `cpppo enip server`: a simulated Logix controller (cpppo's `enip_server`);
+//! - `cpppo modbus sim`: a simulated Modbus device (cpppo's `modbus_sim`).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -10,8 +12,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cpppo_core::wire::DecodeError;
 use serde_json::Value;
 
+mod address;
 mod decode;
+mod enip_server;
 mod hex;
+mod modbus_sim;
+mod rotate;
+mod serve;
 
 /// Exit status for bad input (invalid hex, a truncated frame, an undecodable field).
 const EXIT_BAD_INPUT: u8 = 2;
@@ -47,6 +54,56 @@ cpppo decode modbus-rtu --responses 11 03 04 00 8d 00 8e fb bd\n  \
 cat capture.hex | cpppo decode --compact enip"
     )]
     Decode(DecodeArgs),
+
+    /// EtherNet/IP tools: the Logix controller simulator.
+    #[command(subcommand)]
+    Enip(EnipCommand),
+
+    /// Modbus tools: the device simulator.
+    #[command(subcommand)]
+    Modbus(ModbusCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EnipCommand {
+    /// Simulate a Logix controller serving tags over EtherNet/IP (TCP and UDP).
+    #[command(
+        visible_alias = "simulator",
+        long_about = "Simulate a ControlLogix-like controller serving the given tags over \
+EtherNet/IP on TCP and UDP (port 44818 by default), as cpppo's enip_server does: Read/Write \
+Tag [Fragmented], Read-Modify-Write, Multiple Service Packet, Forward Open (Large too), the \
+tag list and templates, Identity and ListIdentity, so pycomm3, pylogix and cpppo's client \
+work against it.\n\n\
+On start one line goes to stderr with the addresses actually bound (port 0 picks a free \
+port). Ctrl-C or SIGTERM stops it gracefully. A bad tag, address, route path, config or \
+tags file, or a port in use, is reported in one line with exit status 2.",
+        after_help = "Examples:\n  \
+cpppo enip server SCADA=INT[1000] TEXT=SSTRING[100]\n  \
+cpppo enip server -a 127.0.0.1:44818 -p -v Speed=REAL Counts=DINT[10]\n  \
+cpppo enip server --tags plc-tags.json --config plc.cfg --runtime blocking\n  \
+cpppo enip server -S -d 0.1-0.5 Volume=REAL"
+    )]
+    Server(enip_server::EnipServerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModbusCommand {
+    /// Simulate a Modbus device: Modbus/TCP, RTU over TCP, or RTU on a serial line.
+    #[command(
+        long_about = "Simulate a Modbus device with the given registers, as cpppo's \
+modbus_sim does: Modbus/TCP on port 502 by default, RTU frames over TCP with \
+--framing rtu-over-tcp, or an RTU slave on a serial line with --serial.\n\n\
+On start one line goes to stderr with the addresses actually bound (port 0 picks a free \
+port). Ctrl-C or SIGTERM stops it gracefully. A bad register spec, address or --evil \
+option, or a port in use, is reported in one line with exit status 2.",
+        after_help = "Examples:\n  \
+cpppo modbus sim -a :1502 40001-40100=99\n  \
+cpppo modbus sim -a 127.0.0.1:5020 --unit 1,2 1-16=0 30001-30010=7 40001=1,2,3\n  \
+cpppo modbus sim --framing rtu-over-tcp -a :5020 40001-40010=0\n  \
+cpppo modbus sim --serial /dev/ttyUSB0 --baud 9600 40001-40010=0\n  \
+cpppo modbus sim --evil delay:.1-.5 --evil corrupt:registers -a :1502 40001-40010=99"
+    )]
+    Sim(modbus_sim::ModbusSimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -217,10 +274,51 @@ fn run_decode(args: DecodeArgs) -> Result<(), DecodeFailure> {
     Ok(())
 }
 
+/// Report a server command's outcome: a one-line error and its exit status.
+fn finish(command: &str, result: Result<(), serve::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{command}: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Parse the command line; a usage error is one line (the culprit, then a pointer to
+/// `--help`) and exit status 2, as every other bad input.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            // --help, --version: clap prints them and exits with success.
+            e.exit();
+        }
+        let text = e.render().to_string();
+        let message = text
+            .lines()
+            .take_while(|line| !line.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        eprintln!("cpppo: {message} (see --help)");
+        ExitCode::from(EXIT_BAD_INPUT)
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Decode(args) => run_decode(args),
+        Command::Enip(EnipCommand::Server(args)) => {
+            return finish("cpppo enip server", enip_server::run(args))
+        }
+        Command::Modbus(ModbusCommand::Sim(args)) => {
+            return finish("cpppo modbus sim", modbus_sim::run(args))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
