@@ -1,6 +1,9 @@
 //! Real EtherNet/IP clients against our simulated Logix controller, on every runtime:
 //! pycomm3, pylogix and cpppo's own client. Each writes, reads back and compares.
 
+// Helpers outside `#[test]` functions unwrap too: a failed set-up is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use cpppo_conformance::{loopback, python, run_peer, Runtime};
 use cpppo_core::cip::data::{Text, Values};
 use cpppo_core::controller::tags::TagList;

@@ -2,6 +2,9 @@
 //! and its RTU framer over TCP), pyModbusTCP and `mbpoll`. Each asserts the values it
 //! reads back, every supported function code and the exception cases.
 
+// Helpers outside `#[test]` functions unwrap too: a failed set-up is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use cpppo_conformance::{checked, loopback, program, python, run_peer, Runtime};
 use cpppo_core::engine::Serving;
 use cpppo_core::modbus::device::Device;
