@@ -418,7 +418,10 @@ fn check_reply_bytes(data: &[u8], depth: usize) {
     let Ok(rpy) = MessageRouterReply::decode(data) else {
         return;
     };
-    assert_eq!(rpy.to_vec(), data, "reply re-encodes to its bytes");
+    // The reserved byte after the service is not kept (it is written as 0).
+    let mut canonical = data.to_vec();
+    canonical[1] = 0;
+    assert_eq!(rpy.to_vec(), canonical, "reply re-encodes to its bytes");
     assert_eq!(rpy.encoded_len(), data.len());
     assert_eq!(rpy.service & service::REPLY, service::REPLY);
     let _ = rpy.extended_status();
