@@ -9,6 +9,9 @@
 //! cargo test -p cpppo-conformance --test fuzz_corpus -- --ignored regenerate_seed_corpus
 //! ```
 
+// Test helpers: a missing or unreadable corpus file should stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
 #[allow(dead_code)]
 #[path = "../../fuzz/src/lib.rs"]
 mod targets;

@@ -45,8 +45,11 @@ use cpppo_core::modbus::rtu::{
 use cpppo_core::modbus::tcp::{self, Adu, MbapFraming};
 use cpppo_core::wire::{DecodeError, Encode, Framing, Reader};
 
+/// A target's body: it panics when an invariant fails.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz_targets/` file and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("enip_stream", enip_stream),
     ("cpf", cpf),
     ("epath", epath),
