@@ -313,7 +313,9 @@ pub struct Identity<'a> {
     pub status: u16,
     /// Serial number.
     pub serial_number: u32,
-    /// Product name (a SHORT_STRING: one length byte, then the characters).
+    /// Product name: a SHORT_STRING, one length byte then one byte per character
+    /// (ISO 8859-1, so any bytes a device sends come back unchanged when re-encoded).
+    /// On encode, characters above U+00FF are sent as `?` and only the first 255 count.
     #[serde(borrow)]
     pub product_name: Cow<'a, str>,
     /// State, when the device sends it.
@@ -345,7 +347,7 @@ impl<'a> Identity<'a> {
                 revision: Revision { major, minor },
                 status,
                 serial_number,
-                product_name: String::from_utf8_lossy(name),
+                product_name: latin1(name),
                 state,
             })
         })
@@ -359,15 +361,26 @@ impl<'a> Identity<'a> {
         }
     }
 
-    fn name_bytes(&self) -> &[u8] {
-        let b = self.product_name.as_bytes();
-        b.get(..b.len().min(255)).unwrap_or_default()
+    /// The SHORT_STRING bytes of the product name: at most 255 characters, one byte each.
+    fn name_bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.product_name
+            .chars()
+            .take(usize::from(u8::MAX))
+            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+    }
+}
+
+/// ISO 8859-1 text: each byte is the character of that code (borrowed when ASCII).
+fn latin1(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.is_ascii() => Cow::Borrowed(s),
+        _ => Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()),
     }
 }
 
 impl Encode for Identity<'_> {
     fn encoded_len(&self) -> usize {
-        15 + self.name_bytes().len() + usize::from(self.state.is_some())
+        15 + self.name_bytes().count() + usize::from(self.state.is_some())
     }
 
     fn encode<B: BufMut>(&self, out: &mut B) {
@@ -378,9 +391,10 @@ impl Encode for Identity<'_> {
         out.put_u8(self.revision.minor);
         out.put_u16_le(self.status);
         out.put_u32_le(self.serial_number);
-        let name = self.name_bytes();
-        out.put_u8(name.len() as u8);
-        out.put_slice(name);
+        out.put_u8(self.name_bytes().count() as u8);
+        for b in self.name_bytes() {
+            out.put_u8(b);
+        }
         if let Some(state) = self.state {
             out.put_u8(state);
         }
@@ -454,6 +468,40 @@ mod tests {
         let srp = SetAttributeListReply::decode(&[1, 0, 1, 0, 0x0E, 0]).unwrap();
         assert_eq!(srp.attributes, vec![(1, 0x0E)]);
         assert_eq!(srp.to_vec(), [1, 0, 1, 0, 0x0E, 0]);
+    }
+
+    #[test]
+    fn product_names_are_latin1_and_survive_re_encoding() {
+        // A name that is not UTF-8 (found by the message_router_reply fuzz target: 255
+        // bytes of 0xD8 used to decode as 255 U+FFFD, re-encode as 765 bytes cut to 255
+        // mid-character, and decode differently).
+        let mut bytes = L61_IDENTITY[..14].to_vec();
+        bytes.push(255);
+        bytes.extend_from_slice(&[0xD8; 255]);
+        bytes.push(3);
+        let id = Identity::decode(&bytes).unwrap();
+        assert_eq!(id.product_name.chars().count(), 255);
+        assert!(id.product_name.chars().all(|c| c == '\u{D8}'));
+        assert_eq!(id.state, Some(3));
+        assert_eq!(id.encoded_len(), bytes.len());
+        assert_eq!(id.to_vec(), bytes);
+        assert_eq!(Identity::decode(&id.to_vec()).unwrap(), id);
+
+        // ASCII names borrow; Latin-1 ones own; beyond U+00FF becomes '?'.
+        assert!(matches!(
+            Identity::decode(&L61_IDENTITY).unwrap().product_name,
+            Cow::Borrowed(_)
+        ));
+        let named = |name: &str| Identity {
+            product_name: Cow::Owned(name.to_string()),
+            ..Identity::decode(&L61_IDENTITY).unwrap()
+        };
+        let b = named("Z\u{FC}rich \u{20AC}").to_vec();
+        assert_eq!(&b[14..], b"\x08Z\xFCrich ?");
+        assert_eq!(Identity::decode(&b).unwrap().product_name, "Z\u{FC}rich ?");
+        let long = named(&"x".repeat(300));
+        assert_eq!(long.encoded_len(), 15 + 255);
+        assert_eq!(long.to_vec().len(), 15 + 255);
     }
 
     fn identity() -> impl Strategy<Value = Identity<'static>> {

@@ -1,0 +1,854 @@
+//! The bodies of cpppo-rs's cargo-fuzz targets, as plain functions.
+//!
+//! Each `fuzz_targets/<name>.rs` is one line calling the function of the same name, so
+//! libFuzzer drives them under `cargo fuzz run`, and the workspace test
+//! `conformance/tests/fuzz_corpus.rs` (which includes this file as a module) replays
+//! every committed corpus file through them on stable Rust.
+//!
+//! Every target checks more than "does not panic": whatever decodes is encoded again
+//! and must decode to the same value, and where the wire encoding is canonical (one
+//! value, one byte string) the bytes must come back unchanged. Stream decoders must
+//! find the same frames however the input is split.
+
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use arbitrary::{Arbitrary, Unstructured};
+use cpppo_core::cip::connection_manager::{
+    unconnected_send_remaining_path_size, ForwardCloseReply, ForwardCloseRequest,
+    ForwardOpenFailure, ForwardOpenReply, ForwardOpenRequest, UnconnectedSend,
+};
+use cpppo_core::cip::data::{Count, TagType, Values};
+use cpppo_core::cip::epath::{
+    parse_connection_path, parse_path, parse_path_with_count, parse_route_path, Epath, Segment,
+    Segments,
+};
+use cpppo_core::cip::logix::{
+    template_attribute_len, GetInstanceAttributeListReply, GetInstanceAttributeListRequest,
+    ReadModifyWriteTagRequest, ReadTagFragmentedRequest, ReadTagReply, ReadTagRequest, SymbolValue,
+    TemplateAttributes, TemplateDefinition, TemplateReadRequest, WriteTagFragmentedRequest,
+    WriteTagRequest,
+};
+use cpppo_core::cip::message_router::{
+    service, MessageRouterReply, MessageRouterRequest, MultipleServiceReply,
+    MultipleServiceRequest, Request,
+};
+use cpppo_core::cip::objects::{GetAttributeListReply, GetAttributeListRequest};
+use cpppo_core::enip::cpf::{Cpf, Item};
+use cpppo_core::enip::encapsulation::{Body, Encapsulation, EncapsulationFraming, SendData};
+use cpppo_core::modbus::pdu::{Request as ModbusRequest, Response as ModbusResponse};
+use cpppo_core::modbus::rtu::{
+    crc_ok, Direction, RtuFrame, RtuFramer, MAX_RTU_ADU_LEN, MIN_RTU_ADU_LEN,
+};
+use cpppo_core::modbus::tcp::{self, Adu, MbapFraming};
+use cpppo_core::wire::{DecodeError, Encode, Framing, Reader};
+
+/// A target's body: it panics when an invariant fails.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its `fuzz_targets/` file and corpus directory.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("enip_stream", enip_stream),
+    ("cpf", cpf),
+    ("epath", epath),
+    ("message_router_request", message_router_request),
+    ("message_router_reply", message_router_reply),
+    ("logix", logix),
+    ("modbus_tcp_stream", modbus_tcp_stream),
+    ("modbus_pdu", modbus_pdu),
+    ("modbus_rtu_framer", modbus_rtu_framer),
+];
+
+/// How deep embedded requests (Unconnected Send, Multiple Service Packet) are followed.
+const MAX_NESTING: usize = 8;
+
+/// Chunk lengths for feeding `data` to a stream decoder, derived from the input itself
+/// (a hash of it seeds a xorshift generator), so a crash reproduces from the file alone.
+/// Mostly short pieces (1..=16 bytes, so every header field gets split), sometimes long.
+pub fn chunk_lengths(data: &[u8]) -> Vec<usize> {
+    let mut state = data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    }) | 1;
+    let mut lens = Vec::new();
+    let mut left = data.len();
+    while left > 0 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let n = match state % 8 {
+            0 => 1,
+            1..=5 => 1 + (state >> 8) as usize % 16,
+            _ => 1 + (state >> 8) as usize % 256,
+        }
+        .min(left);
+        lens.push(n);
+        left -= n;
+    }
+    lens
+}
+
+/// Split `data` into the pieces [`chunk_lengths`] gives.
+fn chunks(data: &[u8]) -> Vec<&[u8]> {
+    let mut rest = data;
+    let mut out = Vec::new();
+    for n in chunk_lengths(data) {
+        let (head, tail) = rest.split_at(n);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// EtherNet/IP
+
+/// `enip_stream`: the encapsulation stream decoder fed `data` in input-derived chunks
+/// yields exactly the frames that one-shot [`Encapsulation::decode`] finds, keeps the
+/// rest buffered, and says it needs more. Each frame re-encodes to its bytes, and its
+/// body (when it decodes) re-encodes to the frame's data and its CPF is checked as in
+/// [`cpf`].
+pub fn enip_stream(data: &[u8]) {
+    // One shot: frame after frame from the whole input.
+    let mut expect = Vec::new();
+    let mut at = 0;
+    while let Some(rest) = data.get(at..).filter(|r| !r.is_empty()) {
+        match Encapsulation::decode(rest) {
+            Ok((frame, used)) => {
+                assert!(used > 0 && used <= rest.len());
+                assert_eq!(
+                    frame.to_vec(),
+                    &rest[..used],
+                    "frame re-encodes to its bytes"
+                );
+                expect.push(&rest[..used]);
+                at += used;
+            }
+            Err(e) => {
+                assert!(e.is_incomplete(), "encapsulation framing never fails: {e}");
+                break;
+            }
+        }
+    }
+    let leftover = data.len() - at;
+
+    // Stream: the same frames, whatever the split.
+    let mut decoder = EncapsulationFraming::stream_decoder();
+    let mut got = Vec::new();
+    for piece in chunks(data) {
+        decoder.handle_input(piece);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => got.push(frame),
+                Ok(None) => break,
+                Err(e) => panic!("encapsulation stream failed: {e}"),
+            }
+        }
+    }
+    assert_eq!(got.len(), expect.len(), "frame count");
+    for (g, e) in got.iter().zip(&expect) {
+        assert_eq!(&g[..], *e);
+    }
+    assert_eq!(decoder.buffered(), leftover);
+    if let Some(Err(DecodeError::Incomplete { needed, .. })) = data
+        .get(at..)
+        .filter(|r| !r.is_empty())
+        .map(Encapsulation::decode)
+    {
+        assert_eq!(
+            decoder.needed(),
+            needed,
+            "needed agrees with one-shot decoding"
+        );
+    }
+
+    for frame in &expect {
+        let Ok((frame, _)) = Encapsulation::decode(frame) else {
+            unreachable!("decoded above")
+        };
+        if let Ok(body) = frame.body() {
+            assert_eq!(
+                body.to_vec(),
+                frame.data.as_ref(),
+                "body re-encodes to the data"
+            );
+            assert_eq!(body.encoded_len(), frame.data.len());
+            match &body {
+                Body::SendData(send) => check_cpf_items(&send.cpf),
+                Body::Cpf(c) => check_cpf_items(c),
+                _ => {}
+            }
+            assert_eq!(body.clone().into_owned(), body);
+        }
+    }
+}
+
+/// `cpf`: a Common Packet Format item list. What decodes re-encodes to the same bytes
+/// (and `encoded_len` says how many); the same bytes after a `SendRRData` prefix decode
+/// the same way; the messages inside data items go through the Message Router checks.
+pub fn cpf(data: &[u8]) {
+    let decoded = Cpf::decode(data);
+    if let Ok(c) = &decoded {
+        assert_eq!(c.to_vec(), data, "CPF re-encodes to its bytes");
+        assert_eq!(c.encoded_len(), data.len());
+        for item in &c.items {
+            assert_eq!(item.encoded_len(), 4 + item.data_len());
+        }
+        check_cpf_items(c);
+        assert_eq!(&c.clone().into_owned(), c);
+    }
+    // The same list as SendRRData data: interface handle 0, timeout 5, then the CPF.
+    let mut send = vec![0, 0, 0, 0, 5, 0];
+    send.extend_from_slice(data);
+    let as_send = SendData::decode(&send);
+    match (&decoded, &as_send) {
+        (Ok(c), Ok(s)) => assert_eq!(&s.cpf, c),
+        (Err(_), Err(_)) => {}
+        _ => panic!("CPF and SendRRData disagree: {decoded:?} / {as_send:?}"),
+    }
+}
+
+/// The messages carried in data items: requests or replies, by the reply bit.
+fn check_cpf_items(c: &Cpf<'_>) {
+    let _ = c.unconnected_data();
+    let _ = c.connected_data();
+    let _ = c.identities().count();
+    let _ = c.services().count();
+    for item in &c.items {
+        let msg: &[u8] = match item {
+            Item::UnconnectedData(d) | Item::ConnectedData { data: d, .. } => d,
+            Item::Identity(i) => {
+                let _ = i.product_name_lossy();
+                continue;
+            }
+            _ => continue,
+        };
+        match msg.first() {
+            Some(s) if s & service::REPLY != 0 => message_router_reply(msg),
+            Some(_) => message_router_request(msg),
+            None => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// EPATH
+
+/// `epath`: `data` as padded EPATH bytes and as cpppo path text.
+///
+/// Bytes: walking the segments, the logical address, rendering and the packed walk
+/// never panic. When every segment decodes and can be encoded again, encoding them
+/// gives a path with the same segments (and where the input already used the smallest
+/// forms, the same bytes), the packed encoding walks back to them, and the rendered
+/// text parses back to the same path.
+///
+/// Text: the parsers never panic; a path that parses renders to text that parses back
+/// to the same encoded path.
+pub fn epath(data: &[u8]) {
+    let path = Epath::from_wire(data);
+    let _ = path.leading_class();
+    let _ = path.logical_address();
+    let rendered = path.to_string();
+    for _ in Segments::packed(data, 0) {}
+
+    if let Ok(segs) = path.to_segments() {
+        if segs.iter().all(|s| s.validate().is_ok()) {
+            let Ok(encoded) = Epath::from_segments(&segs) else {
+                panic!("valid segments failed to encode: {segs:?}")
+            };
+            assert_eq!(encoded.as_bytes().len() % 2, 0);
+            assert_eq!(
+                encoded.as_bytes().len(),
+                segs.iter().map(Encode::encoded_len).sum::<usize>()
+            );
+            let back = encoded.to_segments();
+            assert_eq!(back.as_ref(), Ok(&segs), "segments re-encode");
+            // Encoding chooses the smallest forms: it never grows the path, and is a
+            // fixed point.
+            assert!(encoded.as_bytes().len() <= data.len());
+            let again = Epath::from_segments(&segs).map(|p| p.as_bytes().to_vec());
+            assert_eq!(again.as_deref(), Ok(encoded.as_bytes()));
+
+            let mut packed = Vec::new();
+            for s in &segs {
+                s.encode_packed(&mut packed);
+            }
+            assert_eq!(
+                packed.len(),
+                segs.iter().map(Segment::packed_len).sum::<usize>()
+            );
+            let unpacked: Result<Vec<_>, _> = Segments::packed(&packed, 0).collect();
+            assert_eq!(unpacked.as_ref(), Ok(&segs), "packed round trip");
+
+            match rendered.parse::<Epath>() {
+                Ok(parsed) => assert_eq!(parsed, encoded, "{rendered}"),
+                Err(e) => panic!("rendered path {rendered:?} does not parse: {e}"),
+            }
+        }
+    }
+
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = parse_path_with_count(text);
+        let _ = parse_route_path(text);
+        if let Ok(Some(p)) = parse_connection_path(text) {
+            let _ = p.to_segments();
+        }
+        if let Ok(segs) = parse_path(text) {
+            if let Ok(p) = Epath::from_segments(&segs) {
+                let back = p
+                    .to_segments()
+                    .map(|s| s.into_iter().map(Segment::into_owned));
+                assert_eq!(back.map(Vec::from_iter).as_ref(), Ok(&segs));
+                let text2 = p.to_string();
+                match text2.parse::<Epath>() {
+                    Ok(p2) => assert_eq!(p2, p, "{text:?} -> {text2:?}"),
+                    Err(e) => panic!("{text:?} rendered as {text2:?}, which fails: {e}"),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Message Router and Logix
+
+/// `message_router_request`: a Message Router request re-encodes to its bytes; its
+/// data, classified by service and target class ([`Request::decode`]), re-encodes to
+/// the same value and, for the canonical layouts (every Logix service, Get Attribute
+/// List), to the same bytes; embedded requests (Unconnected Send, Multiple Service
+/// Packet) are checked the same way.
+pub fn message_router_request(data: &[u8]) {
+    check_request_bytes(data, 0);
+}
+
+fn check_request_bytes(data: &[u8], depth: usize) {
+    if let Ok(req) = MessageRouterRequest::decode(data) {
+        assert_eq!(req.to_vec(), data, "request re-encodes to its bytes");
+        assert_eq!(req.encoded_len(), data.len());
+        check_request(&req, depth);
+    }
+}
+
+/// The checks of [`message_router_request`] on a decoded request.
+fn check_request(req: &MessageRouterRequest<'_>, depth: usize) {
+    let _ = req.path.to_string();
+    let _ = req.path.logical_address();
+    let Ok(classified) = Request::decode(req) else {
+        return;
+    };
+    let trailing: &[u8] = &classified.trailing;
+    let data: &[u8] = &req.data;
+    assert!(
+        data.ends_with(trailing),
+        "trailing bytes are the data's tail"
+    );
+    let body = &data[..data.len() - trailing.len()];
+    // The payload's encoding, for the canonical layouts.
+    let canonical = |encoded: Vec<u8>| assert_eq!(encoded, body, "{:?}", classified.request);
+    match &classified.request {
+        Request::GetAttributeList(v) => {
+            canonical(v.to_vec());
+            assert_eq!(GetAttributeListRequest::decode(body).as_ref(), Ok(v));
+        }
+        Request::ReadTag(v) => canonical(v.to_vec()),
+        Request::TemplateRead(v) => canonical(v.to_vec()),
+        Request::WriteTag(v) => {
+            canonical(v.to_vec());
+            check_values(
+                v.tag_type,
+                Count::Elements(usize::from(v.elements)),
+                &v.data,
+            );
+        }
+        Request::ReadModifyWriteTag(v) => canonical(v.to_vec()),
+        Request::ReadTagFragmented(v) => canonical(v.to_vec()),
+        Request::WriteTagFragmented(v) => canonical(v.to_vec()),
+        Request::GetInstanceAttributeList(v) => canonical(v.to_vec()),
+        Request::MultipleServicePacket(msp) => {
+            // The offset table may leave gaps, so only the value comes back.
+            let bytes = msp.to_vec();
+            assert_eq!(bytes.len(), msp.encoded_len());
+            assert_eq!(MultipleServiceRequest::decode(&bytes).as_ref(), Ok(msp));
+            if depth < MAX_NESTING {
+                for r in &msp.requests {
+                    check_request(r, depth + 1);
+                }
+            }
+        }
+        Request::UnconnectedSend(us) => {
+            // Pad and reserved bytes are not kept: the value comes back, not the bytes.
+            let bytes = us.to_vec();
+            assert_eq!(bytes.len(), us.encoded_len());
+            assert_eq!(UnconnectedSend::decode(&bytes).as_ref(), Ok(us));
+            if depth < MAX_NESTING {
+                check_request(&us.request, depth + 1);
+            }
+        }
+        Request::ForwardOpen(fo) => {
+            let bytes = fo.to_vec();
+            assert_eq!(bytes.len(), fo.encoded_len());
+            assert_eq!(
+                ForwardOpenRequest::decode(&bytes, fo.large).as_ref(),
+                Ok(fo)
+            );
+            let _ = (fo.o_t_parameters(), fo.t_o_parameters(), fo.service());
+        }
+        Request::ForwardClose(fc) => {
+            let bytes = fc.to_vec();
+            assert_eq!(bytes.len(), fc.encoded_len());
+            assert_eq!(ForwardCloseRequest::decode(&bytes).as_ref(), Ok(fc));
+        }
+        Request::GetAttributesAll
+        | Request::GetAttributeSingle
+        | Request::SetAttributesAll(_)
+        | Request::SetAttributeList(_)
+        | Request::Reset(_)
+        | Request::SetAttributeSingle(_)
+        | Request::Other { .. } => {}
+    }
+}
+
+/// `message_router_reply`: a Message Router reply re-encodes to its bytes; its data is
+/// decoded as the reply of its service (Multiple Service Packet, Read Tag, Forward
+/// Open/Close, Get Attributes All of the Identity, Template attributes, Symbol
+/// instance list) and each decoded value re-encodes to an equal value.
+pub fn message_router_reply(data: &[u8]) {
+    check_reply_bytes(data, 0);
+}
+
+fn check_reply_bytes(data: &[u8], depth: usize) {
+    let Ok(rpy) = MessageRouterReply::decode(data) else {
+        return;
+    };
+    // The reserved byte after the service is not kept (it is written as 0).
+    let mut canonical = data.to_vec();
+    canonical[1] = 0;
+    assert_eq!(rpy.to_vec(), canonical, "reply re-encodes to its bytes");
+    assert_eq!(rpy.encoded_len(), data.len());
+    assert_eq!(rpy.service & service::REPLY, service::REPLY);
+    let _ = rpy.extended_status();
+    let _ = unconnected_send_remaining_path_size(&rpy);
+    let d: &[u8] = &rpy.data;
+    match rpy.request_service() {
+        service::MULTIPLE_SERVICE_PACKET => {
+            if let Ok(msr) = MultipleServiceReply::decode(d) {
+                let _ = msr.general_status();
+                let bytes = msr.to_vec();
+                assert_eq!(MultipleServiceReply::decode(&bytes).as_ref(), Ok(&msr));
+                if depth < MAX_NESTING {
+                    for r in &msr.replies {
+                        check_reply_bytes(&r.to_vec(), depth + 1);
+                    }
+                }
+            }
+        }
+        service::READ_TAG | service::READ_TAG_FRAGMENTED => check_read_tag_reply(d),
+        service::FORWARD_OPEN | service::LARGE_FORWARD_OPEN if rpy.general_status.is_success() => {
+            if let Ok(v) = ForwardOpenReply::decode(d) {
+                assert_eq!(ForwardOpenReply::decode(&v.to_vec()).as_ref(), Ok(&v));
+            }
+        }
+        service::FORWARD_OPEN | service::LARGE_FORWARD_OPEN | service::FORWARD_CLOSE
+            if !rpy.general_status.is_success() =>
+        {
+            let _ = ForwardOpenFailure::decode(d);
+        }
+        service::FORWARD_CLOSE => {
+            if let Ok(v) = ForwardCloseReply::decode(d) {
+                assert_eq!(ForwardCloseReply::decode(&v.to_vec()).as_ref(), Ok(&v));
+            }
+        }
+        service::GET_ATTRIBUTES_ALL => {
+            if let Ok(v) = cpppo_core::cip::objects::Identity::decode(d) {
+                let bytes = v.to_vec();
+                assert_eq!(bytes.len(), v.encoded_len());
+                assert_eq!(
+                    cpppo_core::cip::objects::Identity::decode(&bytes).as_ref(),
+                    Ok(&v)
+                );
+            }
+        }
+        service::GET_ATTRIBUTE_LIST => check_template_attributes(d),
+        service::GET_INSTANCE_ATTRIBUTE_LIST => {
+            for attributes in SYMBOL_ATTRIBUTE_LISTS {
+                check_symbol_list(d, attributes);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Symbol attribute lists real clients ask for (pycomm3: 1, 2, 8, 5, 6, 10 and the
+/// like; cpppo and pylogix: 1, 2).
+const SYMBOL_ATTRIBUTE_LISTS: [&[u16]; 3] = [&[1, 2], &[1, 2, 8], &[1, 2, 3, 5, 6, 7, 8, 10]];
+
+fn check_read_tag_reply(d: &[u8]) {
+    if let Ok(v) = ReadTagReply::decode(d) {
+        assert_eq!(v.to_vec(), d, "Read Tag reply re-encodes to its bytes");
+        let _ = v.elements();
+        check_values(v.tag_type, Count::All, &v.data);
+    }
+}
+
+fn check_template_attributes(d: &[u8]) {
+    if let Ok(reply) = GetAttributeListReply::decode(d, &template_attribute_len) {
+        let bytes = reply.to_vec();
+        assert_eq!(
+            GetAttributeListReply::decode(&bytes, &template_attribute_len).as_ref(),
+            Ok(&reply)
+        );
+        assert_eq!(
+            TemplateAttributes::from_reply(&reply),
+            TemplateAttributes::decode(d).unwrap_or_default()
+        );
+    }
+}
+
+fn check_symbol_list(d: &[u8], attributes: &[u16]) {
+    if let Ok(v) = GetInstanceAttributeListReply::decode(d, attributes) {
+        let bytes = v.to_vec();
+        assert_eq!(bytes.len(), v.encoded_len());
+        assert_eq!(
+            GetInstanceAttributeListReply::decode(&bytes, attributes).as_ref(),
+            Ok(&v)
+        );
+        // Names that were valid UTF-8 are borrowed, and then the bytes come back too.
+        let all_borrowed = v.instances.iter().all(|i| {
+            i.values
+                .iter()
+                .all(|s| !matches!(s, SymbolValue::Name(Cow::Owned(_))))
+        });
+        if all_borrowed {
+            assert_eq!(bytes, d);
+        }
+        for i in &v.instances {
+            let _ = (
+                i.name(),
+                i.symbol_type().map(|t| t.dimensions()),
+                i.dimensions(),
+            );
+        }
+    }
+}
+
+fn check_template_definition(d: &[u8], member_count: u16) {
+    if let Ok(v) = TemplateDefinition::decode(d, member_count) {
+        let bytes = v.to_vec();
+        assert_eq!(bytes.len(), v.encoded_len());
+        assert_eq!(
+            TemplateDefinition::decode(&bytes, member_count).as_ref(),
+            Ok(&v)
+        );
+    }
+}
+
+/// Typed values: what decodes encodes to bytes that decode to values encoding to the
+/// same bytes (values compare by bytes: a REAL may be NaN).
+fn check_values(tag_type: TagType, count: Count, d: &[u8]) {
+    let mut r = Reader::new(d);
+    if let Ok(v) = Values::decode(tag_type, count, &mut r) {
+        let _ = (v.len(), v.is_empty(), v.check());
+        assert_eq!(v.tag_type(), tag_type);
+        let bytes = v.to_vec();
+        assert_eq!(bytes.len(), v.encoded_len());
+        let count = match count {
+            Count::Elements(_) => Count::Elements(v.len()),
+            Count::All => Count::All,
+        };
+        let mut r2 = Reader::new(&bytes);
+        match Values::decode(tag_type, count, &mut r2) {
+            Ok(v2) => {
+                assert_eq!(v2.to_vec(), bytes, "values re-encode");
+                assert!(r2.is_empty());
+            }
+            Err(e) => panic!("{v:?} encodes to {bytes:02x?}, which fails: {e}"),
+        }
+    }
+}
+
+/// `logix`: one Logix service payload. `data[0]` picks the layout, `data[1]` is a
+/// parameter (element count, member count or attribute list), the rest is the payload.
+///
+/// Requests (Read/Write Tag, Read/Write Tag Fragmented, Read-Modify-Write Tag,
+/// Template Read, Get Instance Attribute List) re-encode to their bytes; replies
+/// (Read Tag, Symbol instance list, Template attributes and definition) and typed
+/// values (each CIP data type, the Logix STRING, structures) re-encode to equal values.
+pub fn logix(data: &[u8]) {
+    let [selector, param, payload @ ..] = data else {
+        return;
+    };
+    let exact = |r: Result<Vec<u8>, DecodeError>| {
+        if let Ok(bytes) = r {
+            assert_eq!(bytes, payload, "Logix request re-encodes to its bytes");
+        }
+    };
+    match selector % 13 {
+        0 => exact(ReadTagRequest::decode(payload).map(|v| v.to_vec())),
+        1 => exact(WriteTagRequest::decode(payload).map(|v| v.to_vec())),
+        2 => exact(ReadTagFragmentedRequest::decode(payload).map(|v| v.to_vec())),
+        3 => exact(WriteTagFragmentedRequest::decode(payload).map(|v| v.to_vec())),
+        4 => exact(ReadModifyWriteTagRequest::decode(payload).map(|v| v.to_vec())),
+        5 => exact(TemplateReadRequest::decode(payload).map(|v| v.to_vec())),
+        6 => exact(GetInstanceAttributeListRequest::decode(payload).map(|v| v.to_vec())),
+        7 => check_read_tag_reply(payload),
+        8 => {
+            let lists = SYMBOL_ATTRIBUTE_LISTS;
+            check_symbol_list(payload, lists[usize::from(*param) % lists.len()]);
+        }
+        9 => check_template_attributes(payload),
+        10 => check_template_definition(payload, u16::from(*param)),
+        11 => {
+            // Typed values: a tag type, then values; `param` 0 means "all".
+            let mut r = Reader::new(payload);
+            if let Ok(t) = TagType::decode(&mut r) {
+                let count = match param {
+                    0 => Count::All,
+                    n => Count::Elements(usize::from(*n)),
+                };
+                check_values(t, count, r.peek_rest());
+            }
+        }
+        _ => {
+            // A whole Message Router request to a Logix service: the classifier's
+            // choice, then the payload checks above.
+            check_request_bytes(payload, 0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Modbus
+
+/// `modbus_tcp_stream`: the Modbus/TCP stream decoder fed `data` in input-derived
+/// chunks yields the frames the MBAP framing finds in the whole input, and then the
+/// same error (same field and offset) if the input goes bad; each frame decodes as an
+/// ADU that re-encodes to its bytes, and its PDU goes through [`modbus_pdu`].
+pub fn modbus_tcp_stream(data: &[u8]) {
+    let mut expect = Vec::new();
+    let mut error = None;
+    let mut at = 0;
+    while let Some(rest) = data.get(at..).filter(|r| !r.is_empty()) {
+        match MbapFraming.frame_len(rest) {
+            Ok(len) if len <= rest.len() => {
+                expect.push(&rest[..len]);
+                at += len;
+            }
+            Ok(_) => break,
+            Err(e) if e.is_incomplete() => break,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+
+    let mut decoder = tcp::decoder();
+    let mut got = Vec::new();
+    let mut got_error = None;
+    'feed: for piece in chunks(data) {
+        decoder.handle_input(piece);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => got.push(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    got_error = Some(e);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    assert_eq!(got.len(), expect.len(), "frame count");
+    for (g, e) in got.iter().zip(&expect) {
+        assert_eq!(&g[..], *e);
+    }
+    assert_eq!(got_error, error, "the same error, at the same place");
+    if error.is_some() {
+        // Sticky: nothing more comes out of a stream that has gone out of step.
+        decoder.handle_input(data);
+        assert!(decoder.next_frame().is_err());
+        assert_eq!(decoder.needed(), 0);
+    } else {
+        assert_eq!(decoder.buffered(), data.len() - at);
+    }
+
+    for frame in expect {
+        match Adu::decode(frame) {
+            Ok(adu) => {
+                assert_eq!(adu.to_vec(), frame, "ADU re-encodes to its bytes");
+                let _ = adu.request();
+                let _ = adu.response();
+                modbus_pdu(&adu.pdu);
+            }
+            Err(e) => panic!("a framed ADU does not decode: {e}"),
+        }
+    }
+}
+
+/// `modbus_pdu`: `data` as a request PDU and as a response PDU. What decodes
+/// re-encodes to the same bytes; a refused request names an exception for its own
+/// function code. The same PDU wrapped in an RTU frame decodes back to itself.
+pub fn modbus_pdu(data: &[u8]) {
+    match ModbusRequest::decode(data) {
+        Ok(r) => {
+            assert_eq!(r.to_vec(), data, "request re-encodes to its bytes");
+            assert_eq!(r.encoded_len(), data.len());
+        }
+        Err(e) => {
+            if let Some(&function) = data.first() {
+                assert_eq!(e.exception.function, function & 0x7F, "{e}");
+            }
+        }
+    }
+    if let Ok(r) = ModbusResponse::decode(data) {
+        assert_eq!(r.to_vec(), data, "response re-encodes to its bytes");
+        assert_eq!(r.encoded_len(), data.len());
+    }
+    let frame = RtuFrame {
+        unit: 1,
+        pdu: Cow::Borrowed(data),
+    };
+    let bytes = frame.to_vec();
+    assert!(crc_ok(&bytes));
+    if bytes.len() >= MIN_RTU_ADU_LEN {
+        assert_eq!(RtuFrame::decode(&bytes).as_ref(), Ok(&frame));
+    }
+    let _ = (frame.request(), frame.response());
+}
+
+/// Standard serial speeds the RTU framer target picks from.
+const BAUDS: [u32; 8] = [1200, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200];
+
+/// The structured input of [`modbus_rtu_framer`]: a line set-up, then chunks of bytes
+/// each arriving some microseconds after the one before.
+///
+/// Built with [`arbitrary`] from single bytes and byte runs only, so a seed file is
+/// easy to write by hand (see `seed_rtu_input`): `baud index, flags`, then repeated
+/// `gap low, gap high, length, length bytes`, gap in units of 10 µs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtuInput {
+    /// The line speed ([`BAUDS`]); `None` is RTU over TCP (no timing).
+    pub baud: Option<u32>,
+    /// Look for responses rather than requests.
+    pub responses: bool,
+    /// Strict 1.5-character inter-character timing.
+    pub strict: bool,
+    /// Call `handle_timeout` at the deadlines `poll_timeout` gives, as an adapter does.
+    pub drive_timeouts: bool,
+    /// `(microseconds since the previous chunk, chunk)`.
+    pub chunks: Vec<(u32, Vec<u8>)>,
+}
+
+impl<'a> Arbitrary<'a> for RtuInput {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let baud_index = u8::arbitrary(u)?;
+        let flags = u8::arbitrary(u)?;
+        let mut chunks = Vec::new();
+        while !u.is_empty() {
+            let lo = u8::arbitrary(u)?;
+            let hi = u8::arbitrary(u)?;
+            let len = u8::arbitrary(u)?;
+            let bytes = u.bytes(usize::from(len).min(u.len()))?;
+            let gap = u32::from(u16::from_le_bytes([lo, hi])) * 10;
+            chunks.push((gap, bytes.to_vec()));
+        }
+        Ok(RtuInput {
+            baud: BAUDS.get(usize::from(baud_index % 9)).copied(),
+            responses: flags & 1 != 0,
+            strict: flags & 2 != 0,
+            drive_timeouts: flags & 4 != 0,
+            chunks,
+        })
+    }
+}
+
+impl RtuInput {
+    /// The bytes that [`RtuInput::arbitrary`] reads back as `self` (gaps rounded down
+    /// to 10 µs, chunks cut at 255 bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let baud_index = self
+            .baud
+            .and_then(|b| BAUDS.iter().position(|&x| x == b))
+            .unwrap_or(BAUDS.len()) as u8;
+        let flags = u8::from(self.responses)
+            | u8::from(self.strict) << 1
+            | u8::from(self.drive_timeouts) << 2;
+        let mut out = vec![baud_index, flags];
+        for (gap, chunk) in &self.chunks {
+            let gap = u16::try_from(gap / 10).unwrap_or(u16::MAX);
+            for piece in chunk.chunks(255) {
+                out.extend_from_slice(&gap.to_le_bytes());
+                out.push(piece.len() as u8);
+                out.extend_from_slice(piece);
+            }
+        }
+        out
+    }
+}
+
+/// `modbus_rtu_framer`: the noise-tolerant RTU framer fed arbitrary chunks at
+/// arbitrary times (an [`RtuInput`] built from `data`). Every frame it reports has a
+/// valid CRC and a length inside 4..=256 and decodes as an RTU frame; every byte fed
+/// is accounted for (reported in a frame, discarded as noise, or still held); the
+/// deadline it asks for is never in the past of its last input; and whatever it holds
+/// at the end is released by the silence that follows.
+pub fn modbus_rtu_framer(data: &[u8]) {
+    let Ok(input) = RtuInput::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let direction = if input.responses {
+        Direction::Responses
+    } else {
+        Direction::Requests
+    };
+    let mut framer = match input.baud {
+        Some(baud) => RtuFramer::new(direction, baud).with_strict_inter_character(input.strict),
+        None => RtuFramer::over_tcp(direction),
+    };
+    let origin = Instant::now();
+    let mut now = origin;
+    let mut fed = 0usize;
+    let mut framed = 0usize;
+    let mut check = |framer: &mut RtuFramer, fed: usize| {
+        while let Some(frame) = framer.poll_frame() {
+            let bytes = frame.to_vec();
+            assert!(
+                crc_ok(&bytes),
+                "reported frame with a bad CRC: {bytes:02x?}"
+            );
+            assert!((MIN_RTU_ADU_LEN..=MAX_RTU_ADU_LEN).contains(&bytes.len()));
+            assert_eq!(RtuFrame::decode(&bytes).as_ref(), Ok(&frame));
+            let _ = (frame.request(), frame.response());
+            framed += bytes.len();
+        }
+        let accounted = framed as u64 + framer.discarded() + framer.buffered() as u64;
+        assert_eq!(
+            accounted, fed as u64,
+            "every byte is framed, dropped or held"
+        );
+    };
+    for (gap, chunk) in &input.chunks {
+        let next = now + Duration::from_micros(u64::from(*gap));
+        if input.drive_timeouts {
+            if let Some(deadline) = framer.poll_timeout().filter(|d| *d <= next) {
+                assert!(deadline >= now, "deadline before the last input");
+                framer.handle_timeout(deadline);
+                check(&mut framer, fed);
+            }
+        }
+        now = next;
+        framer.handle_input(now, chunk);
+        fed += chunk.len();
+        check(&mut framer, fed);
+        if let Some(deadline) = framer.poll_timeout() {
+            assert!(deadline > now, "deadline not after the last input");
+        }
+    }
+    if let Some(deadline) = framer.poll_timeout() {
+        framer.handle_timeout(deadline);
+        check(&mut framer, fed);
+        assert_eq!(framer.buffered(), 0, "silence releases everything held");
+        assert_eq!(framer.poll_timeout(), None);
+    }
+}
