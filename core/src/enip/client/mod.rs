@@ -364,6 +364,8 @@ struct OpState {
     /// Bytes the write fragment in flight carries.
     sent: usize,
     fragmented: bool,
+    /// Send alone: its reply did not fit beside others in a Multiple Service Packet.
+    solo: bool,
 }
 
 /// One EtherNet/IP client connection's protocol state (see the module documentation).
@@ -472,6 +474,7 @@ impl ClientConn {
             tag_type: None,
             offset: op.offset.unwrap_or(0),
             sent: 0,
+            solo: false,
             fragmented: self.options.fragment || op.offset.is_some(),
             op,
         };
@@ -769,7 +772,10 @@ impl ClientConn {
                 }
             };
             let len = request.encoded_len();
-            if !parts.is_empty() && (self.options.multiple == 0 || msp_len + 2 + len > msp_budget) {
+            let solo = state.solo;
+            if !parts.is_empty()
+                && (solo || self.options.multiple == 0 || msp_len + 2 + len > msp_budget)
+            {
                 break;
             }
             self.ready.pop_front();
@@ -779,7 +785,7 @@ impl ClientConn {
                 state.sent = sent;
             }
             parts.push((id, request));
-            if self.options.multiple == 0 {
+            if self.options.multiple == 0 || solo {
                 break;
             }
         }
@@ -1092,7 +1098,7 @@ impl ClientConn {
         };
         if !msp {
             if let Some(&id) = parts.first() {
-                self.handle_op_reply(id, &reply);
+                self.handle_op_reply(id, &reply, false);
             }
             return;
         }
@@ -1103,14 +1109,16 @@ impl ClientConn {
         match embedded {
             Some(m) => {
                 for (id, r) in parts.into_iter().zip(m.replies.iter()) {
-                    self.handle_op_reply(id, r);
+                    self.handle_op_reply(id, r, true);
                 }
             }
             // The packet as a whole failed (routing, or an unsupported service): every
             // operation gets its status.
             None if !reply.general_status.is_ok_or_partial() => {
+                // Too large as a whole: each is retried on its own.
+                let retry = reply.general_status == GeneralStatus::REPLY_DATA_TOO_LARGE;
                 for id in parts {
-                    self.handle_op_reply(id, &reply);
+                    self.handle_op_reply(id, &reply, retry);
                 }
             }
             None => {
@@ -1127,11 +1135,18 @@ impl ClientConn {
     }
 
     /// One operation's reply: finished, or the next fragment queued.
-    fn handle_op_reply(&mut self, id: OpId, reply: &MessageRouterReply<'_>) {
+    fn handle_op_reply(&mut self, id: OpId, reply: &MessageRouterReply<'_>, in_msp: bool) {
         let Some(mut state) = self.ops.remove(&id) else {
             return; // timed out meanwhile
         };
         let status = reply.general_status;
+        // The replies before it in the packet took the room: try again on its own.
+        if in_msp && status == GeneralStatus::REPLY_DATA_TOO_LARGE && !state.solo {
+            state.solo = true;
+            self.ops.insert(id, state);
+            self.ready.push_front(id);
+            return;
+        }
         let failure = |reply: &MessageRouterReply<'_>| CipStatus {
             general: reply.general_status,
             additional: reply.additional_status.clone(),
