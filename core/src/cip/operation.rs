@@ -212,10 +212,11 @@ fn find_top(text: &str, want: u8, last: bool) -> Option<usize> {
     found
 }
 
+/// A path's segments, the element count it gives (`[a-b]` or `*n`) and its `+offset`.
+type Target = (Vec<Segment<'static>>, Option<u32>, Option<u32>);
+
 /// The path, the element count it gives (`[a-b]` or `*n`) and the `+offset`.
-fn parse_target(
-    text: &str,
-) -> Result<(Vec<Segment<'static>>, Option<u32>, Option<u32>), OperationError> {
+fn parse_target(text: &str) -> Result<Target, OperationError> {
     let (path, offset) = match find_top(text, b'+', true) {
         Some(plus) => {
             let digits = text.get(plus + 1..).unwrap_or_default().trim();
