@@ -97,7 +97,7 @@ use crate::cip::connection_manager::{
 };
 use crate::cip::data::{Count, TagType, Values};
 use crate::cip::device::UNCONNECTED_REPLY_BUDGET;
-use crate::cip::epath::{Epath, Segment};
+use crate::cip::epath::{parse_route_path, Epath, PathParseError, Segment};
 use crate::cip::logix::{
     element_size, ReadTagFragmentedRequest, ReadTagReply, ReadTagRequest,
     WriteTagFragmentedRequest, WriteTagRequest,
@@ -199,6 +199,20 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
+    /// Set the route path from cpppo's `--route-path` text: a JSON list of port
+    /// segments, one object, the shorthand `1/0`, or `false`/`0`/`null`/`[]` for none.
+    pub fn with_route_path(mut self, text: &str) -> Result<Self, PathParseError> {
+        self.route_path = parse_route_path(text)?;
+        Ok(self)
+    }
+
+    /// Set the send path from cpppo's `--send-path` text (`@6/1`; empty for none).
+    pub fn with_send_path(mut self, text: &str) -> Result<Self, PathParseError> {
+        let path: Epath<'static> = text.trim().parse()?;
+        self.send_path = (!path.is_empty()).then_some(path);
+        Ok(self)
+    }
+
     /// cpppo's `-S/--simple`: no route path and no Unconnected Send.
     pub fn simple() -> Self {
         ClientOptions {
@@ -542,8 +556,14 @@ impl ClientConn {
     /// Forward Open) past its deadline fails the connection.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.setup_deadline.is_some_and(|d| d <= now) {
-            self.fail(LostReason::Timeout);
-            return;
+            if self.phase == Phase::Closing {
+                // An unanswered Forward Close: UnRegisterSession regardless.
+                self.setup_deadline = None;
+                self.in_flight.clear();
+            } else {
+                self.fail(LostReason::Timeout);
+                return;
+            }
         }
         let expired: Vec<OpId> = self
             .ops
@@ -657,7 +677,7 @@ impl ClientConn {
                     return;
                 }
                 if self.o_t_connection_id.is_some() {
-                    self.send_forward_close();
+                    self.send_forward_close(now);
                     return;
                 }
                 let header = Header::new(Command::UnRegisterSession, self.session, [0; 8]);
@@ -915,7 +935,7 @@ impl ClientConn {
         });
     }
 
-    fn send_forward_close(&mut self) {
+    fn send_forward_close(&mut self, now: Instant) {
         let request = ForwardCloseRequest {
             priority_time_tick: UNCONNECTED_PRIORITY_TIME_TICK,
             timeout_ticks: UNCONNECTED_TIMEOUT_TICKS,
@@ -929,6 +949,7 @@ impl ClientConn {
         );
         self.o_t_connection_id = None;
         let key = self.send_direct(message.to_vec());
+        self.setup_deadline = Some(now + self.options.timeout);
         self.in_flight.push(Transaction {
             key,
             kind: TxKind::ForwardClose,
@@ -1023,7 +1044,7 @@ impl ClientConn {
             TxKind::ForwardOpen { large, size } => {
                 self.handle_forward_open(now, large, size, message)
             }
-            TxKind::ForwardClose => {}
+            TxKind::ForwardClose => self.setup_deadline = None,
         }
     }
 

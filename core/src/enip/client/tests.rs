@@ -670,3 +670,97 @@ proptest! {
         prop_assert_eq!(client.outstanding(), 0);
     }
 }
+
+#[test]
+fn cpppo_route_and_send_path_options() {
+    let o = ClientOptions::default()
+        .with_route_path(r#"[{"port":1,"link":0}]"#)
+        .unwrap()
+        .with_send_path("@6/1")
+        .unwrap();
+    assert_eq!(o, ClientOptions::default());
+    let o = ClientOptions::default()
+        .with_route_path("false")
+        .unwrap()
+        .with_send_path("")
+        .unwrap();
+    assert_eq!(o, ClientOptions::simple());
+    assert!(ClientOptions::default()
+        .with_route_path("[{\"class\":2}]")
+        .is_err());
+}
+
+/// A device that refuses Large Forward Open with 0x08: the client falls back to the
+/// 16-bit Forward Open at 511 bytes.
+#[test]
+fn large_forward_open_falls_back_when_not_supported() {
+    let now = Instant::now();
+    let mut client = ClientConn::new(
+        now,
+        ClientOptions {
+            connected: true,
+            connection_size: 4000,
+            ..ClientOptions::default()
+        },
+    );
+    let mut out = Vec::new();
+    client.poll_transmit(now, &mut out);
+    let header = Header {
+        session_handle: 9,
+        ..Header::new(Command::RegisterSession, 0, 1u64.to_le_bytes())
+    };
+    client.handle_input(
+        now,
+        &Encapsulation::new(header, vec![1, 0, 0, 0])
+            .unwrap()
+            .to_vec(),
+    );
+    out.clear();
+    client.poll_transmit(now, &mut out);
+    let f = frames(&out);
+    assert_eq!(f.len(), 1);
+    let (encap, _) = Encapsulation::decode(&f[0]).unwrap();
+    let send = SendData::decode(&encap.data).unwrap();
+    let request = MessageRouterRequest::decode(send.cpf.unconnected_data().unwrap()).unwrap();
+    assert_eq!(request.service, service::LARGE_FORWARD_OPEN);
+    // 0x08: service not supported.
+    let refusal = MessageRouterReply::error(service::LARGE_FORWARD_OPEN, GeneralStatus(0x08), &[]);
+    let h = Header::new(Command::SendRRData, 9, encap.header.sender_context);
+    let reply = SendData::new(0, Cpf::unconnected(refusal.to_vec()));
+    client.handle_input(now, &Encapsulation::with_body(h, &reply).unwrap().to_vec());
+    out.clear();
+    client.poll_transmit(now, &mut out);
+    let f = frames(&out);
+    assert_eq!(f.len(), 1);
+    let (encap, _) = Encapsulation::decode(&f[0]).unwrap();
+    let send = SendData::decode(&encap.data).unwrap();
+    let request = MessageRouterRequest::decode(send.cpf.unconnected_data().unwrap()).unwrap();
+    assert_eq!(request.service, service::FORWARD_OPEN);
+    let fo = ForwardOpenRequest::decode(&request.data, false).unwrap();
+    assert_eq!(fo.o_t_parameters().size(), 511);
+    assert_eq!(
+        client.poll_event(),
+        Some(ClientEvent::Registered { session: 9 })
+    );
+    assert_eq!(client.poll_event(), None);
+}
+
+#[test]
+fn an_unanswered_forward_close_still_unregisters() {
+    let mut pair = Pair::new(options(1, 0, true));
+    pair.run(&["SCADA"]);
+    pair.client.close(pair.now);
+    let mut out = Vec::new();
+    assert!(pair.client.poll_transmit(pair.now, &mut out)); // Forward Close, never delivered
+    assert!(!pair.client.is_closed());
+    let deadline = pair.client.poll_timeout().unwrap();
+    pair.client.handle_timeout(deadline);
+    out.clear();
+    assert!(pair.client.poll_transmit(deadline, &mut out));
+    let f = frames(&out);
+    assert_eq!(
+        Encapsulation::decode(&f[0]).unwrap().0.header.command,
+        Command::UnRegisterSession
+    );
+    assert!(pair.client.is_closed());
+}
