@@ -137,6 +137,8 @@ pub const FORWARD_OPEN_TIMEOUT_MULTIPLIER: u8 = 2;
 /// The Message Router header of a request (service, path size) and of a reply (service,
 /// reserved, general status, additional status size).
 const REQUEST_HEADER: usize = 2;
+/// Unconnected Send's priority/time tick, timeout ticks and embedded request size.
+const UNCONNECTED_SEND_FIELDS: usize = 4;
 /// Read/Write Tag Fragmented's element count and byte offset.
 const FRAGMENT_FIELDS: usize = 6;
 
@@ -476,6 +478,11 @@ impl ClientConn {
     /// answered by a [`ClientEvent::Reply`] or [`ClientEvent::Lost`] carrying the
     /// returned id.
     pub fn submit(&mut self, now: Instant, op: Operation) -> OpId {
+        self.submit_until(now + self.options.timeout, op)
+    }
+
+    /// Queue `op` with its own deadline (instead of `now` + [`ClientOptions::timeout`]).
+    pub fn submit_until(&mut self, deadline: Instant, op: Operation) -> OpId {
         let id = OpId(self.next_op);
         self.next_op += 1;
         if matches!(self.phase, Phase::Closing | Phase::Closed) {
@@ -483,7 +490,7 @@ impl ClientConn {
             return id;
         }
         let mut state = OpState {
-            deadline: now + self.options.timeout,
+            deadline,
             data: Vec::new(),
             tag_type: None,
             offset: op.offset.unwrap_or(0),
@@ -658,10 +665,23 @@ impl ClientConn {
     /// count) when connected, else the unconnected size.
     fn budget(&self) -> usize {
         if self.o_t_connection_id.is_some() {
-            usize::from(self.connection_size).saturating_sub(2)
-        } else {
-            self.options.unconnected_size
+            return usize::from(self.connection_size).saturating_sub(2);
         }
+        // Unconnected Send wraps the request: its own header and send path, priority,
+        // ticks and size, a possible pad byte, and the route path with its size.
+        let wrapper = self.send_path().map_or(0, |send| {
+            REQUEST_HEADER
+                + send.as_bytes().len()
+                + UNCONNECTED_SEND_FIELDS
+                + 1
+                + 2
+                + self
+                    .options
+                    .route_path
+                    .as_ref()
+                    .map_or(0, |r| r.as_bytes().len())
+        });
+        self.options.unconnected_size.saturating_sub(wrapper)
     }
 
     fn send_path(&self) -> Option<&Epath<'static>> {

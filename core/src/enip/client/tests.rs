@@ -287,7 +287,11 @@ fn fragmented_reads_and_writes_of_1000_elements() {
             assert_eq!(values(&r[2]), Values::Dint(vec![-2930, -2923, -2916]));
             let stats = *pair.client.stats();
             // 4000 bytes each way in pieces of at most the budget.
-            let budget = if connected { usize::from(size) } else { 504 };
+            let budget = if connected {
+                usize::from(size)
+            } else {
+                504 - 18
+            };
             assert!(
                 stats.requests as usize >= 2 * (4000 / budget + 1),
                 "{stats:?}"
@@ -622,7 +626,6 @@ proptest! {
             client.poll_transmit(now, &mut out);
         }
         for chunk in &chunks {
-            // Half the time, give the chunk a valid SendRRData header with a live context.
             client.handle_input(now, chunk);
             client.poll_transmit(now, &mut out);
         }
@@ -763,4 +766,30 @@ fn an_unanswered_forward_close_still_unregisters() {
         Command::UnRegisterSession
     );
     assert!(pair.client.is_closed());
+}
+
+#[test]
+fn unconnected_write_fragments_leave_room_for_unconnected_send() {
+    let mut pair = Pair::new(options(1, 0, false));
+    pair.pump();
+    pair.client.submit(
+        pair.now,
+        Operation::write("BIG".parse().unwrap(), Values::Dint(vec![1; 1000])),
+    );
+    let mut out = Vec::new();
+    pair.client.poll_transmit(pair.now, &mut out);
+    let f = frames(&out);
+    let (encap, _) = Encapsulation::decode(&f[0]).unwrap();
+    let message = SendData::decode(&encap.data)
+        .unwrap()
+        .cpf
+        .unconnected_data()
+        .unwrap()
+        .len();
+    assert!(message <= 504 && message > 504 - 8, "{message}");
+    // Each op gets its own deadline with submit_until.
+    let t = pair.now + Duration::from_millis(10);
+    pair.client
+        .submit_until(t, parse_operation("SCADA").unwrap());
+    assert_eq!(pair.client.poll_timeout(), Some(t));
 }
