@@ -793,3 +793,68 @@ fn unconnected_write_fragments_leave_room_for_unconnected_send() {
         .submit_until(t, parse_operation("SCADA").unwrap());
     assert_eq!(pair.client.poll_timeout(), Some(t));
 }
+
+#[test]
+fn options_take_the_timeout_in_seconds() {
+    let o: ClientOptions = serde_json::from_str(r#"{"timeout": 0.25, "depth": 4}"#).unwrap();
+    assert_eq!(o.timeout, Duration::from_millis(250));
+    assert_eq!(o.depth, 4);
+    assert_eq!(o.route_path, ClientOptions::default().route_path);
+    assert!(serde_json::from_str::<ClientOptions>(r#"{"timeout": -1}"#).is_err());
+}
+
+#[test]
+fn numeric_addresses_read_and_write_tags_there() {
+    let mut pair = Pair::new(options(2, 0, false));
+    pair.server
+        .device_mut()
+        .tags_mut()
+        .add_str("Temp@0x22/1/3=REAL")
+        .unwrap();
+    // cpppo's enip_client reads and writes numeric addresses with the tag services
+    // (the getattr forms are Get Attribute Single / All).
+    let ids: Vec<OpId> = ["@0x22/1/3=(REAL)21.5", "@0x22/1/3", "@0x22/1/4"]
+        .iter()
+        .map(|t| pair.client.submit(pair.now, parse_operation(t).unwrap()))
+        .collect();
+    pair.pump();
+    let r: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            pair.events.iter().find_map(|e| match e {
+                ClientEvent::Reply { op, result } if op == id => Some(result.clone()),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(r[0], Some(Ok(Value::Written)));
+    assert_eq!(r[1], Some(Ok(Value::Values(Values::Real(vec![21.5])))));
+    assert_eq!(status(r[2].as_ref().unwrap()), 0x05);
+}
+
+#[test]
+fn a_refused_forward_open_fails_the_connection() {
+    let server = ServerOptions {
+        max_connection_size: 400,
+        ..ServerOptions::default()
+    };
+    let mut pair = Pair::with_server(options(1, 0, true), server);
+    let op = pair.submit("SCADA");
+    pair.pump();
+    let refused = pair
+        .events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::Failed(LostReason::ForwardOpenRefused(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // Connection failure, invalid connection size (and the largest it would take).
+    assert_eq!(refused.general, GeneralStatus(0x01));
+    assert_eq!(refused.additional.first(), Some(&0x0109));
+    assert!(pair.events.contains(&ClientEvent::Lost {
+        op,
+        why: LostReason::ForwardOpenRefused(refused)
+    }));
+    assert!(pair.client.is_closed());
+}
