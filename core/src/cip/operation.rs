@@ -114,6 +114,63 @@ impl Operation {
     }
 }
 
+impl Operation {
+    /// The path as cpppo's client reports it (its `format_path`): the tag (symbolic names
+    /// joined by `.`, or `@0x%04X/instance/attribute` for a numeric address) and the
+    /// trailing element index, if any. cpppo prints `"%20s[%3d-%-3d]+%3d"` from these,
+    /// the element count and the offset.
+    ///
+    /// ```
+    /// use cpppo_core::cip::operation::parse_operation;
+    ///
+    /// let op = parse_operation("Program:Main.Tag[3]").unwrap();
+    /// assert_eq!(op.tag_and_element(), ("Program:Main.Tag".to_string(), Some(3)));
+    /// let op = parse_operation("@0x1FF/1/0x1A").unwrap();
+    /// assert_eq!(op.tag_and_element(), ("@0x01FF/1/26".to_string(), None));
+    /// ```
+    pub fn tag_and_element(&self) -> (String, Option<u32>) {
+        let Ok(mut segs) = self.path.to_segments() else {
+            return (self.path.to_string(), None);
+        };
+        let element = match segs.last() {
+            Some(Segment::Element(e)) => Some(*e),
+            _ => None,
+        };
+        if element.is_some() {
+            segs.pop();
+        }
+        let names: Option<Vec<&str>> = segs
+            .iter()
+            .map(|s| match s {
+                Segment::Symbolic(name) => Some(name.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let tag = match (names, segs.as_slice()) {
+            (Some(names), _) if !names.is_empty() => names.join("."),
+            (_, [Segment::Class(c), rest @ ..])
+                if rest.len() <= 2
+                    && rest.iter().enumerate().all(|(i, s)| {
+                        matches!(
+                            (i, s),
+                            (0, Segment::Instance(_)) | (1, Segment::Attribute(_))
+                        )
+                    }) =>
+            {
+                let mut t = format!("@0x{c:04X}");
+                for s in rest {
+                    if let Segment::Instance(n) | Segment::Attribute(n) = s {
+                        t.push_str(&format!("/{n}"));
+                    }
+                }
+                t
+            }
+            _ => crate::cip::epath::DisplaySegments(&segs).to_string(),
+        };
+        (tag, element)
+    }
+}
+
 /// Why an operation's text was not accepted. `at` is a byte offset into the text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OperationError {
