@@ -1113,7 +1113,10 @@ impl ClientConn {
             Ok(fo) => {
                 self.o_t_connection_id = Some(fo.o_t_connection_id);
                 self.connection_size = size;
-                self.phase = Phase::Ready;
+                if self.phase == Phase::Opening {
+                    self.phase = Phase::Ready;
+                }
+                // (Closing already: the next pump Forward Closes it.)
                 self.setup_deadline = None;
                 self.events.push_back(ClientEvent::Connected {
                     o_t_connection_id: fo.o_t_connection_id,

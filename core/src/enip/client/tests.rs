@@ -858,3 +858,29 @@ fn a_refused_forward_open_fails_the_connection() {
     }));
     assert!(pair.client.is_closed());
 }
+
+#[test]
+fn close_while_opening_closes_the_new_connection() {
+    let mut pair = Pair::new(options(1, 0, true));
+    let op = pair.submit("SCADA");
+    // RegisterSession and its reply; the Forward Open goes out.
+    let mut a = Vec::new();
+    pair.client.poll_transmit(pair.now, &mut a);
+    pair.conn.handle_input(pair.now, &a, &mut pair.server);
+    let mut b = Vec::new();
+    while pair.conn.poll_transmit(pair.now, &mut b) {}
+    pair.client.handle_input(pair.now, &b);
+    a.clear();
+    pair.client.poll_transmit(pair.now, &mut a);
+    assert_eq!(frames(&a).len(), 1, "the Forward Open");
+    pair.client.close(pair.now);
+    pair.conn.handle_input(pair.now, &a, &mut pair.server);
+    assert_eq!(pair.conn.connections().len(), 1);
+    pair.pump();
+    assert!(pair.client.is_closed());
+    assert!(pair.conn.connections().is_empty(), "Forward Closed");
+    assert!(pair.events.contains(&ClientEvent::Lost {
+        op,
+        why: LostReason::Closed
+    }));
+}
