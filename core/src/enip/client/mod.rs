@@ -1270,6 +1270,43 @@ impl ClientConn {
     }
 }
 
+/// A `ListIdentity` or `ListServices` request, as sent by UDP (often broadcast, cpppo's
+/// `-i`/`-b`) or TCP without a session: appends the 24-byte frame to `out`, with
+/// `context` as its sender context.
+pub fn list_request(command: Command, context: u64, out: &mut Vec<u8>) {
+    Header::new(command, 0, context.to_le_bytes()).encode(out);
+}
+
+/// What a `ListIdentity` or `ListServices` reply datagram says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReply {
+    /// The sender context the reply echoes.
+    pub context: u64,
+    /// The identities (ListIdentity).
+    pub identities: Vec<Identity<'static>>,
+    /// The services (ListServices).
+    pub services: Vec<crate::enip::cpf::Service<'static>>,
+}
+
+/// Decode one reply datagram to [`list_request`]: a whole encapsulation frame whose
+/// status is success and whose data is a Common Packet Format.
+pub fn decode_list_reply(datagram: &[u8]) -> Result<ListReply, crate::wire::DecodeError> {
+    let (frame, _) = Encapsulation::decode(datagram)?;
+    if frame.header.status != 0 {
+        return Err(crate::wire::DecodeError::Invalid {
+            field: "encapsulation.status",
+            offset: 8,
+            reason: format!("status 0x{:04X}", frame.header.status).into(),
+        });
+    }
+    let cpf = Cpf::decode(&frame.data)?;
+    Ok(ListReply {
+        context: u64::from_le_bytes(frame.header.sender_context),
+        identities: cpf.identities().map(|i| i.clone().into_owned()).collect(),
+        services: cpf.services().map(|s| s.clone().into_owned()).collect(),
+    })
+}
+
 /// The Message Router, `@2/1`.
 fn message_router_path() -> Epath<'static> {
     Epath::from_segments(&[

@@ -884,3 +884,28 @@ fn close_while_opening_closes_the_new_connection() {
         why: LostReason::Closed
     }));
 }
+
+#[test]
+fn list_identity_and_services_by_datagram() {
+    let now = Instant::now();
+    let mut server = Server::new(controller(), ServerOptions::default());
+    let local: SocketAddr = "10.0.0.5:44818".parse().unwrap();
+    for (command, context) in [(Command::ListIdentity, 77u64), (Command::ListServices, 78)] {
+        let mut request = Vec::new();
+        list_request(command, context, &mut request);
+        assert_eq!(request.len(), 24);
+        let mut reply = Vec::new();
+        assert!(server.handle_datagram(now, local, peer(), &request, &mut reply));
+        let list = decode_list_reply(&reply).unwrap();
+        assert_eq!(list.context, context);
+        if command == Command::ListIdentity {
+            assert_eq!(list.identities.len(), 1);
+            assert!(list.services.is_empty());
+            assert!(!list.identities[0].product_name.is_empty());
+        } else {
+            assert_eq!(list.services.len(), 1);
+            assert_eq!(list.services[0].name_lossy(), "Communications");
+        }
+    }
+    assert!(decode_list_reply(&[0x63, 0]).unwrap_err().is_incomplete());
+}
