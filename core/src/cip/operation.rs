@@ -53,6 +53,10 @@ pub enum Method {
     SetAttributeSingle,
     /// Get Attributes All (0x01).
     GetAttributesAll,
+    /// The tag list: Get Instance Attribute List (0x55) to the Symbol object (0x6B) of
+    /// the controller or of the program the path names, page after page (each reply with
+    /// status 0x06 continues from the last instance + 1).
+    ListTags,
 }
 
 /// One client operation, as cpppo's `parse_operations` yields it.
@@ -103,6 +107,19 @@ impl Operation {
             offset: None,
             values: None,
         }
+    }
+
+    /// The tag list of the controller (`program` `None`) or of `Program:X`: names, types
+    /// and dimensions of every Symbol instance.
+    pub fn list_tags(program: Option<&str>) -> Result<Self, OperationError> {
+        let path = match program {
+            Some(p) => Epath::from_segments(&[Segment::symbolic(p.to_string())])?,
+            None => Epath::EMPTY,
+        };
+        Ok(Operation {
+            method: Method::ListTags,
+            ..Operation::get_attribute_single(path)
+        })
     }
 
     /// Get Attributes All at `path` (`@class/instance`).

@@ -99,13 +99,14 @@ use crate::cip::data::{Count, TagType, Values};
 use crate::cip::device::UNCONNECTED_REPLY_BUDGET;
 use crate::cip::epath::{parse_route_path, Epath, PathParseError, Segment};
 use crate::cip::logix::{
-    element_size, ReadTagFragmentedRequest, ReadTagReply, ReadTagRequest,
-    WriteTagFragmentedRequest, WriteTagRequest,
+    element_size, symbol_attribute, GetInstanceAttributeListReply, ReadTagFragmentedRequest,
+    ReadTagReply, ReadTagRequest, SymbolType, WriteTagFragmentedRequest, WriteTagRequest,
 };
 use crate::cip::message_router::{
     class, service, MessageRouterReply, MessageRouterRequest, MultipleServiceReply,
     MultipleServiceRequest,
 };
+use crate::cip::objects::GetAttributeListRequest;
 use crate::cip::operation::{Method, Operation};
 use crate::cip::status::GeneralStatus;
 use crate::enip::cpf::{Cpf, Identity};
@@ -255,7 +256,30 @@ pub enum Value {
     Written,
     /// Get Attribute Single / Get Attributes All data, raw.
     Data(Vec<u8>),
+    /// The tag list ([`Method::ListTags`]): each Symbol instance's name, type and
+    /// dimensions ([`LIST_TAGS_ATTRIBUTES`]).
+    Symbols(Vec<SymbolEntry>),
 }
+
+/// One tag of a tag list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolEntry {
+    /// The Symbol instance id (a read can address the tag as `@0x6B/id`).
+    pub instance: u32,
+    /// The tag name.
+    pub name: String,
+    /// The symbol type word: atomic type or template instance, dimensions, system bit.
+    pub symbol_type: SymbolType,
+    /// The array dimensions (0 where unused).
+    pub dimensions: [u32; 3],
+}
+
+/// The Symbol attributes a tag list asks for: name, type, dimensions.
+pub const LIST_TAGS_ATTRIBUTES: [u16; 3] = [
+    symbol_attribute::NAME,
+    symbol_attribute::TYPE,
+    symbol_attribute::DIMENSIONS,
+];
 
 /// The status a device answered instead of success.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +422,8 @@ struct OpState {
     fragmented: bool,
     /// Send alone: its reply did not fit beside others in a Multiple Service Packet.
     solo: bool,
+    /// A tag list's instances so far.
+    symbols: Vec<SymbolEntry>,
 }
 
 /// One EtherNet/IP client connection's protocol state (see the module documentation).
@@ -512,6 +538,7 @@ impl ClientConn {
             offset: op.offset.unwrap_or(0),
             sent: 0,
             solo: false,
+            symbols: Vec::new(),
             fragmented: self.options.fragment || op.offset.is_some(),
             op,
         };
@@ -792,6 +819,23 @@ impl ClientConn {
             Method::GetAttributeSingle => (service::GET_ATTRIBUTE_SINGLE, Vec::new()),
             Method::GetAttributesAll => (service::GET_ATTRIBUTES_ALL, Vec::new()),
             Method::SetAttributeSingle => (service::SET_ATTRIBUTE_SINGLE, state.data.clone()),
+            Method::ListTags => {
+                let mut bytes = path.as_bytes().to_vec();
+                let page = Epath::from_segments(&[
+                    Segment::Class(u32::from(class::SYMBOL)),
+                    Segment::Instance(state.offset),
+                ])
+                .map_err(|e| e.to_string())?;
+                bytes.extend_from_slice(page.as_bytes());
+                let request = GetAttributeListRequest {
+                    attributes: LIST_TAGS_ATTRIBUTES.to_vec(),
+                };
+                return Ok(MessageRouterRequest::new(
+                    service::GET_INSTANCE_ATTRIBUTE_LIST,
+                    Epath::from_vec(bytes),
+                    request.to_vec(),
+                ));
+            }
         };
         Ok(MessageRouterRequest::new(service, path, data))
     }
@@ -1260,6 +1304,42 @@ impl ClientConn {
                     return;
                 }
                 self.reply(id, Ok(Value::Written));
+            }
+            Method::ListTags
+                if status.is_success() || status == GeneralStatus::PARTIAL_TRANSFER =>
+            {
+                let page =
+                    match GetInstanceAttributeListReply::decode(&reply.data, &LIST_TAGS_ATTRIBUTES)
+                    {
+                        Ok(p) => p,
+                        Err(e) => return self.lose(id, LostReason::Protocol(e.to_string())),
+                    };
+                let last = page.instances.last().map(|i| i.instance_id);
+                state
+                    .symbols
+                    .extend(page.instances.iter().map(|i| SymbolEntry {
+                        instance: i.instance_id,
+                        name: i.name().unwrap_or_default().to_string(),
+                        symbol_type: i.symbol_type().unwrap_or(SymbolType(0)),
+                        dimensions: i.dimensions().unwrap_or_default(),
+                    }));
+                if status == GeneralStatus::PARTIAL_TRANSFER {
+                    // Continue after the last instance; a page without one would loop.
+                    let Some(next) = last
+                        .and_then(|l| l.checked_add(1))
+                        .filter(|n| *n > state.offset)
+                    else {
+                        return self.lose(
+                            id,
+                            LostReason::Protocol("partial tag list without progress".into()),
+                        );
+                    };
+                    state.offset = next;
+                    self.ops.insert(id, state);
+                    self.ready.push_front(id);
+                    return;
+                }
+                self.reply(id, Ok(Value::Symbols(state.symbols)));
             }
             Method::SetAttributeSingle if status.is_success() => self.reply(id, Ok(Value::Written)),
             Method::GetAttributeSingle | Method::GetAttributesAll if status.is_success() => {

@@ -909,3 +909,64 @@ fn list_identity_and_services_by_datagram() {
     }
     assert!(decode_list_reply(&[0x63, 0]).unwrap_err().is_incomplete());
 }
+
+#[test]
+fn tag_list_upload_pages_through_the_symbol_object() {
+    for connected in [false, true] {
+        let mut pair = Pair::new(options(2, 0, connected));
+        let names: Vec<String> = (0..60)
+            .map(|i| format!("A_rather_long_tag_name_number_{i:02}"))
+            .collect();
+        for n in &names {
+            pair.server
+                .device_mut()
+                .tags_mut()
+                .add_str(&format!("{n}=DINT[3]"))
+                .unwrap();
+        }
+        let all = pair
+            .client
+            .submit(pair.now, Operation::list_tags(None).unwrap());
+        let program = pair.client.submit(
+            pair.now,
+            Operation::list_tags(Some("Program:Main")).unwrap(),
+        );
+        pair.pump();
+        let result = |id: OpId| {
+            pair.events
+                .iter()
+                .find_map(|e| match e {
+                    ClientEvent::Reply {
+                        op,
+                        result: Ok(Value::Symbols(s)),
+                    } if *op == id => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{:?}", pair.events))
+        };
+        let listed = result(all);
+        for n in &names {
+            let entry = listed.iter().find(|e| &e.name == n).unwrap();
+            assert_eq!(entry.dimensions, [3, 0, 0]);
+            assert_eq!(entry.symbol_type.atomic_type(), Some(0xC4));
+        }
+        assert!(listed.iter().any(|e| e.name == "SCADA"));
+        assert!(!listed.iter().any(|e| e.name == "Count"));
+        let ids: std::collections::BTreeSet<u32> = listed.iter().map(|e| e.instance).collect();
+        assert_eq!(ids.len(), listed.len(), "no instance twice across pages");
+        let in_program = result(program);
+        assert_eq!(
+            in_program
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["Count"]
+        );
+        // 60 tags of ~50 bytes do not fit one reply: several pages were asked for.
+        assert!(
+            pair.client.stats().requests >= 2 + 5,
+            "{:?}",
+            pair.client.stats()
+        );
+    }
+}
