@@ -18,7 +18,9 @@
 //!
 //! ## Contract
 //!
-//! - [`ClientConn::submit`]: queue an operation; its deadline is `now + timeout`.
+//! - [`ClientConn::submit`]: queue an operation; its deadline is `now + timeout`
+//!   ([`ClientConn::submit_until`] gives one its own). Operations in flight together are
+//!   independent: a read pipelined beside a write to the same tag may see it or not.
 //! - [`ClientConn::handle_input`]: reply bytes as they arrived, split anywhere.
 //! - [`ClientConn::poll_transmit`]: appends the requests that may go now (the session
 //!   set-up first, then as many transactions as `depth` allows).
@@ -35,6 +37,16 @@
 //!
 //! The drive loop: after any `handle_*` call or `submit`, drain `poll_transmit` to the
 //! socket and `poll_event`, then wait for input or `poll_timeout`.
+//!
+//! Besides Read/Write Tag and the attribute services, [`Method::ListTags`] uploads the
+//! tag list (Symbol object, page by page). Sessionless `ListIdentity` / `ListServices`
+//! (UDP, broadcast) are plain functions: [`list_request`] and [`decode_list_reply`].
+//!
+//! Out of scope here: the runtimes' `synchronous`/`pipeline`/`results` calls, cpppo's
+//! printed result lines and TPS summary (built from [`ClientEvent`]s and
+//! [`crate::cip::operation::Operation::tag_and_element`]), template decoding of
+//! structures (a UDT read gives [`Values::Structure`] with its raw bytes), and the
+//! getattr proxy and pollers.
 //!
 //! ## Fragmentation
 //!
