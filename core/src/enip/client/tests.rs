@@ -970,3 +970,53 @@ fn tag_list_upload_pages_through_the_symbol_object() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random small writes (sent in submission order, so applied in it) then reads of
+    /// random ranges, at any depth, MSP budget, mode and reply order: every read matches
+    /// a model of the tag.
+    #[test]
+    fn pipelined_operations_match_a_model(
+        writes in proptest::collection::vec((0usize..990, proptest::collection::vec(any::<i16>(), 1..8)), 0..25),
+        reads in proptest::collection::vec((0usize..1000, 1usize..300), 1..10),
+        depth in 1usize..21,
+        multiple in prop_oneof![Just(0usize), 60usize..500],
+        connected in any::<bool>(),
+        reverse in any::<bool>(),
+    ) {
+        let mut pair = Pair::new(options(depth, multiple, connected));
+        pair.reverse = reverse;
+        let mut model = vec![0i16; 1000];
+        let mut ops = Vec::new();
+        for (start, values) in &writes {
+            let end = (*start + values.len()).min(1000);
+            let values = &values[..end - start];
+            model[*start..end].copy_from_slice(values);
+            let path = format!("SCADA[{start}]").parse().unwrap();
+            ops.push(pair.client.submit(pair.now, Operation::write(path, Values::Int(values.to_vec()))));
+        }
+        pair.pump();
+        let mut read_ids = Vec::new();
+        for (start, count) in &reads {
+            let count = (*count).min(1000 - start);
+            let path = format!("SCADA[{start}]").parse().unwrap();
+            read_ids.push((pair.client.submit(pair.now, Operation::read(path, count as u16)), *start, count));
+        }
+        pair.pump();
+        for id in ops {
+            let written = ClientEvent::Reply { op: id, result: Ok(Value::Written) };
+            prop_assert!(pair.events.contains(&written), "write {:?}", id);
+        }
+        for (id, start, count) in read_ids {
+            let expect = Ok(Value::Values(Values::Int(model[start..start + count].to_vec())));
+            prop_assert!(
+                pair.events.contains(&ClientEvent::Reply { op: id, result: expect }),
+                "read {start}+{count}"
+            );
+        }
+        prop_assert_eq!(pair.client.outstanding(), 0);
+        prop_assert!(pair.max_burst <= depth);
+    }
+}
