@@ -57,6 +57,9 @@ pub enum Method {
     /// the controller or of the program the path names, page after page (each reply with
     /// status 0x06 continues from the last instance + 1).
     ListTags,
+    /// A structure's definition: Get Attribute List (0x03) of the Template object (0x6C)
+    /// instance, then Template Read (0x4C) page by page.
+    ReadTemplate,
 }
 
 /// One client operation, as cpppo's `parse_operations` yields it.
@@ -120,6 +123,20 @@ impl Operation {
             method: Method::ListTags,
             ..Operation::get_attribute_single(path)
         })
+    }
+
+    /// The definition of the structure whose Template instance is `instance` (a tag's
+    /// symbol type gives it: [`crate::cip::logix::SymbolType::template_instance`]).
+    pub fn read_template(instance: u16) -> Self {
+        let path = Epath::from_segments(&[
+            Segment::Class(u32::from(crate::cip::message_router::class::TEMPLATE)),
+            Segment::Instance(u32::from(instance)),
+        ])
+        .unwrap_or(Epath::EMPTY);
+        Operation {
+            method: Method::ReadTemplate,
+            ..Operation::get_attribute_single(path)
+        }
     }
 
     /// Get Attributes All at `path` (`@class/instance`).

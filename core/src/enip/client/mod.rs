@@ -111,8 +111,9 @@ use crate::cip::data::{Count, TagType, Values};
 use crate::cip::device::UNCONNECTED_REPLY_BUDGET;
 use crate::cip::epath::{parse_route_path, Epath, PathParseError, Segment};
 use crate::cip::logix::{
-    element_size, symbol_attribute, GetInstanceAttributeListReply, ReadTagFragmentedRequest,
-    ReadTagReply, ReadTagRequest, SymbolType, WriteTagFragmentedRequest, WriteTagRequest,
+    element_size, symbol_attribute, template_attribute, GetInstanceAttributeListReply,
+    ReadTagFragmentedRequest, ReadTagReply, ReadTagRequest, SymbolType, TemplateAttributes,
+    TemplateDefinition, TemplateReadRequest, WriteTagFragmentedRequest, WriteTagRequest,
 };
 use crate::cip::message_router::{
     class, service, MessageRouterReply, MessageRouterRequest, MultipleServiceReply,
@@ -271,6 +272,106 @@ pub enum Value {
     /// The tag list ([`Method::ListTags`]): each Symbol instance's name, type and
     /// dimensions ([`LIST_TAGS_ATTRIBUTES`]).
     Symbols(Vec<SymbolEntry>),
+    /// A structure's definition ([`Method::ReadTemplate`]).
+    Template(Template),
+}
+
+/// The Template attributes a template read asks for first: definition size, structure
+/// size, member count, structure handle.
+pub const TEMPLATE_ATTRIBUTES: [u16; 4] = [
+    template_attribute::DEFINITION_SIZE,
+    template_attribute::STRUCTURE_SIZE,
+    template_attribute::MEMBER_COUNT,
+    template_attribute::STRUCTURE_HANDLE,
+];
+
+/// What a Template Read asks for beyond the definition proper: the definition size in
+/// words counts 20 bytes of overhead and the reply's own header (pycomm3 reads
+/// `words * 4 - 21` bytes; a Logix finds the end there).
+pub const TEMPLATE_READ_OVERHEAD: u32 = 21;
+
+/// Prefix of the hidden SINT members that host a structure's BOOL members.
+pub const HIDDEN_MEMBER_PREFIX: &str = "ZZZZZZZZZZ";
+
+/// A structure's definition, as read from its Template object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// The structure handle (the CRC in a Read Tag reply's type).
+    pub handle: u16,
+    /// Bytes of one value of the structure.
+    pub structure_size: u32,
+    /// The structure's name (before any `;`).
+    pub name: String,
+    /// The members, in definition order (hidden BOOL hosts included).
+    pub members: Vec<TemplateMemberInfo>,
+}
+
+/// One member of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateMemberInfo {
+    /// The member's name.
+    pub name: String,
+    /// Array length for an array member, bit number for a BOOL member, else 0.
+    pub info: u16,
+    /// The type word: an atomic code, or a structure and its Template instance.
+    pub symbol_type: SymbolType,
+    /// Byte offset in a value of the structure (for a BOOL, of its host).
+    pub offset: u32,
+}
+
+impl Template {
+    /// Decode one value of the structure (the data of a Read Tag reply of this
+    /// structure's type) into its visible atomic members, by name. Nested structures are
+    /// given as [`Values::Structure`] with their raw bytes (read their own template to
+    /// decode them); hidden BOOL hosts are left out.
+    pub fn decode_value(
+        &self,
+        data: &[u8],
+    ) -> Result<Vec<(String, Values)>, crate::wire::DecodeError> {
+        let mut out = Vec::new();
+        for m in &self.members {
+            if m.name.starts_with(HIDDEN_MEMBER_PREFIX) {
+                continue;
+            }
+            let at = usize::try_from(m.offset).unwrap_or(usize::MAX);
+            let rest = data.get(at..).ok_or(crate::wire::DecodeError::Incomplete {
+                field: "template.member",
+                offset: data.len(),
+                needed: at.saturating_sub(data.len()),
+            })?;
+            let mut r = Reader::with_base(rest, at);
+            let count = usize::from(m.info.max(1));
+            let value = match m.symbol_type.atomic_type() {
+                Some(code) if u16::from(code) == crate::cip::data::DataType::BOOL.code() => {
+                    let host = r.u8("template.bool_host")?;
+                    Values::Bool(vec![host >> (m.info & 7) & 1 != 0])
+                }
+                Some(code) => Values::decode(
+                    TagType::Elementary(u16::from(code)),
+                    Count::Elements(count),
+                    &mut r,
+                )?,
+                None => {
+                    let next = self
+                        .members
+                        .iter()
+                        .map(|n| usize::try_from(n.offset).unwrap_or(usize::MAX))
+                        .filter(|o| *o > at)
+                        .min()
+                        .unwrap_or(usize::try_from(self.structure_size).unwrap_or(usize::MAX));
+                    let raw = rest
+                        .get(..next.saturating_sub(at).min(rest.len()))
+                        .unwrap_or_default();
+                    Values::Structure {
+                        handle: 0,
+                        data: raw.to_vec(),
+                    }
+                }
+            };
+            out.push((m.name.clone(), value));
+        }
+        Ok(out)
+    }
 }
 
 /// One tag of a tag list.
@@ -436,6 +537,8 @@ struct OpState {
     solo: bool,
     /// A tag list's instances so far.
     symbols: Vec<SymbolEntry>,
+    /// A template read's attributes, once known.
+    template: Option<TemplateAttributes>,
 }
 
 /// One EtherNet/IP client connection's protocol state (see the module documentation).
@@ -551,6 +654,7 @@ impl ClientConn {
             sent: 0,
             solo: false,
             symbols: Vec::new(),
+            template: None,
             fragmented: self.options.fragment || op.offset.is_some(),
             op,
         };
@@ -831,6 +935,31 @@ impl ClientConn {
             Method::GetAttributeSingle => (service::GET_ATTRIBUTE_SINGLE, Vec::new()),
             Method::GetAttributesAll => (service::GET_ATTRIBUTES_ALL, Vec::new()),
             Method::SetAttributeSingle => (service::SET_ATTRIBUTE_SINGLE, state.data.clone()),
+            Method::ReadTemplate => match state.template {
+                None => (
+                    service::GET_ATTRIBUTE_LIST,
+                    GetAttributeListRequest {
+                        attributes: TEMPLATE_ATTRIBUTES.to_vec(),
+                    }
+                    .to_vec(),
+                ),
+                Some(attributes) => {
+                    let total = attributes
+                        .definition_size
+                        .unwrap_or(0)
+                        .saturating_mul(4)
+                        .saturating_sub(TEMPLATE_READ_OVERHEAD);
+                    let left = total.saturating_sub(state.offset);
+                    (
+                        service::READ_TAG,
+                        TemplateReadRequest {
+                            offset: state.offset,
+                            bytes: u16::try_from(left).unwrap_or(u16::MAX),
+                        }
+                        .to_vec(),
+                    )
+                }
+            },
             Method::ListTags => {
                 let mut bytes = path.as_bytes().to_vec();
                 let page = Epath::from_segments(&[
@@ -1352,6 +1481,65 @@ impl ClientConn {
                     return;
                 }
                 self.reply(id, Ok(Value::Symbols(state.symbols)));
+            }
+            Method::ReadTemplate if state.template.is_none() && status.is_success() => {
+                match TemplateAttributes::decode(&reply.data) {
+                    Ok(a) if a.definition_size.is_some() && a.member_count.is_some() => {
+                        state.template = Some(a);
+                        state.offset = 0;
+                        self.ops.insert(id, state);
+                        self.ready.push_front(id);
+                    }
+                    Ok(_) => self.lose(
+                        id,
+                        LostReason::Protocol("template attributes missing".into()),
+                    ),
+                    Err(e) => self.lose(id, LostReason::Protocol(e.to_string())),
+                }
+            }
+            Method::ReadTemplate
+                if status.is_success() || status == GeneralStatus::PARTIAL_TRANSFER =>
+            {
+                state.data.extend_from_slice(&reply.data);
+                if status == GeneralStatus::PARTIAL_TRANSFER {
+                    let Some(next) = u32::try_from(reply.data.len())
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .and_then(|n| state.offset.checked_add(n))
+                    else {
+                        return self.lose(
+                            id,
+                            LostReason::Protocol("partial template read without data".into()),
+                        );
+                    };
+                    state.offset = next;
+                    self.ops.insert(id, state);
+                    self.ready.push_front(id);
+                    return;
+                }
+                let attributes = state.template.unwrap_or_default();
+                match TemplateDefinition::decode(&state.data, attributes.member_count.unwrap_or(0))
+                {
+                    Ok(def) => self.reply(
+                        id,
+                        Ok(Value::Template(Template {
+                            handle: attributes.structure_handle.unwrap_or(0),
+                            structure_size: attributes.structure_size.unwrap_or(0),
+                            name: def.name.to_string(),
+                            members: def
+                                .members
+                                .iter()
+                                .map(|m| TemplateMemberInfo {
+                                    name: m.name.to_string(),
+                                    info: m.info,
+                                    symbol_type: SymbolType(m.type_code),
+                                    offset: m.offset,
+                                })
+                                .collect(),
+                        })),
+                    ),
+                    Err(e) => self.lose(id, LostReason::Protocol(e.to_string())),
+                }
             }
             Method::SetAttributeSingle if status.is_success() => self.reply(id, Ok(Value::Written)),
             Method::GetAttributeSingle | Method::GetAttributesAll if status.is_success() => {

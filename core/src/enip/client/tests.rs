@@ -1020,3 +1020,81 @@ proptest! {
         prop_assert!(pair.max_burst <= depth);
     }
 }
+
+#[test]
+fn a_structure_is_read_and_decoded_through_its_template() {
+    let mut pair = Pair::new(options(2, 0, false));
+    let tags = pair.server.device_mut().tags_mut();
+    tags.define_structure(
+        "Motor",
+        &[
+            ("Run", "BOOL", 0),
+            ("Fault", "BOOL", 0),
+            ("Speed", "REAL", 0),
+            ("Hist", "DINT", 4),
+        ],
+    )
+    .unwrap();
+    tags.add_str("M=Motor").unwrap();
+    let r = pair.run(&[
+        "M.Speed=(REAL)1.5",
+        "M.Hist[1-2]=(DINT)7,8",
+        "M.Fault=(BOOL)1",
+    ]);
+    assert!(r.iter().all(|r| *r == Ok(Value::Written)), "{r:?}");
+    let list = pair
+        .client
+        .submit(pair.now, Operation::list_tags(None).unwrap());
+    pair.pump();
+    let instance = pair
+        .events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::Reply {
+                op,
+                result: Ok(Value::Symbols(s)),
+            } if *op == list => s
+                .iter()
+                .find(|e| e.name == "M")
+                .and_then(|e| e.symbol_type.template_instance()),
+            _ => None,
+        })
+        .unwrap();
+    let read = pair
+        .client
+        .submit(pair.now, Operation::read_template(instance));
+    pair.pump();
+    let template = pair
+        .events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::Reply {
+                op,
+                result: Ok(Value::Template(tpl)),
+            } if *op == read => Some(tpl.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{:?}", pair.events.last()));
+    assert_eq!(template.name, "Motor");
+    let r = pair.run(&["M"]);
+    let (handle, data) = match values(&r[0]) {
+        Values::Structure { handle, data } => (handle, data),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(handle, template.handle);
+    assert_eq!(data.len(), template.structure_size as usize);
+    let members = template.decode_value(&data).unwrap();
+    let get = |name: &str| {
+        members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("Run"), Some(Values::Bool(vec![false])));
+    assert_eq!(get("Fault"), Some(Values::Bool(vec![true])));
+    assert_eq!(get("Speed"), Some(Values::Real(vec![1.5])));
+    assert_eq!(get("Hist"), Some(Values::Dint(vec![0, 7, 8, 0])));
+    assert!(members
+        .iter()
+        .all(|(n, _)| !n.starts_with(HIDDEN_MEMBER_PREFIX)));
+}
