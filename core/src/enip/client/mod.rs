@@ -39,14 +39,16 @@
 //! socket and `poll_event`, then wait for input or `poll_timeout`.
 //!
 //! Besides Read/Write Tag and the attribute services, [`Method::ListTags`] uploads the
-//! tag list (Symbol object, page by page). Sessionless `ListIdentity` / `ListServices`
-//! (UDP, broadcast) are plain functions: [`list_request`] and [`decode_list_reply`].
+//! tag list (Symbol object, page by page) and [`Method::ReadTemplate`] a structure's
+//! definition (Template object), with which [`Template::decode_value`] turns a UDT read
+//! ([`Values::Structure`], raw bytes) into its members. Sessionless `ListIdentity` /
+//! `ListServices` (UDP, broadcast) are plain functions: [`list_request`] and
+//! [`decode_list_reply`].
 //!
 //! Out of scope here: the runtimes' `synchronous`/`pipeline`/`results` calls, cpppo's
 //! printed result lines and TPS summary (built from [`ClientEvent`]s and
-//! [`crate::cip::operation::Operation::tag_and_element`]), template decoding of
-//! structures (a UDT read gives [`Values::Structure`] with its raw bytes), and the
-//! getattr proxy and pollers.
+//! [`crate::cip::operation::Operation::tag_and_element`]), the getattr proxy and the
+//! pollers.
 //!
 //! ## Fragmentation
 //!

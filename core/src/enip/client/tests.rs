@@ -655,6 +655,8 @@ proptest! {
             } else { parse_operation(t) };
             client.submit(now, op.unwrap());
         }
+        client.submit(now, Operation::list_tags(None).unwrap());
+        client.submit(now, Operation::read_template(5));
         let mut out = Vec::new();
         client.poll_transmit(now, &mut out);
         let header = Header { session_handle: 7, ..Header::new(Command::RegisterSession, 0, [1, 0, 0, 0, 0, 0, 0, 0]) };
