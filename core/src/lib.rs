@@ -13,8 +13,8 @@
 //! | module | layer |
 //! |---|---|
 //! | [`wire`] | bounds-checked reading, [`wire::DecodeError`], [`wire::Encode`], stream framing |
-//! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format; the server engine ([`enip::server`]) |
-//! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services |
+//! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format; the server engine ([`enip::server`]) and the pipelined client engine ([`enip::client`]) |
+//! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services, client operations in cpppo's syntax ([`cip::operation`]) |
 //! | [`controller`] | the simulated Logix controller (a [`cip::device::CipDevice`]): tag database, tag services, Symbol/Template objects |
 //! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
 //! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
@@ -61,6 +61,11 @@
 //! `poll_transmit`, then `poll_event`, then read `poll_timeout` and wait until that
 //! deadline or new input, whichever comes first. The caller owns the output buffers, so
 //! the steady state allocates nothing.
+//!
+//! [`enip::client::ClientConn`] is the EtherNet/IP client's engine: operations parsed
+//! by [`cip::operation::parse_operation`] go in with `submit`, pipelined up to a depth,
+//! packed into Multiple Service Packets and fragmented as needed, and come out as
+//! `Reply` or `Lost` events; its module documentation runs it against the server engine.
 //!
 //! [`enip::server::ServerConn`] is the EtherNet/IP server's engine (one per TCP
 //! connection, sharing one [`enip::server::Server`] that holds the simulated

@@ -8,4 +8,5 @@ pub mod epath;
 pub mod logix;
 pub mod message_router;
 pub mod objects;
+pub mod operation;
 pub mod status;

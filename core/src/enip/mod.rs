@@ -1,6 +1,7 @@
 //! EtherNet/IP: the encapsulation layer (TCP and UDP port 44818) and the Common Packet
 //! Format that carries CIP inside `SendRRData` and `SendUnitData`.
 
+pub mod client;
 pub mod cpf;
 pub mod encapsulation;
 pub mod server;
