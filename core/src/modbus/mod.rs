@@ -3,6 +3,7 @@
 //! simulated device: [`device::Device`] (units, tables, faults) served per connection by
 //! the sans-IO engine [`server::ServerConn`].
 
+pub mod client;
 pub mod device;
 pub mod numbering;
 pub mod pdu;
