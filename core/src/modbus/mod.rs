@@ -7,6 +7,7 @@ pub mod client;
 pub mod device;
 pub mod numbering;
 pub mod pdu;
+pub mod poller;
 pub mod rtu;
 pub mod server;
 pub mod tcp;
