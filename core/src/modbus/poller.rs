@@ -813,6 +813,10 @@ impl Poller {
             self.write_done(op, Err(Failure::Disconnected));
         }
         self.write_ops.clear();
+        if self.online {
+            self.online = false;
+            self.events.push_back(PollEvent::Offline);
+        }
         self.back_off(now);
     }
 
@@ -1072,5 +1076,505 @@ impl Poller {
             });
             self.drop_connection(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modbus::device::{Delay, Device};
+    use crate::modbus::server::ServerConn;
+    use crate::modbus::tcp;
+
+    const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
+
+    /// The poller against a simulated device over an in-memory "socket", with a
+    /// simulated clock that jumps from deadline to deadline.
+    struct Sim {
+        t0: Instant,
+        now: Instant,
+        poller: Poller,
+        device: Device,
+        server: Option<ServerConn>,
+        up: bool,
+        /// Requests the poller sent, with their time from t0.
+        sent: Vec<(Duration, Request<'static>)>,
+        /// Events, with their time from t0.
+        log: Vec<(Duration, String)>,
+        events: Vec<PollEvent>,
+    }
+
+    impl Sim {
+        fn new(config: PollerConfig, specs: &[&str]) -> Sim {
+            let t0 = Instant::now();
+            Sim {
+                t0,
+                now: t0,
+                poller: Poller::new(config),
+                device: Device::from_specs(specs.iter().copied()).unwrap(),
+                server: None,
+                up: true,
+                sent: Vec::new(),
+                log: Vec::new(),
+                events: Vec::new(),
+            }
+        }
+
+        fn at(&self) -> Duration {
+            self.now - self.t0
+        }
+
+        fn step(&mut self) {
+            for _ in 0..10_000 {
+                let now = self.now;
+                let mut up = Vec::new();
+                while self.poller.poll_transmit(now, &mut up) {}
+                let mut d = tcp::decoder();
+                d.handle_input(&up);
+                while let Some(frame) = d.next_frame().unwrap() {
+                    let adu = tcp::Adu::decode(&frame).unwrap();
+                    let at = self.at();
+                    self.sent.push((at, adu.request().unwrap().into_owned()));
+                }
+                let mut down = Vec::new();
+                if let Some(server) = &mut self.server {
+                    server.handle_input(now, &up, &mut self.device);
+                    while server.poll_transmit(now, &mut down) {}
+                }
+                self.poller.handle_input(now, &down);
+                let mut any = false;
+                while let Some(e) = self.poller.poll_event() {
+                    any = true;
+                    self.log.push((self.at(), e.to_string()));
+                    match e {
+                        PollEvent::Connect if self.up => {
+                            self.server = Some(ServerConn::tcp());
+                            self.poller.handle_connected(now);
+                        }
+                        PollEvent::Connect => self.poller.handle_connect_failed(now),
+                        PollEvent::Disconnect { .. } => self.server = None,
+                        _ => {}
+                    }
+                    self.events.push(e);
+                }
+                if up.is_empty() && down.is_empty() && !any {
+                    return;
+                }
+            }
+            panic!("no quiet");
+        }
+
+        fn run_until(&mut self, end: Duration) {
+            let end = self.t0 + end;
+            for _ in 0..100_000 {
+                self.step();
+                let server = self.server.as_ref().and_then(|s| s.poll_timeout());
+                match crate::engine::earliest(self.poller.poll_timeout(), server) {
+                    Some(next) if next <= end => {
+                        self.now = self.now.max(next);
+                        self.poller.handle_timeout(self.now);
+                    }
+                    _ => {
+                        self.now = end;
+                        self.step();
+                        return;
+                    }
+                }
+            }
+            panic!("no progress");
+        }
+
+        /// The server goes away; the adapter notices.
+        fn stop(&mut self) {
+            self.up = false;
+            self.server = None;
+            self.poller.handle_disconnected(self.now);
+        }
+
+        fn take_log(&mut self) -> Vec<(Duration, String)> {
+            std::mem::take(&mut self.log)
+        }
+    }
+
+    fn hr(address: u16, quantity: u16) -> Request<'static> {
+        Request::ReadHoldingRegisters { address, quantity }
+    }
+
+    #[test]
+    fn merged_requests_within_protocol_limits() {
+        let specs = ["1-100", "10001-10100", "30001-30400", "40001-40200"];
+        let mut sim = Sim::new(PollerConfig::default(), &specs);
+        let t0 = sim.t0;
+        for spec in [
+            "40001-40010",
+            "40011-40020",
+            "40015",
+            "40100-40101",
+            "1-16",
+            "9-20",
+            "10001-10003",
+            "30001-30300",
+        ] {
+            sim.poller.poll(t0, spec, None).unwrap();
+        }
+        sim.run_until(Duration::ZERO);
+        let sent: Vec<_> = sim.sent.iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(
+            sent,
+            [
+                Request::ReadCoils {
+                    address: 0,
+                    quantity: 20
+                },
+                Request::ReadDiscreteInputs {
+                    address: 0,
+                    quantity: 3
+                },
+                Request::ReadInputRegisters {
+                    address: 0,
+                    quantity: 125
+                },
+                Request::ReadInputRegisters {
+                    address: 125,
+                    quantity: 125
+                },
+                Request::ReadInputRegisters {
+                    address: 250,
+                    quantity: 50
+                },
+                hr(0, 20),
+                hr(99, 2),
+            ]
+        );
+        // With cpppo's reach of 100 the gap is read too: 40001-40101 in one.
+        let mut sim = Sim::new(
+            PollerConfig {
+                reach: 100,
+                ..PollerConfig::default()
+            },
+            &specs,
+        );
+        sim.poller.poll(t0, "40001-40020", None).unwrap();
+        sim.poller.poll(t0, "40100-40101", None).unwrap();
+        sim.run_until(Duration::ZERO);
+        assert_eq!(sim.sent, [(Duration::ZERO, hr(0, 101))]);
+        // Only the registers polled are reported.
+        let changes = sim
+            .events
+            .iter()
+            .filter(|e| matches!(e, PollEvent::Changed(_)))
+            .count();
+        assert_eq!(changes, 22);
+        // Bits: 2000 to a request.
+        let reads = merge([(Table::Coils, 0, 4500)], 1);
+        assert_eq!(
+            reads.iter().map(|r| r.quantity).collect::<Vec<_>>(),
+            [2000, 2000, 500]
+        );
+        // The end of the address space is not overrun.
+        assert_eq!(
+            merge([(Table::HoldingRegisters, 65_500, 36)], 1),
+            [Read {
+                table: Table::HoldingRegisters,
+                address: 65_500,
+                quantity: 36
+            }]
+        );
+    }
+
+    #[test]
+    fn each_range_at_its_rate_merged_when_due_together() {
+        let mut sim = Sim::new(PollerConfig::default(), &["40001-40100"]);
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001-40005", Some(S)).unwrap();
+        sim.poller.poll(t0, "40006-40010", Some(3 * S)).unwrap();
+        sim.run_until(4 * S);
+        assert_eq!(
+            sim.sent,
+            [
+                (Duration::ZERO, hr(0, 10)),
+                (S, hr(0, 5)),
+                (2 * S, hr(0, 5)),
+                (3 * S, hr(0, 10)),
+                (4 * S, hr(0, 5)),
+            ]
+        );
+        assert_eq!(sim.poller.statistics().cycles, 5);
+    }
+
+    #[test]
+    fn changes_after_writes_to_the_device_and_through_the_poller() {
+        let mut sim = Sim::new(PollerConfig::default(), &["40001-40010=99", "1-8"]);
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001-40010", None).unwrap();
+        sim.poller.poll(t0, "1-3", None).unwrap();
+        sim.run_until(Duration::ZERO);
+        let log = sim.take_log();
+        assert_eq!(log.len(), 2 + 3 + 10, "{log:?}");
+        assert_eq!(log[0].1, "connect");
+        assert_eq!(log[1].1, "online");
+        assert_eq!(log[2].1, "1 == 0 (was: None)");
+        assert_eq!(log[14].1, "40010 == 99 (was: None)");
+        assert_eq!(sim.poller.read_modicon(40009), Some(99));
+        assert_eq!(sim.poller.read_modicon(40011), None);
+        // Someone else writes to the device.
+        sim.device
+            .unit_mut(1)
+            .unwrap()
+            .holding_registers
+            .set(8, 999);
+        sim.run_until(S);
+        assert_eq!(sim.take_log(), [(S, "40009 == 999 (was: 99)".to_string())]);
+        // Writes through the poller, queued between polls.
+        sim.poller.write_spec(sim.now, "40001=9999").unwrap();
+        sim.poller.write_spec(sim.now, "2-3=1").unwrap();
+        sim.poller.write_spec(sim.now, "40002-40003=5,6").unwrap();
+        assert!(matches!(
+            sim.poller.write_spec(sim.now, "30001=1"),
+            Err(WriteError::ReadOnly(Table::InputRegisters))
+        ));
+        assert!(matches!(
+            sim.poller.write_spec(sim.now, "40001"),
+            Err(WriteError::NoValue(_))
+        ));
+        sim.run_until(2 * S);
+        let log: Vec<String> = sim.take_log().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            log,
+            [
+                "wrote 40001 (1)",
+                "wrote 2 (2)",
+                "wrote 40002 (2)",
+                "2 == 1 (was: 0)",
+                "3 == 1 (was: 0)",
+                "40001 == 9999 (was: 99)",
+                "40002 == 5 (was: 99)",
+                "40003 == 6 (was: 99)",
+            ]
+        );
+        let writes: Vec<_> = sim.sent.iter().filter(|(_, r)| r.function() >= 5).collect();
+        assert_eq!(
+            writes,
+            [
+                &(
+                    S,
+                    Request::WriteSingleRegister {
+                        address: 0,
+                        value: 9999
+                    }
+                ),
+                &(
+                    S,
+                    Request::WriteMultipleCoils {
+                        address: 1,
+                        values: Bits::from_bools(&[true, true])
+                    }
+                ),
+                &(
+                    S,
+                    Request::WriteMultipleRegisters {
+                        address: 1,
+                        values: Registers::from_values(&[5, 6])
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_wait_for_the_cycle_in_progress() {
+        let mut sim = Sim::new(PollerConfig::default(), &["40001-40010=99"]);
+        sim.device.faults.delay = Some(Delay::Fixed(300 * MS));
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001-40002", None).unwrap();
+        sim.run_until(100 * MS);
+        sim.poller.write_spec(sim.now, "40001=1").unwrap();
+        sim.run_until(S);
+        assert_eq!(
+            sim.sent,
+            [
+                (Duration::ZERO, hr(0, 2)),
+                (
+                    300 * MS,
+                    Request::WriteSingleRegister {
+                        address: 0,
+                        value: 1
+                    }
+                ),
+                // The write's reply came at 600 ms; the next cycle is still at 1 s.
+                (S, hr(0, 2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn failure_then_recovery_with_backoff() {
+        let mut sim = Sim::new(PollerConfig::default(), &["40001-40010=7"]);
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001-40002", None).unwrap();
+        sim.run_until(2500 * MS);
+        sim.take_log();
+        sim.stop();
+        assert_eq!(sim.poller.read_modicon(40001), None, "offline");
+        sim.run_until(8 * S);
+        // Changed while we were away.
+        sim.device.unit_mut(1).unwrap().holding_registers.set(1, 70);
+        sim.up = true;
+        sim.run_until(20 * S);
+        let log = sim.take_log();
+        let ms = |n| n * MS;
+        let want = [
+            (ms(2500), "offline"),
+            (ms(2500), "reconnecting in 1.000s"),
+            (ms(3500), "connect"),
+            (ms(3500), "reconnecting in 2.000s"),
+            (ms(5500), "connect"),
+            (ms(5500), "reconnecting in 4.000s"),
+            (ms(9500), "connect"),
+            (ms(9500), "online"),
+            (ms(9500), "40002 == 70 (was: 7)"),
+        ];
+        assert_eq!(
+            log,
+            want.iter()
+                .map(|(t, l)| (*t, l.to_string()))
+                .collect::<Vec<_>>()
+        );
+        // The cadence survived: polls at 0, 1, 2, then at 9.5 (missed ones skipped), 10,
+        // 11, ... 20.
+        let times: Vec<Duration> = sim.sent.iter().map(|(t, _)| *t).collect();
+        assert_eq!(times[..4], [Duration::ZERO, S, 2 * S, ms(9500)]);
+        assert_eq!(times[4..], (10..=20).map(|s| s * S).collect::<Vec<_>>()[..]);
+        assert_eq!(sim.poller.statistics().slipped, 7 - 1);
+        // A second outage starts again from the first backoff.
+        sim.stop();
+        sim.run_until(21 * S);
+        assert_eq!(
+            sim.take_log(),
+            [
+                (20 * S, "offline".to_string()),
+                (20 * S, "reconnecting in 1.000s".to_string()),
+                (21 * S, "connect".to_string()),
+                (21 * S, "reconnecting in 2.000s".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn timeouts_drop_the_connection_and_exceptions_do_not() {
+        let mut config = PollerConfig::default();
+        config.client.timeout = S / 2;
+        let mut sim = Sim::new(config, &["40001-40005=3"]);
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001-40002", None).unwrap();
+        sim.run_until(Duration::ZERO);
+        sim.take_log();
+        sim.device.faults.delay = Some(Delay::Fixed(5 * S));
+        sim.run_until(S + S / 2);
+        assert_eq!(
+            sim.take_log(),
+            [
+                (S + S / 2, "failing 40001-40002 (2): timeout".to_string()),
+                (S + S / 2, "offline".to_string()),
+                (
+                    S + S / 2,
+                    "disconnect: no reply to any read of a cycle".to_string()
+                ),
+                (S + S / 2, "reconnecting in 1.000s".to_string()),
+            ]
+        );
+        sim.device.faults.delay = None;
+        sim.run_until(3 * S);
+        assert_eq!(
+            sim.take_log(),
+            [
+                (2 * S + S / 2, "connect".to_string()),
+                (2 * S + S / 2, "online".to_string()),
+            ]
+        );
+        // An exception is reported once, and keeps the connection.
+        sim.poller.poll(sim.now, "40005-40006", None).unwrap();
+        sim.run_until(5 * S);
+        assert_eq!(
+            sim.take_log(),
+            [
+                // Polled alone at first: no read of that cycle succeeded.
+                (3 * S, "failing 40005-40006 (2): exception 0x02".to_string()),
+                (3 * S, "offline".to_string()),
+                (4 * S, "online".to_string()),
+            ]
+        );
+        assert!(sim.poller.is_connected() && sim.poller.is_online());
+        assert_eq!(
+            sim.poller.failing().copied().collect::<Vec<_>>(),
+            [Read {
+                table: Table::HoldingRegisters,
+                address: 4,
+                quantity: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn load_from_a_scripted_timeline() {
+        let mut sim = Sim::new(PollerConfig::default(), &["40001-40010"]);
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001-40010", None).unwrap();
+        assert_eq!(sim.poller.load(), Load::default());
+        // Replies take 250 ms for three cycles, then 500 ms for two.
+        sim.device.faults.delay = Some(Delay::Fixed(250 * MS));
+        sim.run_until(2500 * MS);
+        let load = sim.poller.load();
+        assert_eq!(
+            (load.one, load.five, load.fifteen),
+            (Some(0.25), Some(0.25), Some(0.25))
+        );
+        sim.device.faults.delay = Some(Delay::Fixed(500 * MS));
+        sim.run_until(4900 * MS);
+        let mut want = [0.25f64; 3];
+        for _ in 0..2 {
+            for (w, minutes) in want.iter_mut().zip([1.0, 5.0, 15.0]) {
+                *w += (1.0 / (minutes * 60.0)) * (0.5 - *w);
+            }
+        }
+        let load = sim.poller.load();
+        let got = [load.one.unwrap(), load.five.unwrap(), load.fifteen.unwrap()];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+        }
+        assert!(got[0] > got[1] && got[1] > got[2] && got[2] > 0.25);
+        assert_eq!(sim.poller.statistics().cycles, 5);
+        // A slow device: 1.5 s replies at a 1 s rate make cycles slip; each counts 1.5.
+        sim.device.faults.delay = Some(Delay::Fixed(1500 * MS));
+        sim.run_until(60 * S);
+        assert!(sim.poller.statistics().slipped > 0);
+        let load = sim.poller.load();
+        assert!(load.one.unwrap() > 0.5, "{load:?}");
+        assert!(load.one > load.five && load.five > load.fifteen);
+    }
+
+    #[test]
+    fn lost_stream_reconnects() {
+        let mut sim = Sim::new(PollerConfig::default(), &["40001-40010"]);
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001", None).unwrap();
+        sim.run_until(Duration::ZERO);
+        sim.take_log();
+        sim.device.faults.corrupt = Some(crate::modbus::device::Corruption::ProtocolId);
+        sim.run_until(S);
+        let log: Vec<String> = sim.take_log().into_iter().map(|(_, l)| l).collect();
+        assert!(
+            log[0].starts_with("disconnect: invalid mbap.protocol_id"),
+            "{log:?}"
+        );
+        assert_eq!(
+            log[1..],
+            [
+                "failing 40001-40001 (1): disconnected",
+                "offline",
+                "reconnecting in 1.000s"
+            ]
+        );
     }
 }
