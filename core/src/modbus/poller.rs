@@ -599,6 +599,7 @@ impl Poller {
                 .max(Duration::from_nanos(1)),
             due: now,
         });
+        self.drive(now);
         RangeId(self.ranges.len() - 1)
     }
 
@@ -1083,8 +1084,10 @@ impl Poller {
 mod tests {
     use super::*;
     use crate::modbus::device::{Delay, Device};
+    use crate::modbus::rtu::{Direction, RtuFramer};
     use crate::modbus::server::ServerConn;
     use crate::modbus::tcp;
+    use proptest::prelude::*;
 
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
@@ -1107,12 +1110,14 @@ mod tests {
 
     impl Sim {
         fn new(config: PollerConfig, specs: &[&str]) -> Sim {
+            let mut device = Device::from_specs(specs.iter().copied()).unwrap();
+            device.transport = config.transport;
             let t0 = Instant::now();
             Sim {
                 t0,
                 now: t0,
                 poller: Poller::new(config),
-                device: Device::from_specs(specs.iter().copied()).unwrap(),
+                device,
                 server: None,
                 up: true,
                 sent: Vec::new(),
@@ -1130,12 +1135,20 @@ mod tests {
                 let now = self.now;
                 let mut up = Vec::new();
                 while self.poller.poll_transmit(now, &mut up) {}
-                let mut d = tcp::decoder();
-                d.handle_input(&up);
-                while let Some(frame) = d.next_frame().unwrap() {
-                    let adu = tcp::Adu::decode(&frame).unwrap();
-                    let at = self.at();
-                    self.sent.push((at, adu.request().unwrap().into_owned()));
+                let at = self.at();
+                if self.device.transport == Transport::Tcp {
+                    let mut d = tcp::decoder();
+                    d.handle_input(&up);
+                    while let Some(frame) = d.next_frame().unwrap() {
+                        let adu = tcp::Adu::decode(&frame).unwrap();
+                        self.sent.push((at, adu.request().unwrap().into_owned()));
+                    }
+                } else {
+                    let mut f = RtuFramer::over_tcp(Direction::Requests);
+                    f.handle_input(now, &up);
+                    while let Some(frame) = f.poll_frame() {
+                        self.sent.push((at, frame.request().unwrap().into_owned()));
+                    }
                 }
                 let mut down = Vec::new();
                 if let Some(server) = &mut self.server {
@@ -1149,7 +1162,7 @@ mod tests {
                     self.log.push((self.at(), e.to_string()));
                     match e {
                         PollEvent::Connect if self.up => {
-                            self.server = Some(ServerConn::tcp());
+                            self.server = Some(ServerConn::new(self.device.transport));
                             self.poller.handle_connected(now);
                         }
                         PollEvent::Connect => self.poller.handle_connect_failed(now),
@@ -1576,5 +1589,81 @@ mod tests {
                 "reconnecting in 1.000s"
             ]
         );
+    }
+
+    #[test]
+    fn polls_over_rtu_over_tcp_one_request_at_a_time() {
+        let config = PollerConfig {
+            transport: Transport::RtuOverTcp,
+            client: ClientConfig {
+                depth: 8,
+                ..ClientConfig::default()
+            },
+            ..PollerConfig::default()
+        };
+        let mut sim = Sim::new(config, &["40001-40300=5", "1-10=1"]);
+        let t0 = sim.t0;
+        sim.poller.poll(t0, "40001-40300", None).unwrap();
+        sim.poller.poll(t0, "1-10", None).unwrap();
+        sim.run_until(Duration::ZERO);
+        assert_eq!(
+            sim.sent.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+            [
+                Request::ReadCoils {
+                    address: 0,
+                    quantity: 10
+                },
+                hr(0, 125),
+                hr(125, 125),
+                hr(250, 50)
+            ]
+        );
+        assert_eq!(sim.poller.read_modicon(40300), Some(5));
+        assert_eq!(sim.poller.read_modicon(10), Some(1));
+        sim.poller.write_spec(sim.now, "40300=6").unwrap();
+        sim.run_until(S);
+        assert_eq!(
+            sim.log.last().map(|(_, l)| l.as_str()),
+            Some("40300 == 6 (was: 5)")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_reply_bytes_never_panic_the_poller(
+            replies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..12),
+            rtu in any::<bool>(),
+        ) {
+            let config = PollerConfig {
+                transport: if rtu { Transport::RtuOverTcp } else { Transport::Tcp },
+                ..PollerConfig::default()
+            };
+            let t0 = Instant::now();
+            let mut poller = Poller::new(config);
+            poller.poll(t0, "40001-40010", None).unwrap();
+            poller.poll(t0, "1-20", None).unwrap();
+            poller.write_spec(t0, "40001=1").unwrap();
+            let mut now = t0;
+            let mut out = Vec::new();
+            for reply in &replies {
+                while let Some(e) = poller.poll_event() {
+                    if e == PollEvent::Connect {
+                        poller.handle_connected(now);
+                    }
+                }
+                while poller.poll_transmit(now, &mut out) {}
+                poller.handle_input(now, reply);
+                now += 700 * MS;
+                poller.handle_timeout(now);
+            }
+            // Whatever happened, the poller waits on a deadline or for a connection.
+            while let Some(e) = poller.poll_event() {
+                if e == PollEvent::Connect {
+                    poller.handle_connected(now);
+                }
+            }
+            while poller.poll_transmit(now, &mut out) {}
+            prop_assert!(poller.poll_timeout().is_some());
+        }
     }
 }
