@@ -197,3 +197,35 @@ fn bad_register_specs_are_one_line_and_exit_status_2() {
         assert!(stderr.contains(culprit), "{stderr}");
     }
 }
+
+#[test]
+fn help_explains_every_option_with_an_example() {
+    let out = Command::new(BIN)
+        .args(["modbus", "poll", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if ["  -", "      --", "  [", "  <"]
+            .iter()
+            .any(|p| line.starts_with(p))
+        {
+            blocks.push(String::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    let blocks: Vec<_> = blocks
+        .into_iter()
+        .filter(|b| !b.trim_start().starts_with("-h, --help"))
+        .collect();
+    assert_eq!(blocks.len(), 9, "{blocks:#?}");
+    for block in blocks {
+        assert!(block.contains("Example"), "no example in {block}");
+    }
+    assert!(text.contains("Examples:\n  cpppo modbus poll "));
+}
