@@ -77,6 +77,16 @@
 //! # let _ = Duration::ZERO;
 //! ```
 //!
+//! ## Matching replies
+//!
+//! Over Modbus/TCP a reply is matched by transaction id (and must carry the request's
+//! unit id); one for no request in flight is [`ClientEvent::Unmatched`]. Over RTU there
+//! is no id: the next valid frame from the request's unit answers it, so a reply that
+//! arrives after its request timed out may be taken for the next request's if that one
+//! asks the same unit the same question. Every reply is checked against its request
+//! ([`answers`]): function code, quantity, echo. A bit read's reply is cut to the
+//! quantity asked.
+//!
 //! ## Out of scope
 //!
 //! Connecting and reconnecting (the adapter's, or the [`super::poller::Poller`]'s), the
