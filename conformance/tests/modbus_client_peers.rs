@@ -1,6 +1,7 @@
-//! Our Modbus client engine and poller against a real third-party server: pymodbus'
-//! `ModbusTcpServer` (Modbus/TCP and its RTU framer over TCP), driven by a small
-//! blocking loop over a `TcpStream`.
+//! Our Modbus client engine and poller against real third-party servers: pymodbus'
+//! `ModbusTcpServer` (Modbus/TCP and its RTU framer over TCP) and pyModbusTCP's
+//! `ModbusServer`, driven by a small blocking loop over a `TcpStream`. Each asserts the
+//! values read back after the writes.
 
 // Helpers outside `#[test]` functions unwrap too: a failed set-up is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -33,16 +34,23 @@ impl Drop for PeerServer {
 }
 
 fn start_pymodbus(python: &Path, framing: &str) -> PeerServer {
+    start_peer(python, "modbus_pymodbus_server.py", &[framing])
+}
+
+/// Start `script` from `peers/` on a free port, with `args` after the port.
+fn start_peer(python: &Path, script: &str, args: &[&str]) -> PeerServer {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/modbus_pymodbus_server.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(script);
     let mut child = Command::new(python)
         .arg(script)
         .arg(port.to_string())
-        .arg(framing)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -52,7 +60,7 @@ fn start_pymodbus(python: &Path, framing: &str) -> PeerServer {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert_eq!(line.trim(), "ready", "pymodbus server did not start");
+    assert_eq!(line.trim(), "ready", "the peer server did not start");
     PeerServer {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -359,7 +367,16 @@ fn run_poller(
 #[test]
 fn poller_against_pymodbus() {
     let Some(python) = python() else { return };
-    let server = start_pymodbus(&python, "socket");
+    poller_against(start_pymodbus(&python, "socket"));
+}
+
+#[test]
+fn poller_against_pymodbustcp() {
+    let Some(python) = python() else { return };
+    poller_against(start_peer(&python, "modbus_pymodbustcp_server.py", &[]));
+}
+
+fn poller_against(server: PeerServer) {
     let mut poller = Poller::new(PollerConfig {
         rate: Duration::from_millis(200),
         ..PollerConfig::default()
@@ -397,4 +414,104 @@ fn poller_against_pymodbus() {
     assert_eq!(poller.read_modicon(40009), Some(999));
     assert_eq!(poller.read_modicon(2), Some(0));
     assert!(poller.load().one.is_some());
+}
+
+#[test]
+fn client_against_pymodbustcp() {
+    let Some(python) = python() else { return };
+    let server = start_peer(&python, "modbus_pymodbustcp_server.py", &[]);
+    let mut stream = connect(server.addr);
+    let mut client = ClientConn::tcp(ClientConfig::default());
+    let now = Instant::now();
+    let requests = [
+        Request::ReadCoils {
+            address: 0,
+            quantity: 3,
+        },
+        Request::ReadDiscreteInputs {
+            address: 14,
+            quantity: 4,
+        },
+        Request::ReadInputRegisters {
+            address: 9,
+            quantity: 2,
+        },
+        Request::WriteSingleRegister {
+            address: 8,
+            value: 999,
+        },
+        Request::WriteMultipleRegisters {
+            address: 30,
+            values: Registers::from_values(&[5, 6, 7]),
+        },
+        Request::WriteSingleCoil {
+            address: 1,
+            value: true,
+        },
+        Request::WriteMultipleCoils {
+            address: 10,
+            values: Bits::from_bools(&[true, true, false]),
+        },
+        Request::ReadWriteMultipleRegisters {
+            read_address: 7,
+            read_quantity: 3,
+            write_address: 9,
+            values: Registers::from_values(&[1000]),
+        },
+        Request::ReadHoldingRegisters {
+            address: 28,
+            quantity: 5,
+        },
+        Request::ReadCoils {
+            address: 0,
+            quantity: 13,
+        },
+        // Not served by pyModbusTCP: Illegal Function.
+        Request::MaskWriteRegister {
+            address: 0,
+            and_mask: 0,
+            or_mask: 0,
+        },
+    ];
+    for r in &requests {
+        client.submit(now, r.clone(), 1);
+    }
+    let got = responses(finish(&mut stream, &mut client, requests.len()));
+    let regs = |v: &[u16]| Registers::from_values(v);
+    let bits = |v: &[bool]| Bits::from_bools(v);
+    assert_eq!(
+        got,
+        [
+            Ok(Response::ReadCoils(bits(&[true, false, true]))),
+            Ok(Response::ReadDiscreteInputs(bits(&[
+                true, true, false, false
+            ]))),
+            Ok(Response::ReadInputRegisters(regs(&[7, 0]))),
+            Ok(Response::WriteSingleRegister {
+                address: 8,
+                value: 999
+            }),
+            Ok(Response::WriteMultipleRegisters {
+                address: 30,
+                quantity: 3
+            }),
+            Ok(Response::WriteSingleCoil {
+                address: 1,
+                value: true
+            }),
+            Ok(Response::WriteMultipleCoils {
+                address: 10,
+                quantity: 3
+            }),
+            Ok(Response::ReadWriteMultipleRegisters(regs(&[99, 999, 1000]))),
+            Ok(Response::ReadHoldingRegisters(regs(&[99, 99, 5, 6, 7]))),
+            Ok(Response::ReadCoils(bits(&[
+                true, true, true, false, true, false, true, false, true, false, true, true, false
+            ]))),
+            Err(Exception {
+                function: 0x16,
+                code: ExceptionCode::ILLEGAL_FUNCTION
+            }),
+        ]
+    );
 }
