@@ -1430,7 +1430,19 @@ mod tests {
         sim.take_log();
         sim.stop();
         assert_eq!(sim.poller.read_modicon(40001), None, "offline");
+        // The backoff is a deadline: the adapter sleeps until it.
+        assert!(!sim.poller.is_connected());
+        assert_eq!(sim.poller.poll_timeout(), Some(t0 + 3500 * MS));
+        sim.poller.handle_timeout(t0 + 3400 * MS);
+        assert_eq!(
+            sim.poller.poll_timeout(),
+            Some(t0 + 3500 * MS),
+            "not before the deadline"
+        );
+        sim.run_until(4 * S);
+        assert_eq!(sim.poller.poll_timeout(), Some(t0 + 5500 * MS));
         sim.run_until(8 * S);
+        assert_eq!(sim.poller.poll_timeout(), Some(t0 + 9500 * MS));
         // Changed while we were away.
         sim.device.unit_mut(1).unwrap().holding_registers.set(1, 70);
         sim.up = true;
