@@ -845,7 +845,17 @@ impl Poller {
                 }
                 ClientEvent::Aborted { op } => self.op_failed(now, op, Failure::Disconnected),
                 ClientEvent::Broadcast { op } => {
-                    self.write_done(op, Ok(()));
+                    if self.write_ops.contains_key(&op) {
+                        self.write_done(op, Ok(()));
+                    } else {
+                        // A read sent to unit 0 on a serial line: nobody answers it.
+                        let error = ErrorInfo {
+                            field: "modbus.unit".to_string(),
+                            offset: 0,
+                            message: "unit 0 is a broadcast: no reply to a read".to_string(),
+                        };
+                        self.read_done(now, op, Err(Failure::Invalid(error)));
+                    }
                 }
                 ClientEvent::Lost(reason) => {
                     let reason = match reason {
@@ -1677,5 +1687,35 @@ mod tests {
             while poller.poll_transmit(now, &mut out) {}
             prop_assert!(poller.poll_timeout().is_some());
         }
+    }
+
+    #[test]
+    fn broadcast_writes_finish_when_sent_and_broadcast_reads_fail() {
+        let config = PollerConfig {
+            transport: Transport::RtuOverTcp,
+            unit: 0,
+            ..PollerConfig::default()
+        };
+        let mut sim = Sim::new(config, &["40001-40010=1"]);
+        let t0 = sim.t0;
+        sim.poller.write_spec(t0, "40002=5").unwrap();
+        sim.poller.poll(t0, "40001-40002", None).unwrap();
+        sim.run_until(Duration::ZERO);
+        let log: Vec<String> = sim.take_log().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            log,
+            [
+                "connect",
+                "wrote 40002 (1)",
+                "failing 40001-40002 (2): invalid reply: unit 0 is a broadcast: no reply to a read",
+            ]
+        );
+        assert_eq!(
+            sim.device
+                .unit(1)
+                .unwrap()
+                .read(Table::HoldingRegisters, 1, 1),
+            Some(vec![5])
+        );
     }
 }
