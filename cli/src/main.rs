@@ -3,7 +3,8 @@
 //! - `cpppo decode`: a frame dissector for EtherNet/IP (down to the CIP service) and
 //!   Modbus/TCP and Modbus/RTU, printing JSON;
 //! - `cpppo enip server`: a simulated Logix controller (cpppo's `enip_server`);
-//! - `cpppo modbus sim`: a simulated Modbus device (cpppo's `modbus_sim`).
+//! - `cpppo modbus sim`: a simulated Modbus device (cpppo's `modbus_sim`);
+//! - `cpppo modbus poll`: poll a Modbus device and print changes (cpppo's `modbus_poll`).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ mod address;
 mod decode;
 mod enip_server;
 mod hex;
+mod modbus_poll;
 mod modbus_sim;
 mod rotate;
 mod serve;
@@ -59,7 +61,7 @@ cat capture.hex | cpppo decode --compact enip"
     #[command(subcommand)]
     Enip(EnipCommand),
 
-    /// Modbus tools: the device simulator.
+    /// Modbus tools: the device simulator and the poller.
     #[command(subcommand)]
     Modbus(ModbusCommand),
 }
@@ -104,6 +106,22 @@ cpppo modbus sim --serial /dev/ttyUSB0 --baud 9600 40001-40010=0\n  \
 cpppo modbus sim --evil delay:.1-.5 --evil corrupt:registers -a :1502 40001-40010=99"
     )]
     Sim(modbus_sim::ModbusSimArgs),
+
+    /// Poll a Modbus device's registers and print every change.
+    #[command(
+        long_about = "Poll register ranges of a Modbus/TCP device (or RTU over TCP) at a \
+rate, as cpppo's modbus_poll does: values given with '=' are written first, then every \
+range is read each cycle (adjacent ranges merged into as few requests as the protocol \
+allows) and each change is printed on stdout as `40009 == 999 (was: 99)`. A lost \
+connection is retried with exponential backoff. Runs until interrupted.\n\n\
+One line goes to stderr on start. A bad register spec or address is reported in one line \
+with exit status 2.",
+        after_help = "Examples:\n  \
+cpppo modbus poll -a :1502 40001-40010=0 40001-40100\n  \
+cpppo modbus poll -a 10.0.111.123 -u 3 -R 0.5 -v 1-16 30001-30010\n  \
+cpppo modbus poll -a :1502 40009=999"
+    )]
+    Poll(modbus_poll::ModbusPollArgs),
 }
 
 #[derive(Debug, Args)]
@@ -318,6 +336,9 @@ fn main() -> ExitCode {
         }
         Command::Modbus(ModbusCommand::Sim(args)) => {
             return finish("cpppo modbus sim", modbus_sim::run(args))
+        }
+        Command::Modbus(ModbusCommand::Poll(args)) => {
+            return finish("cpppo modbus poll", modbus_poll::run(args))
         }
     };
     match result {

@@ -16,7 +16,7 @@
 //! | [`enip`] | EtherNet/IP encapsulation and the Common Packet Format; the server engine ([`enip::server`]) and the pipelined client engine ([`enip::client`]) |
 //! | [`cip`] | CIP: EPATH, data types, Message Router, Connection Manager, Logix services, client operations in cpppo's syntax ([`cip::operation`]) |
 //! | [`controller`] | the simulated Logix controller (a [`cip::device::CipDevice`]): tag database, tag services, Symbol/Template objects |
-//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine |
+//! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine, the client engine and the poller |
 //! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
 //! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
 //!

@@ -1,0 +1,231 @@
+//! `cpppo modbus poll` as a user runs it, against `cpppo modbus sim` started by the
+//! test: initial writes, change lines, a write from elsewhere, and a restart of the
+//! simulator on the same port (the poller reconnects and reports the new values).
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cpppo_core::modbus::pdu::{Request, Response};
+use cpppo_core::modbus::tcp::Adu;
+use cpppo_core::wire::Encode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cpppo");
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A child process, killed when dropped; its stdout collected, its first stderr line.
+struct Running {
+    child: Child,
+    line: String,
+    printed: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn spawn(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let printed = Arc::new(Mutex::new(String::new()));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let sink = Arc::clone(&printed);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Running {
+            child,
+            line,
+            printed,
+        }
+    }
+
+    fn wait_printed(&self, text: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.printed.lock().unwrap().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} not printed; stdout: {}",
+                self.printed.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.printed
+            .lock()
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sim(address: &str, registers: &str) -> (Running, SocketAddr) {
+    let sim = Running::spawn(&[
+        "modbus",
+        "sim",
+        "--runtime",
+        "blocking",
+        "-a",
+        address,
+        registers,
+    ]);
+    let rest = sim.line.split("listening on ").nth(1).unwrap();
+    let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+    (sim, addr)
+}
+
+/// Write one holding register with our own socket.
+fn write_register(addr: SocketAddr, address: u16, value: u16) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = Request::WriteSingleRegister { address, value };
+    s.write_all(&Adu::new(7, 1, &request).to_vec()).unwrap();
+    let mut reply = [0u8; 12];
+    s.read_exact(&mut reply).unwrap();
+    let adu = Adu::decode(&reply).unwrap();
+    assert_eq!(
+        adu.response().unwrap(),
+        Response::WriteSingleRegister { address, value }
+    );
+}
+
+#[test]
+fn polls_prints_changes_and_survives_a_restart() {
+    let (simulator, addr) = sim("127.0.0.1:0", "40001-40100=99");
+    let target = addr.to_string();
+    let poll = Running::spawn(&[
+        "modbus",
+        "poll",
+        "-a",
+        &target,
+        "40001-40005=9",
+        "40001-40010",
+    ]);
+    assert_eq!(
+        poll.line.trim_end(),
+        format!("cpppo modbus poll: polling {target} (tcp), unit 1, every 1s")
+    );
+    poll.wait_printed("40010 == 99 (was: None)\n");
+    let first: Vec<String> = (1..=10)
+        .map(|i| {
+            let v = if i <= 5 { 9 } else { 99 };
+            format!("{} == {v} (was: None)", 40000 + i)
+        })
+        .collect();
+    assert_eq!(
+        poll.lines(),
+        first,
+        "the initial write comes before the first poll"
+    );
+
+    write_register(addr, 8, 999);
+    poll.wait_printed("40009 == 999 (was: 99)\n");
+
+    // The simulator goes away and comes back on the same port with other values.
+    drop(simulator);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_again, addr2) = sim(&target, "40001-40010=5");
+    assert_eq!(addr2, addr);
+    poll.wait_printed("40010 == 5 (was: 99)\n");
+    let lines = poll.lines();
+    let after: Vec<&str> = lines[11..].iter().map(String::as_str).collect();
+    assert_eq!(
+        after,
+        [
+            "40001 == 5 (was: 9)",
+            "40002 == 5 (was: 9)",
+            "40003 == 5 (was: 9)",
+            "40004 == 5 (was: 9)",
+            "40005 == 5 (was: 9)",
+            "40006 == 5 (was: 99)",
+            "40007 == 5 (was: 99)",
+            "40008 == 5 (was: 99)",
+            "40009 == 5 (was: 999)",
+            "40010 == 5 (was: 99)",
+        ]
+    );
+}
+
+#[test]
+fn bad_register_specs_are_one_line_and_exit_status_2() {
+    for (args, culprit) in [
+        (
+            &["modbus", "poll", "-a", ":1502", "40001-4x"][..],
+            "40001-4x",
+        ),
+        (
+            &["modbus", "poll", "-a", ":1502", "30001=1"],
+            "cannot write",
+        ),
+        (
+            &["modbus", "poll", "-a", ":1502", "-R", "0", "40001"],
+            "--rate",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(culprit), "{stderr}");
+    }
+}
+
+#[test]
+fn help_explains_every_option_with_an_example() {
+    let out = Command::new(BIN)
+        .args(["modbus", "poll", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if ["  -", "      --", "  [", "  <"]
+            .iter()
+            .any(|p| line.starts_with(p))
+        {
+            blocks.push(String::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    let blocks: Vec<_> = blocks
+        .into_iter()
+        .filter(|b| !b.trim_start().starts_with("-h, --help"))
+        .collect();
+    assert_eq!(blocks.len(), 9, "{blocks:#?}");
+    for block in blocks {
+        assert!(block.contains("Example"), "no example in {block}");
+    }
+    assert!(text.contains("Examples:\n  cpppo modbus poll "));
+}
