@@ -3,6 +3,7 @@
 //! - `cpppo decode`: a frame dissector for EtherNet/IP (down to the CIP service) and
 //!   Modbus/TCP and Modbus/RTU, printing JSON;
 //! - `cpppo enip server`: a simulated Logix controller (cpppo's `enip_server`);
+//! - `cpppo enip client`: read and write its tags (cpppo's `enip.client`);
 //! - `cpppo modbus sim`: a simulated Modbus device (cpppo's `modbus_sim`);
 //! - `cpppo modbus poll`: poll a Modbus device and print changes (cpppo's `modbus_poll`).
 
@@ -15,6 +16,8 @@ use serde_json::Value;
 
 mod address;
 mod decode;
+mod drive;
+mod enip_client;
 mod enip_server;
 mod hex;
 mod modbus_poll;
@@ -57,7 +60,7 @@ cat capture.hex | cpppo decode --compact enip"
     )]
     Decode(DecodeArgs),
 
-    /// EtherNet/IP tools: the Logix controller simulator.
+    /// EtherNet/IP tools: the Logix controller simulator and the client.
     #[command(subcommand)]
     Enip(EnipCommand),
 
@@ -86,6 +89,26 @@ cpppo enip server --tags plc-tags.json --config plc.cfg --runtime blocking\n  \
 cpppo enip server -S -d 0.1-0.5 Volume=REAL"
     )]
     Server(enip_server::EnipServerArgs),
+
+    /// Read and write a controller's tags (and list its identity), as cpppo's client.
+    #[command(
+        long_about = "Read and write tags of an EtherNet/IP controller, as cpppo's \
+`python -m cpppo.server.enip.client` does: each OPERATION is `TAG[FIRST-LAST]+OFFSET=(TYPE)VALUE,...` \
+(without `=` a read), sent over one session (pipelined with --depth, packed into Multiple \
+Service Packets with --multiple, connected with --connected). With -p each result is printed \
+as cpppo prints it, eg. `            SCADA[1][  1-3  ]+  0 <= [10, 20, 30]: 'OK'`; a failure \
+shows the device's status, eg. `'Status 5 '` or `'Status 255 [8453]'`.\n\n\
+-i/-s send ListIdentity/ListServices first (by UDP with -u; every reply within the timeout \
+with -b). The exit status is 1 if any operation failed or a list request got no reply, 2 \
+for a bad option or operation (one line on stderr). There is one runtime (blocking), so \
+there is no --runtime.",
+        after_help = "Examples:\n  \
+cpppo enip client -a 127.0.0.1 -p 'SCADA[1-3]=10,20,30' 'SCADA[0-9]'\n  \
+cpppo enip client -a plc.local -p -d 4 -m 'Speed=(REAL)1.5' 'TEXT=(SSTRING)\"hi\"' 'Counts[0-99]'\n  \
+cpppo enip client -a 10.0.0.255 -u -b -i\n  \
+cpppo enip client -a 127.0.0.1 -p -c -r 100 'SCADA[0-9]'"
+    )]
+    Client(enip_client::EnipClientArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +356,9 @@ fn main() -> ExitCode {
         Command::Decode(args) => run_decode(args),
         Command::Enip(EnipCommand::Server(args)) => {
             return finish("cpppo enip server", enip_server::run(args))
+        }
+        Command::Enip(EnipCommand::Client(args)) => {
+            return finish("cpppo enip client", enip_client::run(args))
         }
         Command::Modbus(ModbusCommand::Sim(args)) => {
             return finish("cpppo modbus sim", modbus_sim::run(args))

@@ -1,9 +1,10 @@
-//! `cpppo modbus poll`: cpppo's `modbus_poll` on core's [`Poller`], driven by a small
+//! `cpppo modbus poll`: cpppo's `modbus_poll` on core's [`Poller`], driven by the
 //! blocking loop over one `std::net::TcpStream`: write the given values, then poll the
-//! ranges and print each change as cpppo logs it (`40009 == 999 (was: 99)`).
+//! ranges and print each change as cpppo logs it (`40009 == 999 (was: 99)`). The loop is
+//! [`crate::drive::Driver`], shared with `cpppo enip client`.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -12,6 +13,7 @@ use cpppo_core::modbus::poller::{PollEvent, Poller, PollerConfig};
 use cpppo_core::modbus::server::Transport;
 
 use crate::address::parse_address;
+use crate::drive::{connect, Driver};
 use crate::modbus_sim::{Framing, MODBUS_PORT};
 use crate::serve::{parse_seconds, CliError};
 
@@ -135,13 +137,10 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
         args.unit,
         args.rate.as_secs_f64()
     );
-    let mut stream: Option<TcpStream> = None;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 4096];
+    let mut driver = Driver::new(None);
     let mut load = String::new();
-    loop {
-        // Drain events and output until neither moves.
-        loop {
+    driver
+        .run(&mut poller, Duration::from_secs(1), |poller, driver| {
             let mut moved = false;
             while let Some(event) = poller.poll_event() {
                 moved = true;
@@ -150,7 +149,7 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
                         let now = Instant::now();
                         match connect(&target, args.timeout) {
                             Ok(s) => {
-                                stream = Some(s);
+                                driver.stream = Some(s);
                                 poller.handle_connected(now);
                             }
                             Err(e) => {
@@ -162,7 +161,7 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
                         }
                         continue;
                     }
-                    PollEvent::Disconnect { .. } => stream = None,
+                    PollEvent::Disconnect { .. } => driver.stream = None,
                     PollEvent::Changed(change) => {
                         println!("{change}");
                         let _ = std::io::stdout().flush();
@@ -174,75 +173,16 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
                     eprintln!("{COMMAND}: {event}");
                 }
             }
-            out.clear();
-            while poller.poll_transmit(Instant::now(), &mut out) {}
-            if !out.is_empty() {
-                moved = true;
-                if let Some(s) = &mut stream {
-                    if s.write_all(&out).is_err() {
-                        stream = None;
-                        poller.handle_disconnected(Instant::now());
-                    }
+            if args.verbose && !moved {
+                let now = format!("{:.2}", poller.load().one.unwrap_or(0.0));
+                if now != load {
+                    eprintln!("{COMMAND}: load: {now}");
+                    load = now;
                 }
             }
-            if !moved {
-                break;
-            }
-        }
-        if args.verbose {
-            let now = format!("{:.2}", poller.load().one.unwrap_or(0.0));
-            if now != load {
-                eprintln!("{COMMAND}: load: {now}");
-                load = now;
-            }
-        }
-        // Wait for input or the poller's next deadline.
-        let now = Instant::now();
-        let wait = poller.poll_timeout().map_or(Duration::from_secs(1), |at| {
-            at.saturating_duration_since(now)
-        });
-        if wait.is_zero() {
-            poller.handle_timeout(now);
-            continue;
-        }
-        let Some(s) = &mut stream else {
-            std::thread::sleep(wait);
-            poller.handle_timeout(Instant::now());
-            continue;
-        };
-        s.set_read_timeout(Some(wait))
-            .map_err(|e| CliError::failure(format!("socket: {e}")))?;
-        match s.read(&mut buf) {
-            Ok(0) => {
-                stream = None;
-                poller.handle_disconnected(Instant::now());
-            }
-            Ok(n) => poller.handle_input(Instant::now(), buf.get(..n).unwrap_or_default()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                poller.handle_timeout(Instant::now());
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                stream = None;
-                poller.handle_disconnected(Instant::now());
-            }
-        }
-    }
-}
-
-/// Connect to the first address that answers, within `timeout` each.
-fn connect(target: &[SocketAddr], timeout: Duration) -> std::io::Result<TcpStream> {
-    let mut last = std::io::Error::new(ErrorKind::NotFound, "no address");
-    for addr in target {
-        match TcpStream::connect_timeout(addr, timeout) {
-            Ok(s) => {
-                s.set_nodelay(true)?;
-                return Ok(s);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+            (moved, false)
+        })
+        .map_err(|e| CliError::failure(format!("socket: {e}")))
 }
 
 #[cfg(test)]

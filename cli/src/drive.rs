@@ -1,0 +1,166 @@
+//! The blocking drive loop shared by the client commands (`cpppo modbus poll`, `cpppo
+//! enip client`): one `std::net::TcpStream` and any sans-IO client engine. It only moves
+//! bytes and time; what the engine's events mean stays with the command.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// The engine surface the loop drives (see `cpppo_core::engine`).
+pub trait Driven {
+    /// Bytes that arrived.
+    fn input(&mut self, now: Instant, data: &[u8]);
+    /// Append bytes to send; false when nothing is ready.
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    /// The next deadline.
+    fn deadline(&self) -> Option<Instant>;
+    /// A deadline may have passed.
+    fn timeout(&mut self, now: Instant);
+    /// The connection is gone (the peer closed it, or a read or write failed).
+    fn eof(&mut self, now: Instant);
+}
+
+impl Driven for cpppo_core::modbus::poller::Poller {
+    fn input(&mut self, now: Instant, data: &[u8]) {
+        self.handle_input(now, data);
+    }
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
+    }
+    fn eof(&mut self, now: Instant) {
+        self.handle_disconnected(now);
+    }
+}
+
+impl Driven for cpppo_core::enip::client::ClientConn {
+    fn input(&mut self, now: Instant, data: &[u8]) {
+        self.handle_input(now, data);
+    }
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
+    }
+    fn eof(&mut self, now: Instant) {
+        self.handle_eof(now);
+    }
+}
+
+/// Connect to the first address that answers, within `timeout` each, with `TCP_NODELAY`.
+pub fn connect(target: &[SocketAddr], timeout: Duration) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(ErrorKind::NotFound, "no address");
+    for addr in target {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The socket and buffers of one drive loop.
+#[derive(Debug, Default)]
+pub struct Driver {
+    /// The connection, while there is one.
+    pub stream: Option<TcpStream>,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Driver {
+    /// A loop over `stream` (or none yet).
+    pub fn new(stream: Option<TcpStream>) -> Self {
+        Driver {
+            stream,
+            out: Vec::new(),
+            buf: vec![0; 4096],
+        }
+    }
+
+    /// Write everything the engine has ready; true if it had anything. A failed write
+    /// drops the stream and tells the engine.
+    pub fn flush<E: Driven>(&mut self, engine: &mut E) -> bool {
+        self.out.clear();
+        while engine.transmit(Instant::now(), &mut self.out) {}
+        if self.out.is_empty() {
+            return false;
+        }
+        if let Some(s) = &mut self.stream {
+            if s.write_all(&self.out).is_err() {
+                self.stream = None;
+                engine.eof(Instant::now());
+            }
+        }
+        true
+    }
+
+    /// Wait once for input or the engine's next deadline (at most `idle` without one),
+    /// and hand the engine what happened.
+    pub fn wait<E: Driven>(&mut self, engine: &mut E, idle: Duration) -> std::io::Result<()> {
+        let now = Instant::now();
+        let wait = engine
+            .deadline()
+            .map_or(idle, |at| at.saturating_duration_since(now));
+        if wait.is_zero() {
+            engine.timeout(now);
+            return Ok(());
+        }
+        let Some(s) = &mut self.stream else {
+            std::thread::sleep(wait);
+            engine.timeout(Instant::now());
+            return Ok(());
+        };
+        s.set_read_timeout(Some(wait))?;
+        match s.read(&mut self.buf) {
+            Ok(0) => {
+                self.stream = None;
+                engine.eof(Instant::now());
+            }
+            Ok(n) => engine.input(Instant::now(), self.buf.get(..n).unwrap_or_default()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                engine.timeout(Instant::now());
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                self.stream = None;
+                engine.eof(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole loop: flush and hand the engine to `events` (which drains its events)
+    /// until neither moves, then wait; until `events` answers true (done).
+    pub fn run<E: Driven>(
+        &mut self,
+        engine: &mut E,
+        idle: Duration,
+        mut events: impl FnMut(&mut E, &mut Self) -> (bool, bool),
+    ) -> std::io::Result<()> {
+        loop {
+            loop {
+                let (moved, done) = events(engine, self);
+                if done {
+                    return Ok(());
+                }
+                if !(self.flush(engine) || moved) {
+                    break;
+                }
+            }
+            self.wait(engine, idle)?;
+        }
+    }
+}
