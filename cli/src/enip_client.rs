@@ -1,5 +1,5 @@
 //! `cpppo enip client`: cpppo's `python -m cpppo.server.enip.client` on core's
-//! [`ClientConn`], driven by the blocking loop of [`crate::drive`]: read and write tags
+//! [`ClientConn`], driven by the blocking loop of [`cpppo_blocking::client`]: read and write tags
 //! given in cpppo's operation syntax, print each result as cpppo does with `-p`
 //! (`            SCADA[1][  1-3  ]+  0 <= [10, 20, 30]: 'OK'`), and exit 1 if any
 //! operation failed. `-i`/`-s` send sessionless ListIdentity / ListServices (by UDP with
@@ -26,8 +26,8 @@ use cpppo_core::enip::encapsulation::Command;
 use cpppo_core::enip::ENIP_PORT;
 
 use crate::address::parse_address;
-use crate::drive::{connect, Driver};
 use crate::serve::{parse_seconds, CliError};
+use cpppo_blocking::client::{connect, ClientDriver};
 
 /// The command name in messages.
 const COMMAND: &str = "cpppo enip client";
@@ -350,7 +350,7 @@ fn run_operations(
     });
     let begun = Instant::now();
     let mut client = ClientConn::new(begun, options);
-    let mut driver = Driver::new(Some(stream));
+    let mut driver = ClientDriver::new(Some(stream));
     let total = ops.len();
     let mut pending = ops.into_iter().enumerate();
     let mut issued: BTreeMap<u64, (usize, Operation)> = BTreeMap::new();

@@ -16,7 +16,6 @@ use serde_json::Value;
 
 mod address;
 mod decode;
-mod drive;
 mod enip_client;
 mod enip_server;
 mod hex;

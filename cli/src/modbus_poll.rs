@@ -1,7 +1,7 @@
 //! `cpppo modbus poll`: cpppo's `modbus_poll` on core's [`Poller`], driven by the
 //! blocking loop over one `std::net::TcpStream`: write the given values, then poll the
 //! ranges and print each change as cpppo logs it (`40009 == 999 (was: 99)`). The loop is
-//! [`crate::drive::Driver`], shared with `cpppo enip client`.
+//! [`cpppo_blocking::client::ClientDriver`], shared with `cpppo enip client`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -13,9 +13,9 @@ use cpppo_core::modbus::poller::{PollEvent, Poller, PollerConfig};
 use cpppo_core::modbus::server::Transport;
 
 use crate::address::parse_address;
-use crate::drive::{connect, Driver};
 use crate::modbus_sim::{Framing, MODBUS_PORT};
 use crate::serve::{parse_seconds, CliError};
+use cpppo_blocking::client::{connect, ClientDriver};
 
 /// The command name in messages.
 const COMMAND: &str = "cpppo modbus poll";
@@ -137,7 +137,7 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
         args.unit,
         args.rate.as_secs_f64()
     );
-    let mut driver = Driver::new(None);
+    let mut driver = ClientDriver::new(None);
     let mut load = String::new();
     driver
         .run(&mut poller, Duration::from_secs(1), |poller, driver| {

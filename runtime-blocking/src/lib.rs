@@ -22,6 +22,8 @@
 //!   [`SHUTDOWN_FLUSH`]) and then closes it.
 //! - [`serve_stream`] drives one connection over a serial line ([`open_serial`]) or any
 //!   [`TimedStream`]: a Modbus RTU slave on `/dev/ttyUSB0`.
+//! - [`client`]: the other side, one client engine (Modbus poller, EtherNet/IP client)
+//!   over one `TcpStream` until the caller is done.
 //!
 //! ```
 //! use cpppo_blocking::serve;
@@ -60,6 +62,7 @@ use cpppo_core::engine::{
 };
 use tracing::{debug, warn};
 
+pub mod client;
 mod stream;
 #[cfg(unix)]
 pub use stream::open_serial;

@@ -1,12 +1,38 @@
-//! The blocking drive loop shared by the client commands (`cpppo modbus poll`, `cpppo
-//! enip client`): one `std::net::TcpStream` and any sans-IO client engine. It only moves
-//! bytes and time; what the engine's events mean stays with the command.
+//! The blocking drive loop of a client engine: one `std::net::TcpStream` and any sans-IO
+//! client engine ([`Driven`]: the Modbus [`Poller`] and the EtherNet/IP [`ClientConn`]
+//! implement it). It only moves bytes and time; what the engine's events mean stays with
+//! the caller, which drains them in [`ClientDriver::run`]'s callback.
+//!
+//! ```no_run
+//! use std::time::{Duration, Instant};
+//! use cpppo_blocking::client::{connect, ClientDriver};
+//! use cpppo_core::cip::operation::parse_operation;
+//! use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions};
+//!
+//! let stream = connect(&["127.0.0.1:44818".parse()?], Duration::from_secs(5))?;
+//! let mut client = ClientConn::new(Instant::now(), ClientOptions::default());
+//! client.submit(Instant::now(), parse_operation("SCADA[0-9]")?);
+//! let mut reply = None;
+//! ClientDriver::new(Some(stream)).run(&mut client, Duration::from_secs(1), |client, _| {
+//!     while let Some(event) = client.poll_event() {
+//!         if let ClientEvent::Reply { result, .. } = event {
+//!             reply = Some(result);
+//!         }
+//!     }
+//!     (false, reply.is_some())
+//! })?;
+//! println!("{reply:?}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// The engine surface the loop drives (see `cpppo_core::engine`).
+use cpppo_core::enip::client::ClientConn;
+use cpppo_core::modbus::poller::Poller;
+
+/// The engine surface the loop drives (the client side of `cpppo_core::engine`).
 pub trait Driven {
     /// Bytes that arrived.
     fn input(&mut self, now: Instant, data: &[u8]);
@@ -20,7 +46,7 @@ pub trait Driven {
     fn eof(&mut self, now: Instant);
 }
 
-impl Driven for cpppo_core::modbus::poller::Poller {
+impl Driven for Poller {
     fn input(&mut self, now: Instant, data: &[u8]) {
         self.handle_input(now, data);
     }
@@ -38,7 +64,7 @@ impl Driven for cpppo_core::modbus::poller::Poller {
     }
 }
 
-impl Driven for cpppo_core::enip::client::ClientConn {
+impl Driven for ClientConn {
     fn input(&mut self, now: Instant, data: &[u8]) {
         self.handle_input(now, data);
     }
@@ -73,17 +99,17 @@ pub fn connect(target: &[SocketAddr], timeout: Duration) -> std::io::Result<TcpS
 
 /// The socket and buffers of one drive loop.
 #[derive(Debug, Default)]
-pub struct Driver {
+pub struct ClientDriver {
     /// The connection, while there is one.
     pub stream: Option<TcpStream>,
     out: Vec<u8>,
     buf: Vec<u8>,
 }
 
-impl Driver {
+impl ClientDriver {
     /// A loop over `stream` (or none yet).
     pub fn new(stream: Option<TcpStream>) -> Self {
-        Driver {
+        ClientDriver {
             stream,
             out: Vec::new(),
             buf: vec![0; 4096],
@@ -142,8 +168,9 @@ impl Driver {
         Ok(())
     }
 
-    /// The whole loop: flush and hand the engine to `events` (which drains its events)
-    /// until neither moves, then wait; until `events` answers true (done).
+    /// The whole loop: hand the engine to `events` (which drains its events and submits
+    /// work, answering `(moved, done)`) and flush, until neither moves; then wait for
+    /// input or a deadline; until `events` answers done. An error is the socket's.
     pub fn run<E: Driven>(
         &mut self,
         engine: &mut E,
