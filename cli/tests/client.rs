@@ -314,3 +314,22 @@ fn help_explains_every_option_with_an_example() {
     }
     assert!(text.contains("Examples:\n  cpppo enip client"));
 }
+
+#[test]
+fn a_silent_device_times_out_and_exits_1() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Accept and never answer.
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let started = std::time::Instant::now();
+    let (code, out, err) = client(&["-a", &addr, "-p", "-t", "0.5", "SCADA[1]", "SCADA"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The session set-up timed out with the first operation, so the connection is done.
+    assert_eq!(
+        out,
+        "            SCADA[1][  1-1  ]+  0 == None: 'timed out'\n               SCADA              == None: 'connection closed'\n"
+    );
+    assert!(err.contains("2 operations failed"), "{err}");
+    drop(held.join());
+}
