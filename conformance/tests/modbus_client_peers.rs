@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cpppo_blocking::client::ClientDriver;
 use cpppo_conformance::python;
 use cpppo_core::modbus::client::{ClientConfig, ClientConn, ClientEvent};
 use cpppo_core::modbus::pdu::{Bits, Exception, ExceptionCode, Registers, Request, Response};
@@ -83,41 +84,31 @@ fn connect(addr: SocketAddr) -> TcpStream {
     }
 }
 
-/// Drive `client` over `stream` until `n` ops have finished; their events in order.
+/// Drive `client` over `stream` (with the blocking client loop) until `n` ops have
+/// finished; their events in order.
 fn finish(stream: &mut TcpStream, client: &mut ClientConn, n: usize) -> Vec<ClientEvent> {
     let deadline = Instant::now() + PATIENCE;
-    let (mut out, mut buf, mut events) = (Vec::new(), vec![0u8; 1024], Vec::new());
+    let mut events = Vec::new();
     let mut finished = 0;
-    while finished < n {
-        assert!(Instant::now() < deadline, "stuck: {events:?}");
-        out.clear();
-        while client.poll_transmit(Instant::now(), &mut out) {}
-        stream.write_all(&out).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => client.handle_eof(Instant::now()),
-            Ok(k) => client.handle_input(Instant::now(), &buf[..k]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                client.handle_timeout(Instant::now())
+    ClientDriver::new(Some(stream.try_clone().unwrap()))
+        .run(client, Duration::from_millis(100), |client, _| {
+            assert!(Instant::now() < deadline, "stuck: {events:?}");
+            while let Some(e) = client.poll_event() {
+                if matches!(
+                    e,
+                    ClientEvent::Reply { .. }
+                        | ClientEvent::Timeout { .. }
+                        | ClientEvent::Invalid { .. }
+                        | ClientEvent::Aborted { .. }
+                        | ClientEvent::Broadcast { .. }
+                ) {
+                    finished += 1;
+                }
+                events.push(e);
             }
-            Err(e) => panic!("{e}"),
-        }
-        while let Some(e) = client.poll_event() {
-            if matches!(
-                e,
-                ClientEvent::Reply { .. }
-                    | ClientEvent::Timeout { .. }
-                    | ClientEvent::Invalid { .. }
-                    | ClientEvent::Aborted { .. }
-                    | ClientEvent::Broadcast { .. }
-            ) {
-                finished += 1;
-            }
-            events.push(e);
-        }
-    }
+            (false, finished >= n)
+        })
+        .unwrap();
     events
 }
 

@@ -1,6 +1,6 @@
 //! The blocking drive loop of a client engine: one `std::net::TcpStream` and any sans-IO
-//! client engine ([`Driven`]: the Modbus [`Poller`] and the EtherNet/IP [`ClientConn`]
-//! implement it). It only moves bytes and time; what the engine's events mean stays with
+//! client engine ([`Driven`]: the Modbus [`Poller`] and client, and the EtherNet/IP
+//! [`ClientConn`] implement it). It only moves bytes and time; what the engine's events mean stays with
 //! the caller, which drains them in [`ClientDriver::run`]'s callback.
 //!
 //! ```no_run
@@ -61,6 +61,24 @@ impl Driven for Poller {
     }
     fn eof(&mut self, now: Instant) {
         self.handle_disconnected(now);
+    }
+}
+
+impl Driven for cpppo_core::modbus::client::ClientConn {
+    fn input(&mut self, now: Instant, data: &[u8]) {
+        self.handle_input(now, data);
+    }
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
+    }
+    fn eof(&mut self, now: Instant) {
+        self.handle_eof(now);
     }
 }
 
