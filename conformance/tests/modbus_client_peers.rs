@@ -1,12 +1,12 @@
 //! Our Modbus client engine and poller against real third-party servers: pymodbus'
 //! `ModbusTcpServer` (Modbus/TCP and its RTU framer over TCP) and pyModbusTCP's
-//! `ModbusServer`, driven by a small blocking loop over a `TcpStream`. Each asserts the
+//! `ModbusServer`, driven by the blocking client loop (`cpppo_blocking::client`). Each asserts the
 //! values read back after the writes.
 
 // Helpers outside `#[test]` functions unwrap too: a failed set-up is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -295,64 +295,38 @@ fn client_against_pymodbus_rtu_framer() {
     client_against_pymodbus(Transport::RtuOverTcp, "rtu", 1);
 }
 
-/// Run `poller` against `addr` until `done` says so; every event as text.
+/// Run `poller` against `addr` (with the blocking client loop) until `act` says so;
+/// every event as text.
 fn run_poller(
     poller: &mut Poller,
     addr: SocketAddr,
     mut act: impl FnMut(&mut Poller, &[String]) -> bool,
 ) -> Vec<String> {
     let deadline = Instant::now() + PATIENCE;
-    let mut stream: Option<TcpStream> = None;
-    let (mut out, mut buf, mut log) = (Vec::new(), vec![0u8; 1024], Vec::new());
-    loop {
-        assert!(Instant::now() < deadline, "stuck: {log:?}");
-        while let Some(e) = poller.poll_event() {
-            match &e {
-                PollEvent::Connect => match TcpStream::connect(addr) {
-                    Ok(s) => {
-                        stream = Some(s);
-                        poller.handle_connected(Instant::now());
-                    }
-                    Err(_) => poller.handle_connect_failed(Instant::now()),
-                },
-                PollEvent::Disconnect { .. } => stream = None,
-                _ => {}
-            }
-            log.push(e.to_string());
-        }
-        if act(poller, &log) {
-            return log;
-        }
-        out.clear();
-        while poller.poll_transmit(Instant::now(), &mut out) {}
-        if let Some(s) = &mut stream {
-            s.write_all(&out).unwrap();
-        }
-        let now = Instant::now();
-        let wait = poller
-            .poll_timeout()
-            .map_or(Duration::from_millis(100), |at| {
-                at.saturating_duration_since(now)
-            })
-            .max(Duration::from_millis(1));
-        match &mut stream {
-            Some(s) => {
-                s.set_read_timeout(Some(wait)).unwrap();
-                match s.read(&mut buf) {
-                    Ok(0) => poller.handle_disconnected(Instant::now()),
-                    Ok(k) => poller.handle_input(Instant::now(), &buf[..k]),
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        poller.handle_timeout(Instant::now())
-                    }
-                    Err(e) => panic!("{e}"),
+    let mut log = Vec::new();
+    ClientDriver::new(None)
+        .run(poller, Duration::from_millis(100), |poller, driver| {
+            assert!(Instant::now() < deadline, "stuck: {log:?}");
+            let mut moved = false;
+            while let Some(e) = poller.poll_event() {
+                moved = true;
+                match &e {
+                    PollEvent::Connect => match TcpStream::connect(addr) {
+                        Ok(s) => {
+                            driver.stream = Some(s);
+                            poller.handle_connected(Instant::now());
+                        }
+                        Err(_) => poller.handle_connect_failed(Instant::now()),
+                    },
+                    PollEvent::Disconnect { .. } => driver.stream = None,
+                    _ => {}
                 }
+                log.push(e.to_string());
             }
-            None => {
-                std::thread::sleep(wait);
-                poller.handle_timeout(Instant::now());
-            }
-        }
-    }
+            (moved, act(poller, &log))
+        })
+        .unwrap();
+    log
 }
 
 #[test]
