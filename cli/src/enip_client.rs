@@ -6,11 +6,11 @@
 //! `-u`, to every responder with `-b`).
 //!
 //! Not here: cpppo's `--priority-time-tick`/`--timeout-ticks`, `-I`, `-L`, `-P`, `-l`,
-//! and reading operations from stdin (`-`); there is one runtime (blocking), so no
+//! and tag I/O over UDP (`-u` applies to `-i`/`-s`); there is one runtime (blocking), so no
 //! `--runtime`.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -164,10 +164,11 @@ pub struct EnipClientArgs {
     #[arg(short, long)]
     connected: bool,
 
-    /// Operations: `TAG[FIRST-LAST]+OFFSET=(TYPE)VALUE,...`; without `=` a read.
+    /// Operations: `TAG[FIRST-LAST]+OFFSET=(TYPE)VALUE,...`; without `=` a read; `-`
+    /// reads more, one a line, from stdin.
     ///
     /// Examples: `SCADA[1-3]=10,20,30`, `SCADA[0-9]`, `Speed=(REAL)1.5`,
-    /// `TEXT=(SSTRING)"hi"`, `SCADA[0-9]+4`.
+    /// `TEXT=(SSTRING)"hi"`, `SCADA[0-9]+4`, `- < ops.txt`.
     #[arg(value_name = "OPERATION")]
     operations: Vec<String>,
 }
@@ -200,10 +201,28 @@ fn options(args: &EnipClientArgs) -> Result<ClientOptions, CliError> {
     Ok(o)
 }
 
-/// The operations, parsed, `--repeat` times over.
-fn operations(args: &EnipClientArgs) -> Result<Vec<Operation>, CliError> {
-    let once = args
-        .operations
+/// The operations, parsed, `--repeat` times over; a `-` stands for the lines of
+/// `stdin` (blank lines and `#` comments skipped).
+fn operations(args: &EnipClientArgs, stdin: impl BufRead) -> Result<Vec<Operation>, CliError> {
+    let mut texts = Vec::new();
+    let mut stdin = Some(stdin);
+    for text in &args.operations {
+        if text != "-" {
+            texts.push(text.clone());
+            continue;
+        }
+        let Some(input) = stdin.take() else {
+            return Err(CliError::usage("'-' (stdin) may be given once"));
+        };
+        for line in input.lines() {
+            let line = line.map_err(|e| CliError::failure(format!("stdin: {e}")))?;
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                texts.push(line.to_string());
+            }
+        }
+    }
+    let once = texts
         .iter()
         .map(|text| {
             parse_operation(text)
@@ -573,7 +592,7 @@ fn list(args: &EnipClientArgs, target: &[SocketAddr], command: Command) -> Resul
 /// Run the command: exit status 1 (a failure) if any operation or list request failed.
 pub fn run(args: EnipClientArgs) -> Result<(), CliError> {
     let options = options(&args)?;
-    let ops = operations(&args)?;
+    let ops = operations(&args, std::io::stdin().lock())?;
     let target = parse_address(&args.address, ENIP_PORT)
         .map_err(CliError::usage)?
         .into_iter()
@@ -633,10 +652,18 @@ mod tests {
         assert_eq!((o.route_path, o.send_path), (None, None));
         let e = options(&parse(&["--route-path", "{bad"]).unwrap()).unwrap_err();
         assert_eq!(e.code, crate::serve::EXIT_USAGE);
-        let e = operations(&parse(&["SCADA[1-"]).unwrap()).unwrap_err();
+        let none: &[u8] = b"";
+        let e = operations(&parse(&["SCADA[1-"]).unwrap(), none).unwrap_err();
         assert!(e.message.contains("\"SCADA[1-\""), "{}", e.message);
-        let ops = operations(&parse(&["-r", "3", "A", "B"]).unwrap()).unwrap();
+        let ops = operations(&parse(&["-r", "3", "A", "B"]).unwrap(), none).unwrap();
         assert_eq!(ops.len(), 6);
+        let stdin: &[u8] = b"# tags\nB[1]=5\n\n  C[0-2]\n";
+        let ops = operations(&parse(&["A", "-", "D"]).unwrap(), stdin).unwrap();
+        let paths: Vec<String> = ops.iter().map(|o| o.path.to_string()).collect();
+        assert_eq!(paths, ["A", "B[1]", "C[0]", "D"]);
+        assert_eq!(ops[1].method, Method::Write);
+        let e = operations(&parse(&["-", "-"]).unwrap(), none).unwrap_err();
+        assert_eq!(e.code, crate::serve::EXIT_USAGE);
     }
 
     #[test]
