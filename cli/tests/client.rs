@@ -333,3 +333,39 @@ fn a_silent_device_times_out_and_exits_1() {
     assert!(err.contains("2 operations failed"), "{err}");
     drop(held.join());
 }
+
+#[test]
+fn operations_from_stdin_and_a_summary_with_v() {
+    use std::io::Write;
+    let s = server(&["SCADA=INT[10]"]);
+    let mut child = Command::new(BIN)
+        .args(["enip", "client", "-a", &s.addr.to_string(), "-p", "-v"])
+        .args(["SCADA[0]=7", "-", "SCADA[0-2]"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"# more\nSCADA[1-2]=8,9\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "            SCADA[0][  0-0  ]+  0 <= [7]: 'OK'",
+            "            SCADA[1][  1-2  ]+  0 <= [8, 9]: 'OK'",
+            "            SCADA[0][  0-2  ]+  0 == [7, 8, 9]: 'OK'",
+        ]
+    );
+    assert!(stderr.contains("3 operations in "), "{stderr}");
+    assert!(stderr.contains(", 0 failed"), "{stderr}");
+}
