@@ -54,10 +54,9 @@ pub struct EnipClientArgs {
     #[arg(short, long, value_name = "ADDRESS", default_value = ":44818")]
     address: String,
 
-    /// Report the session, the connection, failures and the rate on stderr (repeat for
-    /// more).
+    /// Report the session, the connection, each failure and the rate on stderr.
     ///
-    /// Example: `-vv`.
+    /// Example: `-v`.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 
