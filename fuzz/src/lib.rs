@@ -1147,7 +1147,9 @@ impl EnipRun {
             c.last.clear();
         }
         self.feed(0, bytes);
-        if let Some(at) = self.conns.first().and_then(|c| c.conn.poll_timeout()) {
+        // With a reply delay, the next deadline is the reply's release.
+        let waiting = self.conns.first().filter(|c| c.last.is_empty());
+        if let Some(at) = waiting.and_then(|c| c.conn.poll_timeout()) {
             self.advance(at);
         }
         self.conns
@@ -1191,7 +1193,11 @@ impl EnipRun {
         while c.conn.poll_event().is_some() {}
         if c.conn.is_closed() {
             c.finished = true;
-            assert_eq!(c.conn.poll_timeout(), None, "a closed connection has no deadline");
+            assert_eq!(
+                c.conn.poll_timeout(),
+                None,
+                "a closed connection has no deadline"
+            );
         }
     }
 
@@ -1345,7 +1351,10 @@ pub fn enip_server(data: &[u8]) {
                 c.replies,
                 requests
             );
-            assert!(c.finished, "connection {k} still open after EOF and an hour");
+            assert!(
+                c.finished,
+                "connection {k} still open after EOF and an hour"
+            );
         }
         // Closed: more input and time change nothing.
         run.feed(k, &register);
@@ -1356,7 +1365,10 @@ pub fn enip_server(data: &[u8]) {
         run.flush(k);
     }
     assert!(run.server.sessions().is_empty(), "sessions left registered");
-    assert!(run.server.connections().is_empty(), "CIP connections left open");
+    assert!(
+        run.server.connections().is_empty(),
+        "CIP connections left open"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1489,7 +1501,11 @@ fn check_modbus_replies(transport: Transport, out: &[u8]) -> Vec<ModbusKey> {
                 let fc = f.pdu.first().copied().unwrap_or(0);
                 keys.push((None, f.unit, fc & 0x7F));
             }
-            assert_eq!(framer.discarded(), 0, "reply bytes not in a frame: {out:02x?}");
+            assert_eq!(
+                framer.discarded(),
+                0,
+                "reply bytes not in a frame: {out:02x?}"
+            );
             assert_eq!(framer.buffered(), 0, "partial reply frame: {out:02x?}");
         }
     }
@@ -1524,7 +1540,10 @@ impl ModbusRun {
         let mut out = Vec::new();
         while c.conn.poll_transmit(now, &mut out) {}
         if !out.is_empty() {
-            assert!(!c.finished, "connection {k} closed and flushed, then sent {out:02x?}");
+            assert!(
+                !c.finished,
+                "connection {k} closed and flushed, then sent {out:02x?}"
+            );
             if self.well_formed {
                 let keys = check_modbus_replies(transport, &out);
                 c.replies.extend(keys);
@@ -1533,7 +1552,11 @@ impl ModbusRun {
         while c.conn.poll_event().is_some() {}
         if c.conn.is_closed() {
             c.finished = true;
-            assert_eq!(c.conn.poll_timeout(), None, "a closed connection has no deadline");
+            assert_eq!(
+                c.conn.poll_timeout(),
+                None,
+                "a closed connection has no deadline"
+            );
         }
     }
 
@@ -1656,7 +1679,10 @@ pub fn modbus_server(data: &[u8]) {
     run.advance(later + Duration::from_secs(3600));
     for k in 0..run.conns.len() {
         if let Some(c) = run.conns.get(k) {
-            assert!(c.finished, "connection {k} still open after EOF and an hour");
+            assert!(
+                c.finished,
+                "connection {k} still open after EOF and an hour"
+            );
             if run.keyed {
                 let requests = modbus_requests(transport, &c.chunks);
                 assert!(
