@@ -1045,3 +1045,57 @@ fn committed_seeds_are_what_the_frames_give() {
         }
     }
 }
+
+#[test]
+fn engine_seeds_reach_the_states_they_are_for() {
+    // The session handle and O->T id in the scripts are the fixture's: the requests
+    // behind them are served, not refused as another session's. (replies on each
+    // connection, successful replies, datagrams answered)
+    use targets::{enip_server_summary, modbus_server_summary, EngineSummary};
+    let summary = |target: &str, name: &str| {
+        let bytes = corpus_file(target, &format!("seed-{name}"));
+        let s = match target {
+            "enip_server" => enip_server_summary(&bytes),
+            _ => modbus_server_summary(&bytes),
+        };
+        let EngineSummary {
+            replies,
+            served,
+            datagram_replies,
+        } = s.unwrap();
+        (replies, served, datagram_replies)
+    };
+    let e = |name| summary("enip_server", name);
+    let m = |name| summary("modbus_server", name);
+    // Prefix (2) + ListIdentity + Unconnected Send + 16 connected requests (15 tag
+    // services, one retransmission) + Forward Close; UnRegisterSession unanswered.
+    // Served: the Unconnected Send, the Forward Open and Close, and 15 of the 17
+    // connected requests (the unknown tag and the bad element fail).
+    assert_eq!(e("pycomm3-connected"), (vec![22, 0], 18, 0));
+    assert_eq!(e("pycomm3-connected-delay-20ms"), (vec![22, 0], 18, 0));
+    // 15 tag services and the Forward Open after the RegisterSession; a non-routing
+    // server refuses the Forward Open's route.
+    assert_eq!(e("pylogix-unconnected"), (vec![17, 0], 14, 0));
+    assert_eq!(
+        e("pylogix-unconnected-one-segment-then-eof"),
+        (vec![17, 0], 14, 0)
+    );
+    assert_eq!(e("pylogix-unconnected-simple"), (vec![17, 0], 13, 0));
+    // The capture's own session handle is refused; moved into ours, it is served.
+    assert_eq!(e("controllogix-capture").1, 0);
+    assert!(e("controllogix-capture-in-our-session").1 > 0);
+    // Connection 1 may not use connection 0's session.
+    assert_eq!(e("two-connections"), (vec![2, 3], 1, 1));
+    // The second read comes after the idle connection closed.
+    assert_eq!(e("inactivity-timeout"), (vec![2, 0], 1, 0));
+
+    // libmodbus's 20 requests: 14 served, 6 exceptions; over RTU the unknown function
+    // cannot be framed, so it gets no reply.
+    assert_eq!(m("libmodbus-tcp"), (vec![20, 0], 14, 0));
+    assert_eq!(m("libmodbus-rtu"), (vec![19, 0], 14, 0));
+    assert_eq!(m("libmodbus-tcp-delay-10ms"), (vec![20, 0], 14, 0));
+    assert_eq!(m("libmodbus-tcp-two-connections"), (vec![10, 10], 14, 0));
+    assert_eq!(m("libmodbus-tcp-datagrams"), (vec![0, 0], 14, 20));
+    // Two broadcasts and noise unanswered; unit 247 and unit 17 answered.
+    assert_eq!(m("rtu-broadcast-noise"), (vec![2, 0], 2, 0));
+}

@@ -950,6 +950,19 @@ impl EngineInput {
     }
 }
 
+/// What an engine run did, for tests that check a seed reaches the states it is meant
+/// to (`conformance/tests/fuzz_corpus.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineSummary {
+    /// Reply frames (EtherNet/IP) or ADUs (Modbus) sent on each TCP connection.
+    pub replies: Vec<usize>,
+    /// Requests served with success: Message Router replies with general status 0;
+    /// Modbus replies that are not exceptions (checked runs only).
+    pub served: usize,
+    /// Datagrams answered.
+    pub datagram_replies: usize,
+}
+
 /// Is `sub` a subsequence of `of` (in order, not necessarily adjacent)?
 fn is_subsequence<T: PartialEq>(sub: &[T], of: &[T]) -> bool {
     let mut it = of.iter();
@@ -1087,6 +1100,8 @@ struct EnipRun {
     session: u32,
     o_t: u32,
     flags: u8,
+    served: usize,
+    datagram_replies: usize,
 }
 
 impl EnipRun {
@@ -1113,6 +1128,8 @@ impl EnipRun {
             session: 0,
             o_t: 0,
             flags,
+            served: 0,
+            datagram_replies: 0,
         }
     }
 
@@ -1187,7 +1204,7 @@ impl EnipRun {
                 !c.finished,
                 "connection {k} closed and flushed, then sent {out:02x?}"
             );
-            check_enip_replies(&out, &mut c.replies);
+            self.served += check_enip_replies(&out, &mut c.replies);
             c.last.extend_from_slice(&out);
         }
         while c.conn.poll_event().is_some() {}
@@ -1240,6 +1257,7 @@ impl EnipRun {
         {
             let mut replies = Vec::new();
             check_enip_replies(&out, &mut replies);
+            self.datagram_replies += 1;
             assert_eq!(replies.len(), 1, "one datagram, one reply");
             let request = Encapsulation::decode(data).map(|(f, _)| f.header);
             if let (Ok(req), Some(rpy)) = (request, replies.first()) {
@@ -1251,8 +1269,9 @@ impl EnipRun {
 
 /// Every byte a connection sends is whole encapsulation frames; a successful
 /// SendRRData/SendUnitData reply carries a CPF whose data items are Message Router
-/// replies that re-encode to their bytes.
-fn check_enip_replies(out: &[u8], replies: &mut Vec<(Command, [u8; 8])>) {
+/// replies that re-encode to their bytes. Returns how many of those succeeded.
+fn check_enip_replies(out: &[u8], replies: &mut Vec<(Command, [u8; 8])>) -> usize {
+    let mut served = 0;
     let mut rest = out;
     while !rest.is_empty() {
         let (f, used) = match Encapsulation::decode(rest) {
@@ -1280,6 +1299,7 @@ fn check_enip_replies(out: &[u8], replies: &mut Vec<(Command, [u8; 8])>) {
                 match MessageRouterReply::decode(msg) {
                     Ok(r) => {
                         assert_eq!(r.to_vec(), msg, "MR reply re-encodes");
+                        served += usize::from(r.general_status.is_success());
                         // The reply's own checks (service data by service).
                         message_router_reply(msg);
                     }
@@ -1290,6 +1310,7 @@ fn check_enip_replies(out: &[u8], replies: &mut Vec<(Command, [u8; 8])>) {
         }
         rest = rest.get(used..).unwrap_or_default();
     }
+    served
 }
 
 /// The (command, sender context) of each whole request frame in `input`.
@@ -1319,8 +1340,13 @@ fn enip_requests(input: &[u8]) -> Vec<(Command, [u8; 8])> {
 /// its request; after `handle_timeout` the next deadline is in the future; a closed
 /// connection, once flushed, sends nothing more, whatever it is fed.
 pub fn enip_server(data: &[u8]) {
+    let _ = enip_server_summary(data);
+}
+
+/// [`enip_server`], telling what the run did (`None`: not a script).
+pub fn enip_server_summary(data: &[u8]) -> Option<EngineSummary> {
     let Ok(input) = EngineInput::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
+        return None;
     };
     let mut run = EnipRun::new(input.flags, input.param);
     run.prefix();
@@ -1369,6 +1395,11 @@ pub fn enip_server(data: &[u8]) {
         run.server.connections().is_empty(),
         "CIP connections left open"
     );
+    Some(EngineSummary {
+        replies: run.conns.iter().map(|c| c.replies.len()).collect(),
+        served: run.served,
+        datagram_replies: run.datagram_replies,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1464,8 +1495,10 @@ fn modbus_requests(transport: Transport, chunks: &[Vec<u8>]) -> Vec<ModbusKey> {
 }
 
 /// Every byte of `out` is whole, well-formed reply ADUs (Modbus/TCP: MBAP and a PDU
-/// that decodes as a response or exception; RTU: a good CRC, the same); their keys.
-fn check_modbus_replies(transport: Transport, out: &[u8]) -> Vec<ModbusKey> {
+/// that decodes as a response or exception; RTU: a good CRC, the same); their keys,
+/// and how many are not exceptions.
+fn check_modbus_replies(transport: Transport, out: &[u8]) -> (Vec<ModbusKey>, usize) {
+    let mut served = 0;
     let mut keys = Vec::new();
     match transport {
         Transport::Tcp => {
@@ -1481,8 +1514,9 @@ fn check_modbus_replies(transport: Transport, out: &[u8]) -> Vec<ModbusKey> {
                     Err(e) => panic!("reply ADU does not decode: {e}: {frame:02x?}"),
                 };
                 assert_eq!(adu.to_vec(), frame);
-                if let Err(e) = adu.response() {
-                    panic!("reply PDU is no response: {e}: {frame:02x?}");
+                match adu.response() {
+                    Ok(r) => served += usize::from(!matches!(r, ModbusResponse::Exception(_))),
+                    Err(e) => panic!("reply PDU is no response: {e}: {frame:02x?}"),
                 }
                 let fc = adu.pdu.first().copied().unwrap_or(0);
                 keys.push((Some(adu.transaction_id), adu.unit_id, fc & 0x7F));
@@ -1495,8 +1529,9 @@ fn check_modbus_replies(transport: Transport, out: &[u8]) -> Vec<ModbusKey> {
             while let Some(f) = framer.poll_frame() {
                 let bytes = f.to_vec();
                 assert!(crc_ok(&bytes));
-                if let Err(e) = f.response() {
-                    panic!("reply PDU is no response: {e}: {bytes:02x?}");
+                match f.response() {
+                    Ok(r) => served += usize::from(!matches!(r, ModbusResponse::Exception(_))),
+                    Err(e) => panic!("reply PDU is no response: {e}: {bytes:02x?}"),
                 }
                 let fc = f.pdu.first().copied().unwrap_or(0);
                 keys.push((None, f.unit, fc & 0x7F));
@@ -1509,7 +1544,7 @@ fn check_modbus_replies(transport: Transport, out: &[u8]) -> Vec<ModbusKey> {
             assert_eq!(framer.buffered(), 0, "partial reply frame: {out:02x?}");
         }
     }
-    keys
+    (keys, served)
 }
 
 struct ModbusConnState {
@@ -1528,6 +1563,8 @@ struct ModbusRun {
     well_formed: bool,
     /// Replies are checked against the requests (no corruption of their keys).
     keyed: bool,
+    served: usize,
+    datagram_replies: usize,
 }
 
 impl ModbusRun {
@@ -1545,8 +1582,9 @@ impl ModbusRun {
                 "connection {k} closed and flushed, then sent {out:02x?}"
             );
             if self.well_formed {
-                let keys = check_modbus_replies(transport, &out);
+                let (keys, served) = check_modbus_replies(transport, &out);
                 c.replies.extend(keys);
+                self.served += served;
             }
         }
         while c.conn.poll_event().is_some() {}
@@ -1605,9 +1643,11 @@ impl ModbusRun {
             .device
             .handle_datagram(self.now, local, peer, data, &mut out);
         assert_eq!(answered, !out.is_empty());
+        self.datagram_replies += usize::from(answered);
         if self.well_formed {
             let transport = self.device.transport;
-            let keys = check_modbus_replies(transport, &out);
+            let (keys, served) = check_modbus_replies(transport, &out);
+            self.served += served;
             if self.keyed {
                 let requests = modbus_requests(transport, &[data.to_vec()]);
                 assert!(
@@ -1631,8 +1671,13 @@ impl ModbusRun {
 /// and each connection's replies answer its own requests in order (same transaction
 /// id, unit and function code), each datagram's replies its requests.
 pub fn modbus_server(data: &[u8]) {
+    let _ = modbus_server_summary(data);
+}
+
+/// [`modbus_server`], telling what the run did (`None`: not a script).
+pub fn modbus_server_summary(data: &[u8]) -> Option<EngineSummary> {
     let Ok(input) = EngineInput::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
+        return None;
     };
     let device = modbus_device_fixture(input.flags, input.param);
     let transport = device.transport;
@@ -1652,6 +1697,8 @@ pub fn modbus_server(data: &[u8]) {
         device,
         well_formed,
         keyed: well_formed,
+        served: 0,
+        datagram_replies: 0,
     };
     for (gap, step) in &input.steps {
         let to = run.now + Duration::from_millis(u64::from(*gap));
@@ -1701,4 +1748,9 @@ pub fn modbus_server(data: &[u8]) {
         }
         run.flush(k);
     }
+    Some(EngineSummary {
+        replies: run.conns.iter().map(|c| c.replies.len()).collect(),
+        served: run.served,
+        datagram_replies: run.datagram_replies,
+    })
 }
