@@ -1089,6 +1089,8 @@ struct EnipConnState {
     replies: Vec<(Command, [u8; 8])>,
     /// The output since the prefix last looked.
     last: Vec<u8>,
+    /// All the output.
+    sent: Vec<u8>,
     /// Closed and flushed: nothing more may come out.
     finished: bool,
 }
@@ -1118,6 +1120,7 @@ impl EnipRun {
                 input: Vec::new(),
                 replies: Vec::new(),
                 last: Vec::new(),
+                sent: Vec::new(),
                 finished: false,
             })
             .collect();
@@ -1206,6 +1209,7 @@ impl EnipRun {
             );
             self.served += check_enip_replies(&out, &mut c.replies);
             c.last.extend_from_slice(&out);
+            c.sent.extend_from_slice(&out);
         }
         while c.conn.poll_event().is_some() {}
         if c.conn.is_closed() {
@@ -1327,33 +1331,20 @@ fn enip_requests(input: &[u8]) -> Vec<(Command, [u8; 8])> {
     out
 }
 
-/// `enip_server`: a [`Server`](EnipServer) for a simulated controller (see
-/// [`enip_server_fixture`]) driven by an [`EngineInput`] script over two TCP
-/// connections and UDP. Flags: [`ENIP_REGISTER`], [`ENIP_FORWARD_OPEN`] (a prefix on
-/// connection 0), [`ENIP_DELAY`], [`ENIP_INACTIVITY`], [`ENIP_SIMPLE`]; `param` the
-/// delay or timeout.
-///
-/// Invariants: no panic; every byte out is whole encapsulation frames, and each
-/// successful SendRRData/SendUnitData reply holds a CPF with one Message Router reply
-/// that decodes and re-encodes; each connection's replies answer, in order, requests
-/// sent on that connection (same command and sender context), and a datagram's reply
-/// its request; after `handle_timeout` the next deadline is in the future; a closed
-/// connection, once flushed, sends nothing more, whatever it is fed.
-pub fn enip_server(data: &[u8]) {
-    let _ = enip_server_summary(data);
-}
-
-/// [`enip_server`], telling what the run did (`None`: not a script).
-pub fn enip_server_summary(data: &[u8]) -> Option<EngineSummary> {
-    let Ok(input) = EngineInput::arbitrary_take_rest(Unstructured::new(data)) else {
-        return None;
-    };
+/// Run `input`'s script; with `split`, each data step is fed in the pieces
+/// [`chunk_lengths`] gives.
+fn run_enip(input: &EngineInput, split: bool) -> EnipRun {
     let mut run = EnipRun::new(input.flags, input.param);
     run.prefix();
     for (gap, step) in &input.steps {
         let to = run.now + Duration::from_millis(u64::from(*gap));
         run.advance(to);
         match step {
+            Step::Data { conn, bytes } if split => {
+                for piece in chunks(bytes) {
+                    run.feed(*conn, piece);
+                }
+            }
             Step::Data { conn, bytes } => run.feed(*conn, bytes),
             Step::Datagram(bytes) => run.datagram(bytes),
             Step::Eof(conn) => run.eof(*conn),
@@ -1367,6 +1358,42 @@ pub fn enip_server_summary(data: &[u8]) -> Option<EngineSummary> {
         run.eof(k);
     }
     run.advance(later + Duration::from_secs(3600));
+    run
+}
+
+/// `enip_server`: a [`Server`](EnipServer) for a simulated controller (see
+/// [`enip_server_fixture`]) driven by an [`EngineInput`] script over two TCP
+/// connections and UDP. Flags: [`ENIP_REGISTER`], [`ENIP_FORWARD_OPEN`] (a prefix on
+/// connection 0), [`ENIP_DELAY`], [`ENIP_INACTIVITY`], [`ENIP_SIMPLE`]; `param` the
+/// delay or timeout.
+///
+/// Invariants: no panic; every byte out is whole encapsulation frames, and each
+/// successful SendRRData/SendUnitData reply holds a CPF with one Message Router reply
+/// that decodes and re-encodes; each connection's replies answer, in order, requests
+/// sent on that connection (same command and sender context), and a datagram's reply
+/// its request; the same script with every data segment split again gives the same
+/// output; after `handle_timeout` the next deadline is in the future; a closed
+/// connection, once flushed, sends nothing more, whatever it is fed.
+pub fn enip_server(data: &[u8]) {
+    let _ = enip_server_summary(data);
+}
+
+/// [`enip_server`], telling what the run did (`None`: not a script).
+pub fn enip_server_summary(data: &[u8]) -> Option<EngineSummary> {
+    let Ok(input) = EngineInput::arbitrary_take_rest(Unstructured::new(data)) else {
+        return None;
+    };
+    let mut run = run_enip(&input, false);
+    // The same script with each segment split again: the same bytes come out.
+    let split = run_enip(&input, true);
+    for (k, (a, b)) in run.conns.iter().zip(&split.conns).enumerate() {
+        assert!(
+            a.sent == b.sent,
+            "connection {k}: output depends on how the input is split:\n{:02x?}\n{:02x?}",
+            a.sent,
+            b.sent
+        );
+    }
     let register = Encapsulation::register_session([0; 8]).to_vec();
     for k in 0..run.conns.len() {
         if let Some(c) = run.conns.get(k) {
@@ -1549,6 +1576,8 @@ fn check_modbus_replies(transport: Transport, out: &[u8]) -> (Vec<ModbusKey>, us
 
 struct ModbusConnState {
     conn: ModbusConn,
+    /// All the output.
+    sent: Vec<u8>,
     chunks: Vec<Vec<u8>>,
     replies: Vec<ModbusKey>,
     finished: bool,
@@ -1581,6 +1610,7 @@ impl ModbusRun {
                 !c.finished,
                 "connection {k} closed and flushed, then sent {out:02x?}"
             );
+            c.sent.extend_from_slice(&out);
             if self.well_formed {
                 let (keys, served) = check_modbus_replies(transport, &out);
                 c.replies.extend(keys);
@@ -1659,26 +1689,9 @@ impl ModbusRun {
     }
 }
 
-/// `modbus_server`: a Modbus [`Device`] (every table, see [`MODBUS_SPECS`]) served over
-/// Modbus/TCP or RTU over TCP ([`MODBUS_RTU`]) on two connections and as datagrams,
-/// driven by an [`EngineInput`] script. Flags: [`MODBUS_DELAY`] (`param` ms),
-/// [`MODBUS_TRUNCATE`], a corruption (bits from [`MODBUS_CORRUPT_SHIFT`]).
-///
-/// Invariants: no panic; after `handle_timeout` the next deadline is in the future; a
-/// closed connection, once flushed, sends nothing more. Without truncation or
-/// corruption (register corruption aside) every output is whole, well-formed ADUs
-/// (MBAP + a PDU that decodes as a response or exception; RTU: good CRC, the same),
-/// and each connection's replies answer its own requests in order (same transaction
-/// id, unit and function code), each datagram's replies its requests.
-pub fn modbus_server(data: &[u8]) {
-    let _ = modbus_server_summary(data);
-}
-
-/// [`modbus_server`], telling what the run did (`None`: not a script).
-pub fn modbus_server_summary(data: &[u8]) -> Option<EngineSummary> {
-    let Ok(input) = EngineInput::arbitrary_take_rest(Unstructured::new(data)) else {
-        return None;
-    };
+/// Run `input`'s script; with `split`, each data step is fed in the pieces
+/// [`chunk_lengths`] gives.
+fn run_modbus(input: &EngineInput, split: bool) -> ModbusRun {
     let device = modbus_device_fixture(input.flags, input.param);
     let transport = device.transport;
     let corrupt = device.faults.corrupt;
@@ -1689,6 +1702,7 @@ pub fn modbus_server_summary(data: &[u8]) -> Option<EngineSummary> {
         conns: (0..2)
             .map(|_| ModbusConnState {
                 conn: ModbusConn::new(transport),
+                sent: Vec::new(),
                 chunks: Vec::new(),
                 replies: Vec::new(),
                 finished: false,
@@ -1704,6 +1718,11 @@ pub fn modbus_server_summary(data: &[u8]) -> Option<EngineSummary> {
         let to = run.now + Duration::from_millis(u64::from(*gap));
         run.advance(to);
         match step {
+            Step::Data { conn, bytes } if split => {
+                for piece in chunks(bytes) {
+                    run.feed(*conn, piece);
+                }
+            }
             Step::Data { conn, bytes } => run.feed(*conn, bytes),
             Step::Datagram(bytes) => run.datagram(bytes),
             Step::Eof(conn) => {
@@ -1724,6 +1743,42 @@ pub fn modbus_server_summary(data: &[u8]) -> Option<EngineSummary> {
         run.flush(k);
     }
     run.advance(later + Duration::from_secs(3600));
+    run
+}
+
+/// `modbus_server`: a Modbus [`Device`] (every table, see [`MODBUS_SPECS`]) served over
+/// Modbus/TCP or RTU over TCP ([`MODBUS_RTU`]) on two connections and as datagrams,
+/// driven by an [`EngineInput`] script. Flags: [`MODBUS_DELAY`] (`param` ms),
+/// [`MODBUS_TRUNCATE`], a corruption (bits from [`MODBUS_CORRUPT_SHIFT`]).
+///
+/// Invariants: no panic; after `handle_timeout` the next deadline is in the future; a
+/// closed connection, once flushed, sends nothing more. Without truncation or
+/// corruption (register corruption aside) every output is whole, well-formed ADUs
+/// (MBAP + a PDU that decodes as a response or exception; RTU: good CRC, the same),
+/// and each connection's replies answer its own requests in order (same transaction
+/// id, unit and function code), each datagram's replies its requests; the same
+/// script with every data segment split again gives the same output.
+pub fn modbus_server(data: &[u8]) {
+    let _ = modbus_server_summary(data);
+}
+
+/// [`modbus_server`], telling what the run did (`None`: not a script).
+pub fn modbus_server_summary(data: &[u8]) -> Option<EngineSummary> {
+    let Ok(input) = EngineInput::arbitrary_take_rest(Unstructured::new(data)) else {
+        return None;
+    };
+    let mut run = run_modbus(&input, false);
+    let transport = run.device.transport;
+    // The same script with each segment split again: the same bytes come out.
+    let split = run_modbus(&input, true);
+    for (k, (a, b)) in run.conns.iter().zip(&split.conns).enumerate() {
+        assert!(
+            a.sent == b.sent,
+            "connection {k}: output depends on how the input is split:\n{:02x?}\n{:02x?}",
+            a.sent,
+            b.sent
+        );
+    }
     for k in 0..run.conns.len() {
         if let Some(c) = run.conns.get(k) {
             assert!(
