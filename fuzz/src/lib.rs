@@ -1756,8 +1756,8 @@ fn run_modbus(input: &EngineInput, split: bool) -> ModbusRun {
 /// corruption (register corruption aside) every output is whole, well-formed ADUs
 /// (MBAP + a PDU that decodes as a response or exception; RTU: good CRC, the same),
 /// and each connection's replies answer its own requests in order (same transaction
-/// id, unit and function code), each datagram's replies its requests; the same
-/// script with every data segment split again gives the same output.
+/// id, unit and function code), each datagram's replies its requests; over Modbus/TCP
+/// the same script with every data segment split again gives the same output.
 pub fn modbus_server(data: &[u8]) {
     let _ = modbus_server_summary(data);
 }
@@ -1769,9 +1769,17 @@ pub fn modbus_server_summary(data: &[u8]) -> Option<EngineSummary> {
     };
     let mut run = run_modbus(&input, false);
     let transport = run.device.transport;
-    // The same script with each segment split again: the same bytes come out.
+    // The same script with each segment split again: the same bytes come out. Not
+    // over RTU: without silences the framer's resynchronisation after noise depends
+    // on what is buffered (a frame of unknown length is cut at the first CRC match
+    // among the bytes in, and a valid frame further on makes the head noise), so a
+    // noisy stream may frame differently when split (see the README's findings).
     let split = run_modbus(&input, true);
+    let comparable = transport == Transport::Tcp;
     for (k, (a, b)) in run.conns.iter().zip(&split.conns).enumerate() {
+        if !comparable {
+            break;
+        }
         assert!(
             a.sent == b.sent,
             "connection {k}: output depends on how the input is split:\n{:02x?}\n{:02x?}",
