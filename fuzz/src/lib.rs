@@ -963,6 +963,16 @@ pub struct EngineSummary {
     pub datagram_replies: usize,
 }
 
+/// A data step's bytes in the pieces [`chunk_lengths`] gives; an empty step stays one
+/// empty piece (an input call all the same, which the inactivity timer counts).
+fn split_again(bytes: &[u8]) -> Vec<&[u8]> {
+    if bytes.is_empty() {
+        vec![bytes]
+    } else {
+        chunks(bytes)
+    }
+}
+
 /// Is `sub` a subsequence of `of` (in order, not necessarily adjacent)?
 fn is_subsequence<T: PartialEq>(sub: &[T], of: &[T]) -> bool {
     let mut it = of.iter();
@@ -1341,7 +1351,7 @@ fn run_enip(input: &EngineInput, split: bool) -> EnipRun {
         run.advance(to);
         match step {
             Step::Data { conn, bytes } if split => {
-                for piece in chunks(bytes) {
+                for piece in split_again(bytes) {
                     run.feed(*conn, piece);
                 }
             }
@@ -1719,7 +1729,7 @@ fn run_modbus(input: &EngineInput, split: bool) -> ModbusRun {
         run.advance(to);
         match step {
             Step::Data { conn, bytes } if split => {
-                for piece in chunks(bytes) {
+                for piece in split_again(bytes) {
                     run.feed(*conn, piece);
                 }
             }
