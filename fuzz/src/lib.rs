@@ -36,12 +36,19 @@ use cpppo_core::cip::message_router::{
     MultipleServiceRequest, Request,
 };
 use cpppo_core::cip::objects::{GetAttributeListReply, GetAttributeListRequest};
+use cpppo_core::controller::{Controller, ControllerConfig};
 use cpppo_core::enip::cpf::{Cpf, Item};
+use cpppo_core::enip::encapsulation::{status as encap_status, Command, Header};
 use cpppo_core::enip::encapsulation::{Body, Encapsulation, EncapsulationFraming, SendData};
+use cpppo_core::enip::server::{
+    ReplyDelay, Server as EnipServer, ServerConn as EnipConn, ServerOptions,
+};
+use cpppo_core::modbus::device::{Corruption, Delay, Device};
 use cpppo_core::modbus::pdu::{Request as ModbusRequest, Response as ModbusResponse};
 use cpppo_core::modbus::rtu::{
     crc_ok, Direction, RtuFrame, RtuFramer, MAX_RTU_ADU_LEN, MIN_RTU_ADU_LEN,
 };
+use cpppo_core::modbus::server::{ServerConn as ModbusConn, Transport};
 use cpppo_core::modbus::tcp::{self, Adu, MbapFraming};
 use cpppo_core::wire::{DecodeError, Encode, Framing, Reader};
 
@@ -982,12 +989,6 @@ fn is_subsequence<T: PartialEq>(sub: &[T], of: &[T]) -> bool {
 // ---------------------------------------------------------------------------------------
 // EtherNet/IP server
 
-use cpppo_core::controller::{Controller, ControllerConfig};
-use cpppo_core::enip::encapsulation::{status as encap_status, Command, Header};
-use cpppo_core::enip::server::{
-    ReplyDelay, Server as EnipServer, ServerConn as EnipConn, ServerOptions,
-};
-
 /// `enip_server` flag: connection 0 starts with a RegisterSession.
 pub const ENIP_REGISTER: u8 = 1;
 /// `enip_server` flag: then a Large Forward Open (pycomm3's), so connected messaging
@@ -1441,9 +1442,6 @@ pub fn enip_server_summary(data: &[u8]) -> Option<EngineSummary> {
 
 // ---------------------------------------------------------------------------------------
 // Modbus server
-
-use cpppo_core::modbus::device::{Corruption, Delay, Device};
-use cpppo_core::modbus::server::{ServerConn as ModbusConn, Transport};
 
 /// `modbus_server` flag: RTU over TCP rather than Modbus/TCP.
 pub const MODBUS_RTU: u8 = 1;
