@@ -605,7 +605,8 @@ impl engine::Server for Device {
     /// [`Device::transport`] is RTU): every request in the datagram is executed and
     /// the replies appended to `out` at once. A reply delay cannot hold a datagram
     /// answer here, so it does not apply; truncation and corruption do. Writes are
-    /// applied but not reported as events.
+    /// applied but not reported as events. `true` only when bytes were appended: a
+    /// reply truncated to nothing sends no (empty) datagram.
     fn handle_datagram(
         &mut self,
         now: Instant,
@@ -622,7 +623,9 @@ impl engine::Server for Device {
             Transport::RtuOverTcp | Transport::RtuSerial { .. } => Transport::RtuOverTcp,
         });
         conn.handle_input(now, data, self);
-        conn.release_all(out)
+        let before = out.len();
+        conn.release_all(out);
+        out.len() > before
     }
 
     fn is_done(&self) -> bool {
@@ -1428,6 +1431,32 @@ mod tests {
         let (out, _) = exchange(&mut conn, &mut dev, &rtu(1, &[0x03, 0, 0, 0, 1]));
         assert_eq!(conn.statistics().bytes_out, out.len() as u64);
         assert!(out.len() < 7);
+    }
+
+    #[test]
+    fn a_datagram_reply_truncated_to_nothing_is_not_sent() {
+        // Found by the modbus_server fuzz target: handle_datagram said a reply was
+        // there to send when truncation had kept none of its bytes (an empty datagram).
+        use crate::engine::Server as _;
+        let local: SocketAddr = "0.0.0.0:502".parse().unwrap();
+        let peer: SocketAddr = "10.0.0.3:2222".parse().unwrap();
+        let read = adu(1, 1, &[0x03, 0, 0, 0, 10]);
+        let (mut empty, mut partial) = (0, 0);
+        for seed in 0..200 {
+            let mut dev = every_function_device();
+            dev.faults.truncate = true;
+            dev.seed(seed);
+            let mut out = vec![0xAA];
+            let sent = dev.handle_datagram(ms(1), local, peer, &read, &mut out);
+            assert_eq!(sent, out.len() > 1, "seed {seed}: {out:02x?}");
+            if sent {
+                partial += 1;
+            } else {
+                empty += 1;
+                assert_eq!(out, [0xAA], "nothing appended");
+            }
+        }
+        assert!(empty > 0 && partial > 0, "{empty} empty, {partial} partial");
     }
 
     #[test]
