@@ -28,6 +28,79 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+/// The surface a runtime drives on a client engine (the Modbus [`Poller`] and client, the
+/// EtherNet/IP [`ClientConn`]): the client side of this module, without protocol, so that
+/// each runtime has one client loop.
+///
+/// [`Poller`]: crate::modbus::poller::Poller
+/// [`ClientConn`]: crate::enip::client::ClientConn
+pub trait Driven {
+    /// Bytes that arrived.
+    fn input(&mut self, now: Instant, data: &[u8]);
+    /// Append bytes to send; false when nothing is ready.
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    /// The next deadline.
+    fn deadline(&self) -> Option<Instant>;
+    /// A deadline may have passed.
+    fn timeout(&mut self, now: Instant);
+    /// The connection is gone (the peer closed it, or a read or write failed).
+    fn eof(&mut self, now: Instant);
+}
+
+impl Driven for crate::modbus::poller::Poller {
+    fn input(&mut self, now: Instant, data: &[u8]) {
+        self.handle_input(now, data);
+    }
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
+    }
+    fn eof(&mut self, now: Instant) {
+        self.handle_disconnected(now);
+    }
+}
+
+impl Driven for crate::modbus::client::ClientConn {
+    fn input(&mut self, now: Instant, data: &[u8]) {
+        self.handle_input(now, data);
+    }
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
+    }
+    fn eof(&mut self, now: Instant) {
+        self.handle_eof(now);
+    }
+}
+
+impl Driven for crate::enip::client::ClientConn {
+    fn input(&mut self, now: Instant, data: &[u8]) {
+        self.handle_input(now, data);
+    }
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
+    }
+    fn eof(&mut self, now: Instant) {
+        self.handle_eof(now);
+    }
+}
+
 /// One TCP connection's protocol state, driven by a runtime.
 pub trait Connection {
     /// The shared device state this connection serves.

@@ -1,6 +1,6 @@
 //! The blocking drive loop of a client engine: one `std::net::TcpStream` and any sans-IO
 //! client engine ([`Driven`]: the Modbus [`Poller`] and client, and the EtherNet/IP
-//! [`ClientConn`] implement it). It only moves bytes and time; what the engine's events mean stays with
+//! [`ClientConn`] implement it; the trait lives in [`cpppo_core::engine`]). It only moves bytes and time; what the engine's events mean stays with
 //! the caller, which drains them in [`ClientDriver::run`]'s callback.
 //!
 //! ```no_run
@@ -24,81 +24,15 @@
 //! println!("{reply:?}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! [`Poller`]: cpppo_core::modbus::poller::Poller
+//! [`ClientConn`]: cpppo_core::enip::client::ClientConn
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use cpppo_core::enip::client::ClientConn;
-use cpppo_core::modbus::poller::Poller;
-
-/// The engine surface the loop drives (the client side of `cpppo_core::engine`).
-pub trait Driven {
-    /// Bytes that arrived.
-    fn input(&mut self, now: Instant, data: &[u8]);
-    /// Append bytes to send; false when nothing is ready.
-    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
-    /// The next deadline.
-    fn deadline(&self) -> Option<Instant>;
-    /// A deadline may have passed.
-    fn timeout(&mut self, now: Instant);
-    /// The connection is gone (the peer closed it, or a read or write failed).
-    fn eof(&mut self, now: Instant);
-}
-
-impl Driven for Poller {
-    fn input(&mut self, now: Instant, data: &[u8]) {
-        self.handle_input(now, data);
-    }
-    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.poll_transmit(now, out)
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn eof(&mut self, now: Instant) {
-        self.handle_disconnected(now);
-    }
-}
-
-impl Driven for cpppo_core::modbus::client::ClientConn {
-    fn input(&mut self, now: Instant, data: &[u8]) {
-        self.handle_input(now, data);
-    }
-    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.poll_transmit(now, out)
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn eof(&mut self, now: Instant) {
-        self.handle_eof(now);
-    }
-}
-
-impl Driven for ClientConn {
-    fn input(&mut self, now: Instant, data: &[u8]) {
-        self.handle_input(now, data);
-    }
-    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.poll_transmit(now, out)
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn eof(&mut self, now: Instant) {
-        self.handle_eof(now);
-    }
-}
+pub use cpppo_core::engine::Driven;
 
 /// Connect to the first address that answers, within `timeout` each, with `TCP_NODELAY`.
 pub fn connect(target: &[SocketAddr], timeout: Duration) -> std::io::Result<TcpStream> {
