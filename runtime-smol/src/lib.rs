@@ -22,6 +22,9 @@
 //!   is closed; a client leaving mid-frame costs the others nothing; a graceful stop
 //!   flushes what each connection has ready (a slow reader gets
 //!   [`SHUTDOWN_FLUSH`]) and then closes it.
+//! - [`client`]: the other side, one client engine (Modbus poller, EtherNet/IP client)
+//!   over one `Async<TcpStream>`, reads raced against its deadlines, until the caller is
+//!   done.
 //!
 //! ```
 //! use cpppo_core::engine::{reachable, ServeOptions};
@@ -45,6 +48,8 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod client;
 
 use std::future::Future;
 use std::io::{self, ErrorKind};
