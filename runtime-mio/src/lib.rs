@@ -22,6 +22,8 @@
 //!   [`SHUTDOWN_FLUSH`]) and then closes it.
 //! - A peer that sends without reading is held back by its own socket: the loop reads
 //!   a connection only once its output is written and its engine is not backlogged.
+//! - [`client`]: the other side, one client engine (Modbus poller, EtherNet/IP client)
+//!   over one non-blocking `TcpStream` on its own `Poll`, until the caller is done.
 //!
 //! ```
 //! use cpppo_core::engine::{reachable, ServeOptions};
@@ -45,6 +47,8 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod client;
 
 use std::collections::BTreeSet;
 use std::io::{self, ErrorKind, Read, Write};

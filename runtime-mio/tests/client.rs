@@ -1,0 +1,98 @@
+//! The mio client drive loop against this runtime's own server: an EtherNet/IP client engine
+//! writes and reads a simulated controller's tags over a real socket, and a lost server
+//! ends its operations.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use cpppo_core::cip::data::Values;
+use cpppo_core::cip::operation::parse_operation;
+use cpppo_core::controller::{Controller, ControllerConfig};
+use cpppo_core::engine::{reachable, ServeOptions};
+use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, LostReason, Value};
+use cpppo_core::enip::server::{Server, ServerOptions};
+use cpppo_mio::client::{connect, ClientDriver};
+use cpppo_mio::serve;
+
+#[test]
+fn drives_an_enip_client_until_done() {
+    let mut plc = Controller::new(ControllerConfig::default());
+    plc.tags_mut().add_str("SCADA=INT[100]").unwrap();
+    let handle = serve(
+        Server::new(plc, ServerOptions::default()),
+        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let addr = reachable(handle.local_addrs()[0]);
+    let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
+    let now = Instant::now();
+    let mut client = ClientConn::new(
+        now,
+        ClientOptions {
+            depth: 2,
+            ..ClientOptions::default()
+        },
+    );
+    client.submit(now, parse_operation("SCADA[1-3]=4,5,6").unwrap());
+    let read = client.submit(now, parse_operation("SCADA[0-3]").unwrap());
+    let mut replies = Vec::new();
+    let mut driver = ClientDriver::new(Some(stream)).unwrap();
+    driver
+        .run(&mut client, Duration::from_secs(1), |client, _| {
+            while let Some(event) = client.poll_event() {
+                if let ClientEvent::Reply { op, result } = event {
+                    replies.push((op, result));
+                }
+            }
+            (false, replies.len() == 2)
+        })
+        .unwrap();
+    assert_eq!(
+        replies[1],
+        (read, Ok(Value::Values(Values::Int(vec![0, 4, 5, 6]))))
+    );
+    // The server goes away: what is in flight is lost, and the loop sees the end.
+    let _ = handle.shutdown().unwrap();
+    let op = client.submit(Instant::now(), parse_operation("SCADA[0]").unwrap());
+    let mut lost = None;
+    driver
+        .run(&mut client, Duration::from_secs(1), |client, driver| {
+            while let Some(event) = client.poll_event() {
+                if let ClientEvent::Lost { op, why } = event {
+                    lost = Some((op, why));
+                }
+            }
+            (false, lost.is_some() && driver.stream.is_none())
+        })
+        .unwrap();
+    assert_eq!(lost, Some((op, LostReason::Closed)));
+}
+
+#[test]
+fn without_a_stream_the_engine_still_gets_its_deadlines() {
+    // No connection: an operation submitted with a timeout ends by that deadline alone.
+    let now = Instant::now();
+    let mut client = ClientConn::new(
+        now,
+        ClientOptions {
+            timeout: Duration::from_millis(50),
+            ..ClientOptions::default()
+        },
+    );
+    let op = client.submit(now, parse_operation("SCADA[0]").unwrap());
+    let mut ended = None;
+    ClientDriver::new(None)
+        .unwrap()
+        .run(&mut client, Duration::from_millis(20), |client, _| {
+            while let Some(event) = client.poll_event() {
+                if let ClientEvent::Lost { op, why } = event {
+                    ended = Some((op, why));
+                }
+            }
+            (false, ended.is_some())
+        })
+        .unwrap();
+    assert_eq!(ended, Some((op, LostReason::Timeout)));
+    assert!(now.elapsed() >= Duration::from_millis(50));
+}
