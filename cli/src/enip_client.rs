@@ -1,13 +1,14 @@
 //! `cpppo enip client`: cpppo's `python -m cpppo.server.enip.client` on core's
-//! [`ClientConn`], driven by the blocking loop of [`cpppo_blocking::client`]: read and write tags
+//! [`ClientConn`], driven by the client loop of the `--runtime` chosen
+//! ([`cpppo_blocking::client`] by default, [`cpppo_smol::client`], [`cpppo_mio::client`]): read and write tags
 //! given in cpppo's operation syntax, print each result as cpppo does with `-p`
 //! (`            SCADA[1][  1-3  ]+  0 <= [10, 20, 30]: 'OK'`), and exit 1 if any
 //! operation failed. `-i`/`-s` send sessionless ListIdentity / ListServices (by UDP with
 //! `-u`, to every responder with `-b`).
 //!
 //! Not here: cpppo's `--priority-time-tick`/`--timeout-ticks`, `-I`, `-L`, `-P`, `-l`,
-//! and tag I/O over UDP (`-u` applies to `-i`/`-s`); there is one runtime (blocking), so no
-//! `--runtime`.
+//! and tag I/O over UDP (`-u` applies to `-i`/`-s`); `-i`/`-s` always use plain sockets,
+//! whatever `--runtime`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, ErrorKind, Read, Write};
@@ -26,8 +27,8 @@ use cpppo_core::enip::encapsulation::Command;
 use cpppo_core::enip::ENIP_PORT;
 
 use crate::address::parse_address;
-use crate::serve::{parse_seconds, CliError};
-use cpppo_blocking::client::{connect, ClientDriver};
+use crate::serve::{parse_seconds, CliError, Runtime};
+use cpppo_blocking::client::connect;
 
 /// The command name in messages.
 const COMMAND: &str = "cpppo enip client";
@@ -162,6 +163,14 @@ pub struct EnipClientArgs {
     /// Example: `-c`.
     #[arg(short, long)]
     connected: bool,
+
+    /// The I/O runtime that drives the session: `blocking` (a plain socket), `smol`
+    /// (async, reads raced against the engine's deadlines) or `mio` (one event loop).
+    /// Each drives the same client engine, so the results are the same.
+    ///
+    /// Example: `--runtime mio`.
+    #[arg(long, value_enum, default_value_t = Runtime::Blocking)]
+    runtime: Runtime,
 
     /// Operations: `TAG[FIRST-LAST]+OFFSET=(TYPE)VALUE,...`; without `=` a read; `-`
     /// reads more, one a line, from stdin.
@@ -359,16 +368,11 @@ fn run_operations(
     let shown = target
         .first()
         .map_or_else(|| args.address.clone(), SocketAddr::to_string);
-    let stream = connect(target, args.timeout)
-        .map_err(|e| CliError::failure(format!("cannot connect to {shown}: {e}")))?;
     let window = options.depth.saturating_mul(if options.multiple > 0 {
         QUEUE_PER_DEPTH
     } else {
         1
     });
-    let begun = Instant::now();
-    let mut client = ClientConn::new(begun, options);
-    let mut driver = ClientDriver::new(Some(stream));
     let total = ops.len();
     let mut pending = ops.into_iter().enumerate();
     let mut issued: BTreeMap<u64, (usize, Operation)> = BTreeMap::new();
@@ -378,70 +382,109 @@ fn run_operations(
     let mut closing = false;
     let verbose = args.verbose;
     let stdout = std::io::stdout();
-    driver
-        .run(&mut client, args.timeout, |client, driver| {
-            let mut moved = false;
-            while let Some(event) = client.poll_event() {
-                moved = true;
-                let (op, outcome) = match event {
-                    ClientEvent::Reply { op, result } => (op, Outcome::Answered(result)),
-                    ClientEvent::Lost { op, why } => (op, Outcome::Lost(why.to_string())),
-                    ClientEvent::Failed(why) => {
-                        eprintln!("{COMMAND}: {shown}: {why}");
-                        continue;
-                    }
-                    other => {
-                        if verbose > 0 {
-                            eprintln!("{COMMAND}: {shown}: {other:?}");
-                        }
-                        continue;
-                    }
-                };
-                if let Some((index, op)) = issued.remove(&op.0) {
-                    if outcome.failed() {
-                        failures += 1;
-                        if verbose > 0 {
-                            eprintln!(
-                                "{COMMAND}: {} failed: {}",
-                                op.path,
-                                result_line(&op, &outcome).trim()
-                            );
-                        }
-                    }
-                    done.insert(index, (op, outcome));
+    // One turn of the loop on whichever runtime: drain events, print, submit; `connected`
+    // is whether the runtime still has the socket.
+    let mut step = |client: &mut ClientConn, connected: bool| {
+        let mut moved = false;
+        while let Some(event) = client.poll_event() {
+            moved = true;
+            let (op, outcome) = match event {
+                ClientEvent::Reply { op, result } => (op, Outcome::Answered(result)),
+                ClientEvent::Lost { op, why } => (op, Outcome::Lost(why.to_string())),
+                ClientEvent::Failed(why) => {
+                    eprintln!("{COMMAND}: {shown}: {why}");
+                    continue;
                 }
-            }
-            // Print in submission order, as cpppo does.
-            while let Some((op, outcome)) = done.remove(&next_print) {
-                if args.print {
-                    let mut out = stdout.lock();
-                    let _ = writeln!(out, "{}", result_line(&op, &outcome));
-                    let _ = out.flush();
+                other => {
+                    if verbose > 0 {
+                        eprintln!("{COMMAND}: {shown}: {other:?}");
+                    }
+                    continue;
                 }
-                next_print += 1;
+            };
+            if let Some((index, op)) = issued.remove(&op.0) {
+                if outcome.failed() {
+                    failures += 1;
+                    if verbose > 0 {
+                        eprintln!(
+                            "{COMMAND}: {} failed: {}",
+                            op.path,
+                            result_line(&op, &outcome).trim()
+                        );
+                    }
+                }
+                done.insert(index, (op, outcome));
             }
-            let now = Instant::now();
-            while client.outstanding() < window && !closing {
-                let Some((index, op)) = pending.next() else {
-                    break;
-                };
-                let id = client.submit(now, op.clone());
-                issued.insert(id.0, (index, op));
-                moved = true;
+        }
+        // Print in submission order, as cpppo does.
+        while let Some((op, outcome)) = done.remove(&next_print) {
+            if args.print {
+                let mut out = stdout.lock();
+                let _ = writeln!(out, "{}", result_line(&op, &outcome));
+                let _ = out.flush();
             }
-            if next_print == total && !closing {
-                closing = true;
-                client.close(now);
-                moved = true;
-            }
-            let finished = closing && (client.is_closed() || driver.stream.is_none());
-            if driver.stream.is_none() && !closing && !moved {
-                // The connection is gone; whatever is left will not be answered.
-                return (moved, true);
-            }
-            (moved, finished)
-        })
-        .map_err(|e| CliError::failure(format!("socket: {e}")))?;
+            next_print += 1;
+        }
+        let now = Instant::now();
+        while client.outstanding() < window && !closing {
+            let Some((index, op)) = pending.next() else {
+                break;
+            };
+            let id = client.submit(now, op.clone());
+            issued.insert(id.0, (index, op));
+            moved = true;
+        }
+        if next_print == total && !closing {
+            closing = true;
+            client.close(now);
+            moved = true;
+        }
+        let finished = closing && (client.is_closed() || !connected);
+        if !connected && !closing && !moved {
+            // The connection is gone; whatever is left will not be answered.
+            return (moved, true);
+        }
+        (moved, finished)
+    };
+    let cannot = |e: std::io::Error| CliError::failure(format!("cannot connect to {shown}: {e}"));
+    let socket = |e: std::io::Error| CliError::failure(format!("socket: {e}"));
+    let idle = args.timeout;
+    // The clock of the rate starts once connected.
+    let begun;
+    match args.runtime {
+        Runtime::Blocking => {
+            use cpppo_blocking::client::ClientDriver;
+            let stream = connect(target, args.timeout).map_err(cannot)?;
+            begun = Instant::now();
+            let mut client = ClientConn::new(begun, options);
+            ClientDriver::new(Some(stream))
+                .run(&mut client, idle, |c, d| step(c, d.stream.is_some()))
+                .map_err(socket)?;
+        }
+        Runtime::Smol => {
+            use cpppo_smol::client::{connect, ClientDriver};
+            begun = smol::block_on(async {
+                let stream = connect(target, args.timeout).await.map_err(cannot)?;
+                let begun = Instant::now();
+                let mut client = ClientConn::new(begun, options);
+                ClientDriver::new(Some(stream))
+                    .run(&mut client, idle, |c, d| step(c, d.stream.is_some()))
+                    .await
+                    .map_err(socket)?;
+                Ok::<_, CliError>(begun)
+            })?;
+        }
+        Runtime::Mio => {
+            use cpppo_mio::client::{connect, ClientDriver};
+            let stream = connect(target, args.timeout).map_err(cannot)?;
+            begun = Instant::now();
+            let mut client = ClientConn::new(begun, options);
+            ClientDriver::new(Some(stream))
+                .map_err(socket)?
+                .run(&mut client, idle, |c, d| step(c, d.stream.is_some()))
+                .map_err(socket)?;
+        }
+    }
     // Operations never submitted (the connection was lost first) failed too.
     failures += total - next_print - done.len();
     for (_, (op, outcome)) in done {

@@ -369,3 +369,53 @@ fn operations_from_stdin_and_a_summary_with_v() {
     assert!(stderr.contains("3 operations in "), "{stderr}");
     assert!(stderr.contains(", 0 failed"), "{stderr}");
 }
+
+#[test]
+fn every_runtime_gives_the_same_results() {
+    let s = server(&["SCADA=INT[100]"]);
+    for runtime in ["blocking", "smol", "mio"] {
+        let lines = ok(
+            &s,
+            &[
+                "--runtime",
+                runtime,
+                "-d",
+                "3",
+                "SCADA[1-3]=10,20,30",
+                "SCADA[0-4]",
+                "SCADA[0-99]",
+            ],
+        );
+        assert_eq!(lines.len(), 3, "{runtime}: {lines:?}");
+        assert_eq!(
+            lines[..2],
+            [
+                "            SCADA[1][  1-3  ]+  0 <= [10, 20, 30]: 'OK'",
+                "            SCADA[0][  0-4  ]+  0 == [0, 10, 20, 30, 0]: 'OK'",
+            ],
+            "{runtime}"
+        );
+        let mut all = vec![0; 100];
+        all[1..4].copy_from_slice(&[10, 20, 30]);
+        let list = all
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(
+            lines[2].ends_with(&format!("== [{list}]: 'OK'")),
+            "{runtime}: {}",
+            lines[2]
+        );
+    }
+    // No server: a one-line failure on every runtime.
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    for runtime in ["blocking", "smol", "mio"] {
+        let (code, _, err) = client(&["-a", &gone, "--runtime", runtime, "SCADA[0]"]);
+        assert_ne!(code, 0, "{runtime}");
+        assert!(err.contains("cannot connect"), "{runtime}: {err}");
+    }
+}
