@@ -83,3 +83,63 @@ fn connect_to_nothing_is_an_error() {
     let result = smol::block_on(connect(&[addr], Duration::from_secs(5)));
     assert!(result.is_err());
 }
+
+#[test]
+fn drives_a_modbus_client_until_done() {
+    use cpppo_core::modbus::client::{ClientConfig, ClientConn, ClientEvent};
+    use cpppo_core::modbus::device::{Device, UnitData};
+    use cpppo_core::modbus::pdu::{Registers, Request, Response};
+    use cpppo_core::modbus::server::Transport;
+
+    let data = UnitData::parse(["40001-40010=7"]).unwrap();
+    let handle = serve(
+        Device::new(data),
+        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let addr = reachable(handle.local_addrs()[0]);
+    smol::block_on(async {
+        let stream = connect(&[addr], Duration::from_secs(5)).await.unwrap();
+        let now = Instant::now();
+        let mut client = ClientConn::new(
+            Transport::Tcp,
+            ClientConfig {
+                depth: 2,
+                ..ClientConfig::default()
+            },
+        );
+        let values = Registers::from_values(&[1, 2, 3]);
+        client.submit(
+            now,
+            Request::WriteMultipleRegisters { address: 2, values },
+            1,
+        );
+        let read = client.submit(
+            now,
+            Request::ReadHoldingRegisters {
+                address: 0,
+                quantity: 6,
+            },
+            1,
+        );
+        let mut got = None;
+        ClientDriver::new(Some(stream))
+            .run(&mut client, Duration::from_secs(1), |client, _| {
+                while let Some(event) = client.poll_event() {
+                    if let ClientEvent::Reply { op, response, .. } = event {
+                        if op == read {
+                            got = Some(response);
+                        }
+                    }
+                }
+                (false, got.is_some())
+            })
+            .await
+            .unwrap();
+        let Some(Ok(Response::ReadHoldingRegisters(registers))) = got else {
+            panic!("{got:?}");
+        };
+        assert_eq!(registers.iter().collect::<Vec<_>>(), [7, 7, 1, 2, 3, 7]);
+    });
+    let _ = handle.shutdown().unwrap();
+}
