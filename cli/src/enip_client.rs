@@ -481,7 +481,7 @@ fn run_operations(
             let mut client = ClientConn::new(begun, options);
             ClientDriver::new(Some(stream))
                 .map_err(socket)?
-                .run(&mut client, idle, |c, d| step(c, d.stream.is_some()))
+                .run(&mut client, idle, |c, d| step(c, d.is_connected()))
                 .map_err(socket)?;
         }
     }

@@ -59,8 +59,9 @@ pub fn connect(target: &[SocketAddr], timeout: Duration) -> io::Result<TcpStream
 /// The poll, socket and buffers of one drive loop.
 #[derive(Debug)]
 pub struct ClientDriver {
-    /// The connection, while there is one.
-    pub stream: Option<TcpStream>,
+    /// The connection, while there is one ([`attach`](Self::attach) it, so that it is
+    /// registered on the poll).
+    stream: Option<TcpStream>,
     poll: Poll,
     events: Events,
     /// Output not yet taken by the socket.
@@ -86,12 +87,41 @@ impl ClientDriver {
         })
     }
 
+    /// Whether there is a connection (it goes when the peer closes it or it fails).
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The connection, while there is one.
+    pub fn stream(&self) -> Option<&TcpStream> {
+        self.stream.as_ref()
+    }
+
+    /// Take `stream` (from [`connect`]) as the connection, replacing any other (a
+    /// reconnect, as a poller asks for): registered on the poll, pending output dropped.
+    pub fn attach(&mut self, mut stream: TcpStream) -> io::Result<()> {
+        self.detach();
+        self.poll.registry().register(
+            &mut stream,
+            STREAM,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// Drop the connection (without telling the engine: the caller decided), if any,
+    /// and any output not yet written.
+    pub fn detach(&mut self) -> Option<TcpStream> {
+        self.out.clear();
+        let mut s = self.stream.take()?;
+        let _ = self.poll.registry().deregister(&mut s);
+        Some(s)
+    }
+
     /// The stream is gone: deregister it and tell the engine.
     fn lost<E: Driven>(&mut self, engine: &mut E) {
-        if let Some(mut s) = self.stream.take() {
-            let _ = self.poll.registry().deregister(&mut s);
-        }
-        self.out.clear();
+        self.detach();
         engine.eof(Instant::now());
     }
 

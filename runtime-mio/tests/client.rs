@@ -37,7 +37,10 @@ fn drives_an_enip_client_until_done() {
     client.submit(now, parse_operation("SCADA[1-3]=4,5,6").unwrap());
     let read = client.submit(now, parse_operation("SCADA[0-3]").unwrap());
     let mut replies = Vec::new();
-    let mut driver = ClientDriver::new(Some(stream)).unwrap();
+    // Attached after the start, as a reconnect would.
+    let mut driver = ClientDriver::new(None).unwrap();
+    assert!(!driver.is_connected());
+    driver.attach(stream).unwrap();
     driver
         .run(&mut client, Duration::from_secs(1), |client, _| {
             while let Some(event) = client.poll_event() {
@@ -63,7 +66,7 @@ fn drives_an_enip_client_until_done() {
                     lost = Some((op, why));
                 }
             }
-            (false, lost.is_some() && driver.stream.is_none())
+            (false, lost.is_some() && !driver.is_connected())
         })
         .unwrap();
     assert_eq!(lost, Some((op, LostReason::Closed)));
