@@ -1,7 +1,8 @@
-//! `cpppo modbus poll`: cpppo's `modbus_poll` on core's [`Poller`], driven by the
-//! blocking loop over one `std::net::TcpStream`: write the given values, then poll the
-//! ranges and print each change as cpppo logs it (`40009 == 999 (was: 99)`). The loop is
-//! [`cpppo_blocking::client::ClientDriver`], shared with `cpppo enip client`.
+//! `cpppo modbus poll`: cpppo's `modbus_poll` on core's [`Poller`], driven by the client
+//! loop of the `--runtime` chosen over one TCP connection: write the given values, then
+//! poll the ranges and print each change as cpppo logs it (`40009 == 999 (was: 99)`).
+//! The loops ([`cpppo_blocking::client`] by default, [`cpppo_smol::client`],
+//! [`cpppo_mio::client`]) are shared with `cpppo enip client`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,8 +15,7 @@ use cpppo_core::modbus::server::Transport;
 
 use crate::address::parse_address;
 use crate::modbus_sim::{Framing, MODBUS_PORT};
-use crate::serve::{parse_seconds, CliError};
-use cpppo_blocking::client::{connect, ClientDriver};
+use crate::serve::{parse_seconds, CliError, Runtime};
 
 /// The command name in messages.
 const COMMAND: &str = "cpppo modbus poll";
@@ -71,6 +71,13 @@ pub struct ModbusPollArgs {
     /// Example: `-v`.
     #[arg(short, long)]
     verbose: bool,
+
+    /// The I/O runtime that drives the connection: `blocking` (a plain socket), `smol`
+    /// (async, reads raced against the poller's deadlines) or `mio` (one event loop).
+    ///
+    /// Example: `--runtime mio`.
+    #[arg(long, value_enum, default_value_t = Runtime::Blocking)]
+    runtime: Runtime,
 
     /// Registers to poll, as `FIRST[-LAST]` in cpppo's (Modicon) numbering; with
     /// `=VALUE[,VALUE...]` the values are written first.
@@ -137,52 +144,103 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
         args.unit,
         args.rate.as_secs_f64()
     );
-    let mut driver = ClientDriver::new(None);
     let mut load = String::new();
-    driver
-        .run(&mut poller, Duration::from_secs(1), |poller, driver| {
-            let mut moved = false;
-            while let Some(event) = poller.poll_event() {
-                moved = true;
-                match &event {
-                    PollEvent::Connect => {
-                        let now = Instant::now();
-                        match connect(&target, args.timeout) {
-                            Ok(s) => {
-                                driver.stream = Some(s);
-                                poller.handle_connected(now);
+    // One turn of the loop on whichever runtime: `link(true)` connects (an error is the
+    // connect's), `link(false)` drops the connection.
+    let mut step = |poller: &mut Poller, link: &mut dyn FnMut(bool) -> std::io::Result<()>| {
+        let mut moved = false;
+        while let Some(event) = poller.poll_event() {
+            moved = true;
+            match &event {
+                PollEvent::Connect => {
+                    let now = Instant::now();
+                    match link(true) {
+                        Ok(()) => poller.handle_connected(now),
+                        Err(e) => {
+                            if args.verbose {
+                                eprintln!("{COMMAND}: cannot connect to {shown}: {e}");
                             }
-                            Err(e) => {
-                                if args.verbose {
-                                    eprintln!("{COMMAND}: cannot connect to {shown}: {e}");
-                                }
-                                poller.handle_connect_failed(now);
-                            }
+                            poller.handle_connect_failed(now);
                         }
-                        continue;
                     }
-                    PollEvent::Disconnect { .. } => driver.stream = None,
-                    PollEvent::Changed(change) => {
-                        println!("{change}");
-                        let _ = std::io::stdout().flush();
-                        continue;
-                    }
-                    _ => {}
+                    continue;
                 }
-                if args.verbose {
-                    eprintln!("{COMMAND}: {event}");
+                PollEvent::Disconnect { .. } => {
+                    let _ = link(false);
                 }
+                PollEvent::Changed(change) => {
+                    println!("{change}");
+                    let _ = std::io::stdout().flush();
+                    continue;
+                }
+                _ => {}
             }
-            if args.verbose && !moved {
-                let now = format!("{:.2}", poller.load().one.unwrap_or(0.0));
-                if now != load {
-                    eprintln!("{COMMAND}: load: {now}");
-                    load = now;
-                }
+            if args.verbose {
+                eprintln!("{COMMAND}: {event}");
             }
-            (moved, false)
-        })
-        .map_err(|e| CliError::failure(format!("socket: {e}")))
+        }
+        if args.verbose && !moved {
+            let now = format!("{:.2}", poller.load().one.unwrap_or(0.0));
+            if now != load {
+                eprintln!("{COMMAND}: load: {now}");
+                load = now;
+            }
+        }
+        (moved, false)
+    };
+    let socket = |e: std::io::Error| CliError::failure(format!("socket: {e}"));
+    let idle = Duration::from_secs(1);
+    let timeout = args.timeout;
+    match args.runtime {
+        Runtime::Blocking => {
+            use cpppo_blocking::client::{connect, ClientDriver};
+            ClientDriver::new(None)
+                .run(&mut poller, idle, |p, d| {
+                    step(p, &mut |up| {
+                        d.stream = if up {
+                            Some(connect(&target, timeout)?)
+                        } else {
+                            None
+                        };
+                        Ok(())
+                    })
+                })
+                .map_err(socket)
+        }
+        Runtime::Smol => {
+            use cpppo_smol::client::ClientDriver;
+            smol::block_on(ClientDriver::new(None).run(&mut poller, idle, |p, d| {
+                step(p, &mut |up| {
+                    // The connect blocks the (single-task) executor, as the loop would
+                    // wait for it anyway.
+                    d.stream = if up {
+                        let s = cpppo_blocking::client::connect(&target, timeout)?;
+                        Some(smol::Async::new(s)?)
+                    } else {
+                        None
+                    };
+                    Ok(())
+                })
+            }))
+            .map_err(socket)
+        }
+        Runtime::Mio => {
+            use cpppo_mio::client::{connect, ClientDriver};
+            ClientDriver::new(None)
+                .map_err(socket)?
+                .run(&mut poller, idle, |p, d| {
+                    step(p, &mut |up| {
+                        if up {
+                            d.attach(connect(&target, timeout)?)
+                        } else {
+                            d.detach();
+                            Ok(())
+                        }
+                    })
+                })
+                .map_err(socket)
+        }
+    }
 }
 
 #[cfg(test)]

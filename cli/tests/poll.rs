@@ -115,11 +115,28 @@ fn write_register(addr: SocketAddr, address: u16, value: u16) {
 
 #[test]
 fn polls_prints_changes_and_survives_a_restart() {
+    survives_a_restart("blocking");
+}
+
+#[test]
+fn polls_and_survives_a_restart_on_smol() {
+    survives_a_restart("smol");
+}
+
+#[test]
+fn polls_and_survives_a_restart_on_mio() {
+    survives_a_restart("mio");
+}
+
+/// The poller on `runtime`: the initial write, a change, and the simulator restarted.
+fn survives_a_restart(runtime: &str) {
     let (simulator, addr) = sim("127.0.0.1:0", "40001-40100=99");
     let target = addr.to_string();
     let poll = Running::spawn(&[
         "modbus",
         "poll",
+        "--runtime",
+        runtime,
         "-a",
         &target,
         "40001-40005=9",
@@ -223,7 +240,7 @@ fn help_explains_every_option_with_an_example() {
         .into_iter()
         .filter(|b| !b.trim_start().starts_with("-h, --help"))
         .collect();
-    assert_eq!(blocks.len(), 9, "{blocks:#?}");
+    assert_eq!(blocks.len(), 10, "{blocks:#?}");
     for block in blocks {
         assert!(block.contains("Example"), "no example in {block}");
     }
