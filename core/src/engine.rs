@@ -20,6 +20,8 @@
 //! connection limit, the idle timeout), [`ServeStats`], the [`Driver`] that keeps one
 //! connection's output buffer, idle deadline and end of input, and [`Serving`], the
 //! handle every runtime's `serve` returns, so a program picks its runtime at run time.
+//! The client side is [`Driven`]: the surface each runtime's client loop drives on a
+//! client engine (EtherNet/IP client, Modbus client and poller).
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
