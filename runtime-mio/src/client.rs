@@ -4,7 +4,8 @@
 //! or the engine's next deadline; output the socket will not take yet is kept and
 //! written when it becomes writable. It only moves bytes and time; what the engine's
 //! events mean stays with the caller, which drains them in [`ClientDriver::run`]'s
-//! callback.
+//! callback. [`ClientLoop`] drives several engines, each over its own connection, from
+//! one poll.
 //!
 //! ```no_run
 //! use std::time::{Duration, Instant};
@@ -232,6 +233,190 @@ impl ClientDriver {
                 }
             }
             self.wait(engine, idle)?;
+        }
+    }
+}
+
+/// One connection of a [`ClientLoop`]: its engine, socket and unwritten output.
+#[derive(Debug)]
+struct Link<E> {
+    engine: E,
+    stream: Option<TcpStream>,
+    out: Vec<u8>,
+}
+
+/// Several client engines, each over its own connection, driven by one [`Poll`] on one
+/// thread: each wait polls until any socket is ready or the earliest deadline of all
+/// engines. Connections are numbered in the order [`add`](Self::add)ed.
+#[derive(Debug)]
+pub struct ClientLoop<E> {
+    poll: Poll,
+    events: Events,
+    links: Vec<Link<E>>,
+    buf: Vec<u8>,
+}
+
+impl<E: Driven> ClientLoop<E> {
+    /// An empty loop on a new [`Poll`].
+    pub fn new() -> io::Result<Self> {
+        Ok(ClientLoop {
+            poll: Poll::new()?,
+            events: Events::with_capacity(64),
+            links: Vec::new(),
+            buf: vec![0; 4096],
+        })
+    }
+
+    /// Drive `engine` over `stream` (from [`connect`]); its number.
+    pub fn add(&mut self, engine: E, mut stream: TcpStream) -> io::Result<usize> {
+        let index = self.links.len();
+        self.poll.registry().register(
+            &mut stream,
+            Token(index),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.links.push(Link {
+            engine,
+            stream: Some(stream),
+            out: Vec::new(),
+        });
+        Ok(index)
+    }
+
+    /// How many connections were added.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Whether none was added.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// The engine of connection `index`.
+    pub fn engine_mut(&mut self, index: usize) -> Option<&mut E> {
+        self.links.get_mut(index).map(|l| &mut l.engine)
+    }
+
+    /// Whether connection `index` still has its socket.
+    pub fn is_connected(&self, index: usize) -> bool {
+        self.links.get(index).is_some_and(|l| l.stream.is_some())
+    }
+
+    /// The engines, in the order added.
+    pub fn into_engines(self) -> Vec<E> {
+        self.links.into_iter().map(|l| l.engine).collect()
+    }
+
+    /// Take what each engine has ready and write what its socket takes now; true if
+    /// any engine had anything.
+    pub fn flush(&mut self) -> bool {
+        let mut had = false;
+        for link in &mut self.links {
+            let before = link.out.len();
+            while link.engine.transmit(Instant::now(), &mut link.out) {}
+            had |= link.out.len() > before;
+            write_link(&self.poll, link);
+        }
+        had
+    }
+
+    /// Wait once for any socket or the earliest deadline (at most `idle` without one),
+    /// and hand each engine what happened to it. An error is the poll's.
+    pub fn wait(&mut self, idle: Duration) -> io::Result<()> {
+        let now = Instant::now();
+        let earliest = self.links.iter().filter_map(|l| l.engine.deadline()).min();
+        let wait = earliest.map_or(idle, |at| at.saturating_duration_since(now));
+        if !wait.is_zero() {
+            match self.poll.poll(&mut self.events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            for event in &self.events {
+                let Some(link) = self.links.get_mut(event.token().0) else {
+                    continue;
+                };
+                if event.is_writable() {
+                    write_link(&self.poll, link);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    read_link(&self.poll, link, &mut self.buf);
+                }
+            }
+        }
+        let now = Instant::now();
+        for link in &mut self.links {
+            if link.engine.deadline().is_some_and(|at| at <= now) {
+                link.engine.timeout(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole loop: hand the loop to `events` (which drains each engine's events and
+    /// submits work, answering `(moved, done)`) and flush, until neither moves; then
+    /// wait for the sockets or a deadline; until `events` answers done.
+    pub fn run(
+        &mut self,
+        idle: Duration,
+        mut events: impl FnMut(&mut Self) -> (bool, bool),
+    ) -> io::Result<()> {
+        loop {
+            loop {
+                let (moved, done) = events(self);
+                if done {
+                    return Ok(());
+                }
+                if !(self.flush() || moved) {
+                    break;
+                }
+            }
+            self.wait(idle)?;
+        }
+    }
+}
+
+/// The socket of `link` is gone: deregister it and tell its engine.
+fn lose_link<E: Driven>(poll: &Poll, link: &mut Link<E>) {
+    if let Some(mut s) = link.stream.take() {
+        let _ = poll.registry().deregister(&mut s);
+    }
+    link.out.clear();
+    link.engine.eof(Instant::now());
+}
+
+/// Write what `link` has pending until its socket would block.
+fn write_link<E: Driven>(poll: &Poll, link: &mut Link<E>) {
+    while !link.out.is_empty() {
+        let Some(s) = &mut link.stream else {
+            link.out.clear();
+            return;
+        };
+        match s.write(&link.out) {
+            Ok(0) => return lose_link(poll, link),
+            Ok(n) => {
+                link.out.drain(..n.min(link.out.len()));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return lose_link(poll, link),
+        }
+    }
+}
+
+/// Read `link`'s socket until it would block, handing its engine each piece.
+fn read_link<E: Driven>(poll: &Poll, link: &mut Link<E>, buf: &mut [u8]) {
+    loop {
+        let Some(s) = &mut link.stream else { return };
+        match s.read(buf) {
+            Ok(0) => return lose_link(poll, link),
+            Ok(n) => link
+                .engine
+                .input(Instant::now(), buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return lose_link(poll, link),
         }
     }
 }

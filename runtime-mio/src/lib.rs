@@ -23,7 +23,8 @@
 //! - A peer that sends without reading is held back by its own socket: the loop reads
 //!   a connection only once its output is written and its engine is not backlogged.
 //! - [`client`]: the other side, one client engine (Modbus poller, EtherNet/IP client)
-//!   over one non-blocking `TcpStream` on its own `Poll`, until the caller is done.
+//!   over one non-blocking `TcpStream` on its own `Poll`, until the caller is done;
+//!   or several, each over its own connection, from one `Poll`.
 //!
 //! ```
 //! use cpppo_core::engine::{reachable, ServeOptions};

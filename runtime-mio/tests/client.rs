@@ -157,3 +157,87 @@ fn drives_a_modbus_client_until_done() {
     assert_eq!(registers.iter().collect::<Vec<_>>(), [7, 7, 1, 2, 3, 7]);
     let _ = handle.shutdown().unwrap();
 }
+
+#[test]
+fn one_loop_drives_several_connections() {
+    use cpppo_mio::client::ClientLoop;
+
+    let mut plc = Controller::new(ControllerConfig::default());
+    plc.tags_mut().add_str("SCADA=INT[100]").unwrap();
+    let handle = serve(
+        Server::new(plc, ServerOptions::default()),
+        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let addr = reachable(handle.local_addrs()[0]);
+    let mut clients = ClientLoop::new().unwrap();
+    let mut reads = Vec::new();
+    for i in 0..3i16 {
+        let now = Instant::now();
+        let mut client = ClientConn::new(now, ClientOptions::default());
+        let first = 10 * i;
+        client.submit(
+            now,
+            parse_operation(&format!("SCADA[{first}-{}]={},{}", first + 1, i, i + 100)).unwrap(),
+        );
+        reads.push(client.submit(
+            now,
+            parse_operation(&format!("SCADA[{first}-{}]", first + 1)).unwrap(),
+        ));
+        let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
+        assert_eq!(clients.add(client, stream).unwrap(), i as usize);
+    }
+    let mut got = vec![None; 3];
+    clients
+        .run(Duration::from_secs(1), |clients| {
+            let mut moved = false;
+            for (i, slot) in got.iter_mut().enumerate() {
+                let client = clients.engine_mut(i).unwrap();
+                while let Some(event) = client.poll_event() {
+                    moved = true;
+                    if let ClientEvent::Reply { op, result } = event {
+                        if op == reads[i] {
+                            *slot = Some(result);
+                        }
+                    }
+                }
+            }
+            (moved, got.iter().all(Option::is_some))
+        })
+        .unwrap();
+    for (i, result) in got.into_iter().enumerate() {
+        let i = i as i16;
+        assert_eq!(
+            result,
+            Some(Ok(Value::Values(Values::Int(vec![i, i + 100])))),
+            "connection {i}"
+        );
+    }
+    // The server goes away: every connection sees the end.
+    let _ = handle.shutdown().unwrap();
+    let ops: Vec<_> = (0..3)
+        .map(|i| {
+            clients
+                .engine_mut(i)
+                .unwrap()
+                .submit(Instant::now(), parse_operation("SCADA[0]").unwrap())
+        })
+        .collect();
+    let mut lost = vec![None; 3];
+    clients
+        .run(Duration::from_secs(1), |clients| {
+            for (i, slot) in lost.iter_mut().enumerate() {
+                while let Some(event) = clients.engine_mut(i).unwrap().poll_event() {
+                    if let ClientEvent::Lost { op, why } = event {
+                        *slot = Some((op, why));
+                    }
+                }
+            }
+            let gone = (0..clients.len()).all(|i| !clients.is_connected(i));
+            (false, gone && lost.iter().all(Option::is_some))
+        })
+        .unwrap();
+    for (i, l) in lost.into_iter().enumerate() {
+        assert_eq!(l, Some((ops[i], LostReason::Closed)), "connection {i}");
+    }
+}
