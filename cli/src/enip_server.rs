@@ -44,7 +44,7 @@ pub struct EnipServerArgs {
     #[arg(short = 'S', long, conflicts_with = "route_path")]
     simple: bool,
 
-    /// A cpppo.cfg file ([Identity], [TCPIP] sections). Without it, /etc/cpppo.cfg,
+    /// A cpppo.cfg file (`[Identity]`, `[TCPIP]` sections). Without it, /etc/cpppo.cfg,
     /// ~/.cpppo.cfg and ./cpppo.cfg are applied in that order, where they exist.
     ///
     /// Example: `--config ./plc.cfg` with `[Identity]` and `Product Name = 1756-L61/B LOGIX5561`.
