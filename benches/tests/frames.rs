@@ -195,3 +195,20 @@ fn every_operation_runs_and_is_deterministic() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "operation names are unique");
 }
+
+#[test]
+fn the_server_engines_answer_every_turn() {
+    // Each turn answers with one whole response frame (the length of pymodbus' response:
+    // the same 2 registers) and no event, the same on every turn.
+    use cpppo_benches::modbus::{RTU_FC3_RESPONSE, TCP_FC3_RESPONSE};
+    for mut op in cpppo_benches::workload::operations() {
+        let expected = match op.name {
+            "modbus_tcp/fc3/server_conn" => TCP_FC3_RESPONSE.len(),
+            "modbus_rtu/fc3/server_conn" => RTU_FC3_RESPONSE.len(),
+            _ => continue,
+        };
+        for _ in 0..5 {
+            assert_eq!((op.run)(), expected as u64, "{}", op.name);
+        }
+    }
+}
