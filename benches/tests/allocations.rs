@@ -16,6 +16,10 @@ const RUNS: u64 = 100;
 /// Heap allocations per run in steady state, at most.
 fn bound(name: &str) -> Option<u64> {
     Some(match name {
+        // core's EtherNet/IP server engine over `Server<Controller>` (not this crate's
+        // code): the reply frame and the Message Router reply get a new vector each, and
+        // the controller's tag lookup and read allocate. See the README.
+        "enip/read_tag/server_conn" => 5,
         "enip/read_tag/decode_request"
         | "enip/read_tag/encode_reply"
         | "enip/read_tag/decode_reply"
@@ -76,8 +80,9 @@ fn steady_state_allocations_stay_within_their_bounds() {
 
 #[test]
 fn the_server_engines_are_measured() {
-    // Their steady state allocates nothing; the first run (buffers and tables growing)
-    // does, which shows the counter sees the engine's allocations at all.
+    // Their steady state allocates exactly their bound (0 for Modbus: when an
+    // EtherNet/IP copy goes away this fails and the bound is lowered); the first run
+    // (buffers and tables growing) allocates, which shows the counter sees the engine.
     let mut seen = 0;
     for mut op in operations() {
         if !op.name.ends_with("/server_conn") {
@@ -93,9 +98,10 @@ fn the_server_engines_are_measured() {
                 std::hint::black_box((op.run)());
             }
         });
-        assert_eq!(steady.count_total, 0, "{}", op.name);
+        let bound = bound(op.name).unwrap_or_else(|| panic!("no bound for {}", op.name));
+        assert_eq!(steady.count_total, bound * RUNS, "{}", op.name);
     }
-    assert_eq!(seen, 2);
+    assert_eq!(seen, 3);
 }
 
 #[test]
