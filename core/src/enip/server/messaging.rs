@@ -170,7 +170,9 @@ impl<D: CipDevice> ServerConn<D> {
             self.protocol_error(Some(h.command), format!("reply of {mr_len} bytes too long"));
             return;
         }
-        let mut out = Vec::with_capacity(HEADER_LEN + data_len);
+        let start = self.queue_start();
+        let out = &mut self.queued;
+        out.reserve(HEADER_LEN + data_len);
         Header {
             command: h.command,
             length,
@@ -179,7 +181,7 @@ impl<D: CipDevice> ServerConn<D> {
             sender_context: h.sender_context,
             options: 0,
         }
-        .encode(&mut out);
+        .encode(out);
         out.put_u32_le(0); // interface handle: CIP
         out.put_u16_le(timeout);
         out.put_u16_le(2); // item count
@@ -199,8 +201,8 @@ impl<D: CipDevice> ServerConn<D> {
                 out.put_u16_le(seq);
             }
         }
-        reply.encode(&mut out);
-        self.queue_bytes(now, server, out);
+        reply.encode(out);
+        self.queue_from(now, server, start);
     }
 
     /// Route one Message Router request: Connection Manager services here, the rest to
