@@ -683,7 +683,66 @@ pub mod workload {
         ops.extend(modbus_tcp_operations());
         ops.extend(modbus_rtu_operations());
         ops.extend(modbus_server_operations());
+        ops.push(enip_server_turn());
         ops
+    }
+
+    /// A RegisterSession request (protocol version 1, no options), session 0.
+    pub fn register_session_frame() -> Vec<u8> {
+        let mut frame = vec![0x65, 0x00, 0x04, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+        frame.extend_from_slice(&enip::CONTEXT);
+        frame.extend_from_slice(&[0, 0, 0, 0, 0x01, 0x00, 0x00, 0x00]);
+        frame
+    }
+
+    /// The Read Tag request ([`enip::read_tag_request_frame`]) through core's
+    /// EtherNet/IP server engine (`enip::server::ServerConn` over a `Server<Controller>`
+    /// holding `SCADA=INT` = [`enip::SCADA_VALUE`]), on a session registered before the
+    /// first run: `handle_input`, then drain `poll_transmit` and `poll_event`. The
+    /// request carries the session handle the server assigned.
+    fn enip_server_turn() -> Operation {
+        use cpppo_core::cip::data::Values;
+        use cpppo_core::controller::{Controller, ControllerConfig};
+        use cpppo_core::engine::Server as _;
+        use cpppo_core::enip::server::{Server, ServerOptions};
+
+        let mut plc = Controller::new(ControllerConfig::default());
+        plc.tags_mut()
+            .add_str("SCADA=INT")
+            .expect("a valid tag spec");
+        plc.tags_mut()
+            .set_values(
+                enip::TAG,
+                0,
+                &Values::Int(vec![i16::from_le_bytes(enip::SCADA_VALUE)]),
+            )
+            .expect("an INT value");
+        let mut server = Server::new(plc, ServerOptions::default());
+        let mut clock = ticking_clock();
+        let local = "127.0.0.1:44818".parse().expect("an address");
+        let peer = "127.0.0.1:40000".parse().expect("an address");
+        let mut conn = server
+            .accept(clock(), local, peer)
+            .expect("the server accepts a connection");
+        let mut out = Vec::new();
+        let now = clock();
+        conn.handle_input(now, &register_session_frame(), &mut server);
+        while conn.poll_transmit(now, &mut out) {}
+        while conn.poll_event().is_some() {}
+        let session = out.get(4..8).expect("a RegisterSession reply").to_vec();
+        let mut request = enip::read_tag_request_frame();
+        request[4..8].copy_from_slice(&session);
+        op("enip/read_tag/server_conn", move || {
+            let now = clock();
+            out.clear();
+            conn.handle_input(now, &request, &mut server);
+            while conn.poll_transmit(now, &mut out) {}
+            let mut events = 0u64;
+            while conn.poll_event().is_some() {
+                events += 1;
+            }
+            out.len() as u64 + events
+        })
     }
 
     /// The register spec of the simulated device the server operations talk to:

@@ -195,3 +195,77 @@ fn every_operation_runs_and_is_deterministic() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "operation names are unique");
 }
+
+#[test]
+fn the_server_engines_answer_every_turn() {
+    // Each turn answers with one whole response frame (the length of pymodbus' response:
+    // the same 2 registers) and no event, the same on every turn.
+    use cpppo_benches::modbus::{RTU_FC3_RESPONSE, TCP_FC3_RESPONSE};
+    for mut op in cpppo_benches::workload::operations() {
+        let expected = match op.name {
+            "modbus_tcp/fc3/server_conn" => TCP_FC3_RESPONSE.len(),
+            "modbus_rtu/fc3/server_conn" => RTU_FC3_RESPONSE.len(),
+            _ => continue,
+        };
+        for _ in 0..5 {
+            assert_eq!((op.run)(), expected as u64, "{}", op.name);
+        }
+    }
+}
+
+#[test]
+fn the_enip_server_engine_answers_the_read_tag_as_a_controller_does() {
+    // The setup of `enip/read_tag/server_conn`, driven here to see the bytes: the reply
+    // is the reference reply frame (the same INT value), byte for byte but for the
+    // session handle the server assigned, and one event (the request served).
+    use cpppo_benches::{enip, workload::register_session_frame};
+    use cpppo_core::cip::data::Values;
+    use cpppo_core::controller::{Controller, ControllerConfig};
+    use cpppo_core::engine::Server as _;
+    use cpppo_core::enip::server::{Server, ServerOptions};
+    use std::time::Instant;
+
+    let mut plc = Controller::new(ControllerConfig::default());
+    plc.tags_mut().add_str("SCADA=INT").unwrap();
+    plc.tags_mut()
+        .set_values(
+            enip::TAG,
+            0,
+            &Values::Int(vec![i16::from_le_bytes(enip::SCADA_VALUE)]),
+        )
+        .unwrap();
+    let mut server = Server::new(plc, ServerOptions::default());
+    let now = Instant::now();
+    let mut conn = server
+        .accept(
+            now,
+            "127.0.0.1:44818".parse().unwrap(),
+            "127.0.0.1:40000".parse().unwrap(),
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    conn.handle_input(now, &register_session_frame(), &mut server);
+    while conn.poll_transmit(now, &mut out) {}
+    while conn.poll_event().is_some() {}
+    assert_eq!(out.len(), 28, "RegisterSession reply");
+    let session = out[4..8].to_vec();
+    let mut request = enip::read_tag_request_frame();
+    request[4..8].copy_from_slice(&session);
+    let mut want = enip::read_tag_reply_frame();
+    want[4..8].copy_from_slice(&session);
+    for _ in 0..3 {
+        out.clear();
+        conn.handle_input(now, &request, &mut server);
+        while conn.poll_transmit(now, &mut out) {}
+        assert_eq!(out, want);
+        assert_eq!(std::iter::from_fn(|| conn.poll_event()).count(), 1);
+    }
+    // The operation runs the same turn.
+    for mut op in cpppo_benches::workload::operations() {
+        if op.name == "enip/read_tag/server_conn" {
+            assert_eq!((op.run)(), want.len() as u64 + 1);
+            return;
+        }
+    }
+    panic!("no enip/read_tag/server_conn operation");
+}

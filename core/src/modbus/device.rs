@@ -613,10 +613,25 @@ impl Device {
         request: &Request<'_>,
         writes: &mut Vec<Write>,
     ) -> Option<Response<'static>> {
+        let mut scratch = Vec::new();
+        self.serve_in(unit, request, writes, &mut scratch)
+            .map(Response::into_owned)
+    }
+
+    /// [`Device::serve`], with the values a register read answers written into
+    /// `scratch` (cleared first), which the reply borrows: a server that reuses
+    /// `scratch` answers reads without allocating in steady state.
+    pub fn serve_in<'s>(
+        &mut self,
+        unit: u8,
+        request: &Request<'_>,
+        writes: &mut Vec<Write>,
+        scratch: &'s mut Vec<u8>,
+    ) -> Option<Response<'s>> {
         let i = self.store_index(unit)?;
         let store = self.stores.get_mut(i)?;
         Some(
-            execute(store, &self.identity, unit, request, writes)
+            execute(store, &self.identity, unit, request, writes, scratch)
                 .unwrap_or_else(|code| exception(request.function(), code)),
         )
     }
@@ -627,7 +642,14 @@ impl Device {
         let mut first = true;
         for store in &mut self.stores {
             let mut sink = Vec::new();
-            let _ = execute(store, &self.identity, 0, request, &mut sink);
+            let _ = execute(
+                store,
+                &self.identity,
+                0,
+                request,
+                &mut sink,
+                &mut Vec::new(),
+            );
             if first {
                 writes.append(&mut sink);
                 first = false;
@@ -643,13 +665,14 @@ fn exception(function: u8, code: ExceptionCode) -> Response<'static> {
 const ADDRESS: ExceptionCode = ExceptionCode::ILLEGAL_DATA_ADDRESS;
 
 /// Execute one request on one unit's tables; `Err` is the exception to answer.
-fn execute(
+fn execute<'s>(
     store: &mut UnitData,
     identity: &Identity,
     unit: u8,
     request: &Request<'_>,
     writes: &mut Vec<Write>,
-) -> Result<Response<'static>, ExceptionCode> {
+    scratch: &'s mut Vec<u8>,
+) -> Result<Response<'s>, ExceptionCode> {
     let mut wrote = |table, address, values| {
         writes.push(Write {
             unit,
@@ -671,19 +694,21 @@ fn execute(
             ))
         }
         Request::ReadHoldingRegisters { address, quantity } => {
-            Response::ReadHoldingRegisters(Registers::from_values(
+            Response::ReadHoldingRegisters(Registers::from_values_in(
                 store
                     .holding_registers
                     .range(*address, *quantity)
                     .ok_or(ADDRESS)?,
+                scratch,
             ))
         }
         Request::ReadInputRegisters { address, quantity } => {
-            Response::ReadInputRegisters(Registers::from_values(
+            Response::ReadInputRegisters(Registers::from_values_in(
                 store
                     .input_registers
                     .range(*address, *quantity)
                     .ok_or(ADDRESS)?,
+                scratch,
             ))
         }
         Request::WriteSingleCoil { address, value } => {
@@ -804,11 +829,12 @@ fn execute(
                 *slot = v;
             }
             wrote(Table::HoldingRegisters, *write_address, values.to_vec());
-            Response::ReadWriteMultipleRegisters(Registers::from_values(
+            Response::ReadWriteMultipleRegisters(Registers::from_values_in(
                 store
                     .holding_registers
                     .range(*read_address, *read_quantity)
                     .ok_or(ADDRESS)?,
+                scratch,
             ))
         }
         Request::ReadDeviceIdentification {

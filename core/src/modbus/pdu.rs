@@ -236,6 +236,17 @@ impl<'a> Registers<'a> {
         Registers(Cow::Owned(bytes))
     }
 
+    /// From values, written as big-endian wire bytes into `buf` (cleared first), which
+    /// the result borrows: a server reusing `buf` answers a register read without
+    /// allocating once `buf` has grown to the largest reply.
+    pub fn from_values_in(values: &[u16], buf: &'a mut Vec<u8>) -> Registers<'a> {
+        buf.clear();
+        for v in values {
+            buf.extend_from_slice(&v.to_be_bytes());
+        }
+        Registers(Cow::Borrowed(buf.as_slice()))
+    }
+
     /// From big-endian wire bytes, two per register, without copying them (a server
     /// answering from a register table kept in wire order); `None` for an odd length.
     pub fn from_be_bytes(bytes: impl Into<Cow<'a, [u8]>>) -> Option<Self> {

@@ -90,7 +90,7 @@ use serde::{Deserialize, Serialize};
 
 use super::device::{Corruption, Device, UnknownUnit, Write, CORRUPT_EXTRA_REGISTER};
 use super::pdu::{Exception, Registers, Request, RequestError, Response};
-use super::rtu::{Direction, RtuFrame, RtuFramer, BROADCAST_ADDRESS};
+use super::rtu::{crc16, Direction, RtuFrame, RtuFramer, BROADCAST_ADDRESS};
 use super::tcp::{self, TcpDecoder, MBAP_HEADER_LEN, PROTOCOL_ID_MODBUS};
 use crate::engine;
 use crate::wire::{DecodeError, Encode};
@@ -181,7 +181,8 @@ pub const MAX_PENDING_REPLIES: usize = 1024;
 #[derive(Debug)]
 struct Pending {
     due: Instant,
-    bytes: Vec<u8>,
+    /// The reply's bytes in `ServerConn::queued`, following the previous reply's.
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -196,6 +197,15 @@ pub struct ServerConn {
     transport: Transport,
     framer: Framer,
     pending: VecDeque<Pending>,
+    /// The bytes of the `pending` replies, back to back, from `sent` on (reused, so a
+    /// warm engine queues replies without allocating).
+    queued: Vec<u8>,
+    /// Bytes at the front of `queued` already handed out.
+    sent: usize,
+    /// The register values a read answers, borrowed by the reply until it is encoded.
+    scratch: Vec<u8>,
+    /// A copy of the RTU frame being executed (lent by the framer; reused).
+    rx: Vec<u8>,
     events: VecDeque<Event>,
     stats: Statistics,
     writes: Vec<Write>,
@@ -223,6 +233,10 @@ impl ServerConn {
             transport,
             framer,
             pending: VecDeque::new(),
+            queued: Vec::new(),
+            sent: 0,
+            scratch: Vec::new(),
+            rx: Vec::new(),
             events: VecDeque::new(),
             stats: Statistics::default(),
             writes: Vec::new(),
@@ -285,12 +299,28 @@ impl ServerConn {
     /// Hand out every reply held, due or not (a datagram gets its answer at once).
     fn release_all(&mut self, out: &mut Vec<u8>) -> bool {
         let mut any = false;
-        while let Some(p) = self.pending.pop_front() {
-            self.stats.bytes_out = self.stats.bytes_out.saturating_add(p.bytes.len() as u64);
-            out.extend_from_slice(&p.bytes);
+        while self.release_next(out) {
             any = true;
         }
         any
+    }
+
+    /// Append the oldest reply held to `out`; false when none is.
+    fn release_next(&mut self, out: &mut Vec<u8>) -> bool {
+        let Some(p) = self.pending.pop_front() else {
+            return false;
+        };
+        let end = self.sent.saturating_add(p.len);
+        if let Some(bytes) = self.queued.get(self.sent..end) {
+            out.extend_from_slice(bytes);
+        }
+        self.stats.bytes_out = self.stats.bytes_out.saturating_add(p.len as u64);
+        self.sent = end;
+        if self.pending.is_empty() {
+            self.queued.clear();
+            self.sent = 0;
+        }
+        true
     }
 
     /// Append every reply due by `now` to `out`, in request order; false when none is.
@@ -300,11 +330,7 @@ impl ServerConn {
             if p.due > now {
                 break;
             }
-            if let Some(p) = self.pending.pop_front() {
-                self.stats.bytes_out = self.stats.bytes_out.saturating_add(p.bytes.len() as u64);
-                out.extend_from_slice(&p.bytes);
-                any = true;
-            }
+            any |= self.release_next(out);
         }
         any
     }
@@ -349,13 +375,28 @@ impl ServerConn {
                     Ok(None) => break,
                     Err(e) => Err(e),
                 },
-                Framer::Rtu(f) => match f.poll_frame() {
-                    Some(f) => {
-                        self.handle_rtu(now, &f, device);
-                        continue;
+                Framer::Rtu(f) => {
+                    // The framer lends the frame; a copy into the reused `rx` frees
+                    // `self` to execute it.
+                    let mut rx = std::mem::take(&mut self.rx);
+                    let unit = f.poll_frame_with(|frame| {
+                        rx.clear();
+                        rx.extend_from_slice(&frame.pdu);
+                        frame.unit
+                    });
+                    if let Some(unit) = unit {
+                        let frame = RtuFrame {
+                            unit,
+                            pdu: rx.as_slice().into(),
+                        };
+                        self.handle_rtu(now, &frame, device);
                     }
-                    None => break,
-                },
+                    self.rx = rx;
+                    if unit.is_none() {
+                        break;
+                    }
+                    continue;
+                }
             };
             match frame {
                 Ok(bytes) => self.handle_tcp(now, &bytes, device),
@@ -440,21 +481,24 @@ impl ServerConn {
         let unit = match envelope {
             Envelope::Tcp { unit, .. } | Envelope::Rtu { unit } => unit,
         };
+        // The reply borrows the register values from `scratch`, taken for the turn.
+        let mut scratch = std::mem::take(&mut self.scratch);
         let reply = match request {
             Ok(req) => {
-                let reply = device.serve(unit, &req, &mut self.writes);
+                let reply = device.serve_in(unit, &req, &mut self.writes, &mut scratch);
                 self.flush_writes();
-                match reply {
-                    Some(r) => r,
-                    None => return self.unanswered(),
-                }
+                reply
             }
             Err(e) => {
                 self.refused(unit, &e);
-                Response::Exception(e.exception)
+                Some(Response::Exception(e.exception))
             }
         };
-        self.reply(now, envelope, reply, device);
+        match reply {
+            Some(reply) => self.reply(now, envelope, reply, device),
+            None => self.unanswered(),
+        }
+        self.scratch = scratch;
     }
 
     fn flush_writes(&mut self) {
@@ -492,12 +536,6 @@ impl ServerConn {
             Some(Corruption::Registers) => corrupt_registers(reply, rng.coin()),
             _ => reply,
         };
-        let mut pdu = reply.to_vec();
-        if faults.corrupt == Some(Corruption::Function) {
-            if let Some(fc) = pdu.first_mut() {
-                *fc ^= 0xFF;
-            }
-        }
         let flip_unit = |unit: u8| {
             if faults.corrupt == Some(Corruption::UnitId) {
                 unit ^ 0xFF
@@ -505,7 +543,10 @@ impl ServerConn {
                 unit
             }
         };
-        let mut bytes = Vec::with_capacity(MBAP_HEADER_LEN + pdu.len() + 2);
+        // Encoded straight into the queue, after the replies still held.
+        self.compact_queue();
+        let start = self.queued.len();
+        let bytes = &mut self.queued;
         match envelope {
             Envelope::Tcp {
                 transaction_id,
@@ -520,23 +561,33 @@ impl ServerConn {
                 }
                 bytes.put_u16(tid);
                 bytes.put_u16(pid);
-                bytes.put_u16(u16::try_from(pdu.len() + 1).unwrap_or(u16::MAX));
+                let length_at = bytes.len();
+                bytes.put_u16(0);
                 bytes.put_u8(flip_unit(unit));
-                bytes.put_slice(&pdu);
+                let pdu_at = bytes.len();
+                reply.encode(bytes);
+                corrupt_function(bytes, pdu_at, faults.corrupt);
+                let length = u16::try_from(bytes.len() - pdu_at + 1).unwrap_or(u16::MAX);
+                if let Some(field) = bytes.get_mut(length_at..length_at + 2) {
+                    field.copy_from_slice(&length.to_be_bytes());
+                }
             }
             Envelope::Rtu { unit } => {
-                RtuFrame {
-                    unit: flip_unit(unit),
-                    pdu: pdu.into(),
-                }
-                .encode(&mut bytes);
+                bytes.put_u8(flip_unit(unit));
+                let pdu_at = bytes.len();
+                reply.encode(bytes);
+                corrupt_function(bytes, pdu_at, faults.corrupt);
+                let crc = crc16(bytes.get(start..).unwrap_or_default());
+                bytes.put_u16_le(crc);
             }
         }
+        let mut len = bytes.len() - start;
         if faults.truncate {
             // cpppo: keep len - randint(1, len) bytes, from none to all but one.
-            let len = bytes.len() as u64;
-            let keep = len - rng.between(1, len.max(1));
-            bytes.truncate(usize::try_from(keep).unwrap_or(0));
+            let all = len as u64;
+            let keep = all - rng.between(1, all.max(1));
+            len = usize::try_from(keep).unwrap_or(0);
+            bytes.truncate(start + len);
         }
         let mut due = match faults.delay {
             Some(d) => now.checked_add(d.sample(rng)).unwrap_or(now),
@@ -546,7 +597,16 @@ impl ServerConn {
         if let Some(last) = self.pending.back() {
             due = due.max(last.due);
         }
-        self.pending.push_back(Pending { due, bytes });
+        self.pending.push_back(Pending { due, len });
+    }
+
+    /// Drop the bytes already handed out from the front of the queue once they are
+    /// at least half of it, so a queue that never empties does not grow forever.
+    fn compact_queue(&mut self) {
+        if self.sent > 0 && self.sent >= self.queued.len() / 2 {
+            self.queued.drain(..self.sent);
+            self.sent = 0;
+        }
     }
 }
 
@@ -630,6 +690,16 @@ impl engine::Server for Device {
 
     fn is_done(&self) -> bool {
         self.done
+    }
+}
+
+/// cpppo's `corrupt:function`: the function code (the PDU's first byte, at `at`) is
+/// inverted.
+fn corrupt_function(bytes: &mut [u8], at: usize, corrupt: Option<Corruption>) {
+    if corrupt == Some(Corruption::Function) {
+        if let Some(fc) = bytes.get_mut(at) {
+            *fc ^= 0xFF;
+        }
     }
 }
 
@@ -1318,6 +1388,50 @@ mod tests {
             again.poll_transmit(due, &mut Vec::new());
         }
         assert_eq!(dues, dues2);
+    }
+
+    #[test]
+    fn a_queue_that_never_empties_keeps_every_reply_whole_and_in_order() {
+        // Requests arrive every millisecond and replies are released as they fall due,
+        // so replies are queued behind ones partly handed out (the queue is compacted
+        // while it holds replies): every byte still leaves once, in request order.
+        for transport in [Transport::Tcp, Transport::RtuOverTcp] {
+            let mut dev = every_function_device();
+            dev.faults.delay = Some(Delay::Range(
+                Duration::from_millis(1),
+                Duration::from_millis(20),
+            ));
+            dev.seed(7);
+            let mut conn = ServerConn::new(transport);
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            let mut most_held = 0;
+            for i in 0..400u16 {
+                // 1 to 10 registers of 40001-40010 (all 99): replies of varying length.
+                let quantity = i % 10 + 1;
+                let pdu = [0x03, 0, 0, 0, quantity as u8];
+                let mut reply = vec![0x03, (quantity * 2) as u8];
+                for _ in 0..quantity {
+                    reply.extend_from_slice(&[0, 99]);
+                }
+                let (request, answer) = match transport {
+                    Transport::Tcp => (adu(i, 1, &pdu), adu(i, 1, &reply)),
+                    _ => (rtu(1, &pdu), rtu(1, &reply)),
+                };
+                want.extend_from_slice(&answer);
+                let now = ms(u64::from(i));
+                conn.handle_input(now, &request, &mut dev);
+                most_held = most_held.max(conn.pending.len());
+                conn.poll_transmit(now, &mut got);
+                assert_eq!(got.as_slice(), want.get(..got.len()).unwrap());
+            }
+            assert!(most_held > 5, "{transport:?}: {most_held}");
+            while let Some(due) = conn.poll_timeout() {
+                conn.poll_transmit(due, &mut got);
+            }
+            assert_eq!(got, want, "{transport:?}");
+            assert_eq!(conn.statistics().bytes_out, want.len() as u64);
+            assert!(conn.queued.is_empty() && conn.sent == 0);
+        }
     }
 
     fn faulty(faults: Faults, transport: Transport, request: &[u8]) -> Vec<u8> {

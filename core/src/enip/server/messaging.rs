@@ -12,7 +12,7 @@ use crate::cip::device::{CipDevice, RequestContext};
 use crate::cip::message_router::{MessageRouterReply, MessageRouterRequest, Service};
 use crate::cip::status::GeneralStatus;
 use crate::enip::cpf::item_type;
-use crate::enip::encapsulation::{status, Header, SendData, HEADER_LEN, MAX_DATA_LEN};
+use crate::enip::encapsulation::{status, Header, SendDataItems, HEADER_LEN, MAX_DATA_LEN};
 use crate::wire::Encode;
 
 /// How a CIP request arrived: unconnected or on a connection, and its reply budget.
@@ -34,7 +34,10 @@ impl<D: CipDevice> ServerConn<D> {
             self.wrong_session(now, server, h);
             return;
         }
-        let send = match SendData::decode(data) {
+        // Items read as they are checked (as `SendData::decode` would), not collected.
+        let send =
+            SendDataItems::decode(data).and_then(|s| Ok((s.timeout, s.items.unconnected_data()?)));
+        let (timeout, message) = match send {
             Ok(s) => s,
             Err(e) => {
                 self.protocol_error(Some(h.command), e.to_string());
@@ -42,7 +45,7 @@ impl<D: CipDevice> ServerConn<D> {
                 return;
             }
         };
-        let Some(message) = send.cpf.unconnected_data() else {
+        let Some(message) = message else {
             self.protocol_error(Some(h.command), "no unconnected data item");
             self.reply(now, server, h, status::INCORRECT_DATA, &[]);
             return;
@@ -62,7 +65,7 @@ impl<D: CipDevice> ServerConn<D> {
             general_status: reply.general_status,
             connection: None,
         });
-        self.reply_send_data(now, server, h, send.timeout, None, &reply);
+        self.reply_send_data(now, server, h, timeout, None, &reply);
     }
 
     pub(super) fn send_unit_data(
@@ -76,14 +79,15 @@ impl<D: CipDevice> ServerConn<D> {
             self.wrong_session(now, server, h);
             return;
         }
-        let send = match SendData::decode(data) {
-            Ok(s) => s,
+        let send = SendDataItems::decode(data).and_then(|s| s.items.connected_data());
+        let c = match send {
+            Ok(c) => c,
             Err(e) => {
                 self.protocol_error(Some(h.command), format!("{e}: dropped"));
                 return;
             }
         };
-        let Some(c) = send.cpf.connected_data() else {
+        let Some(c) = c else {
             self.protocol_error(Some(h.command), "no connected address and data: dropped");
             return;
         };
@@ -166,7 +170,9 @@ impl<D: CipDevice> ServerConn<D> {
             self.protocol_error(Some(h.command), format!("reply of {mr_len} bytes too long"));
             return;
         }
-        let mut out = Vec::with_capacity(HEADER_LEN + data_len);
+        let start = self.queue_start();
+        let out = &mut self.queued;
+        out.reserve(HEADER_LEN + data_len);
         Header {
             command: h.command,
             length,
@@ -175,7 +181,7 @@ impl<D: CipDevice> ServerConn<D> {
             sender_context: h.sender_context,
             options: 0,
         }
-        .encode(&mut out);
+        .encode(out);
         out.put_u32_le(0); // interface handle: CIP
         out.put_u16_le(timeout);
         out.put_u16_le(2); // item count
@@ -195,8 +201,8 @@ impl<D: CipDevice> ServerConn<D> {
                 out.put_u16_le(seq);
             }
         }
-        reply.encode(&mut out);
-        self.queue_bytes(now, server, out);
+        reply.encode(out);
+        self.queue_from(now, server, start);
     }
 
     /// Route one Message Router request: Connection Manager services here, the rest to

@@ -281,7 +281,8 @@ pub enum ServerEvent {
 #[derive(Debug)]
 struct Pending {
     release: Instant,
-    bytes: Vec<u8>,
+    /// The reply's bytes in `ServerConn::queued`, following the previous reply's.
+    len: usize,
 }
 
 /// The protocol state of one EtherNet/IP TCP connection (see the module docs).
@@ -300,6 +301,11 @@ pub struct ServerConn<D> {
     session: Option<u32>,
     connections: Vec<CipConnection>,
     queue: VecDeque<Pending>,
+    /// The bytes of the `queue`d replies, back to back, from `sent` on (reused, so a
+    /// warm connection queues replies without allocating).
+    queued: Vec<u8>,
+    /// Bytes at the front of `queued` already handed out.
+    sent: usize,
     last_release: Option<Instant>,
     /// When the last bytes arrived (for the encapsulation inactivity timeout).
     last_input: Instant,
@@ -325,6 +331,8 @@ impl<D: CipDevice> ServerConn<D> {
             session: None,
             connections: Vec::new(),
             queue: VecDeque::new(),
+            queued: Vec::new(),
+            sent: 0,
             last_release: None,
             last_input: now,
             inactivity: server.options().inactivity_timeout,
@@ -456,7 +464,15 @@ impl<D: CipDevice> ServerConn<D> {
                 break;
             }
             if let Some(p) = self.queue.pop_front() {
-                out.extend_from_slice(&p.bytes);
+                let end = self.sent.saturating_add(p.len);
+                if let Some(bytes) = self.queued.get(self.sent..end) {
+                    out.extend_from_slice(bytes);
+                }
+                self.sent = end;
+                if self.queue.is_empty() {
+                    self.queued.clear();
+                    self.sent = 0;
+                }
                 any = true;
             }
         }
@@ -544,6 +560,8 @@ impl<D: CipDevice> ServerConn<D> {
     fn close_now(&mut self, server: &mut Server<D>, reason: CloseReason) {
         self.release_all(server);
         self.queue.clear();
+        self.queued.clear();
+        self.sent = 0;
         self.closed = true;
         self.events.push_back(ServerEvent::Closed { reason });
         self.sync_stats(server);
@@ -581,15 +599,28 @@ impl<D: CipDevice> ServerConn<D> {
     ) {
         match Encapsulation::reply(header, status, data) {
             Ok(frame) => {
-                let mut bytes = Vec::with_capacity(frame.encoded_len());
-                frame.encode(&mut bytes);
-                self.queue_bytes(now, server, bytes);
+                let start = self.queue_start();
+                frame.encode(&mut self.queued);
+                self.queue_from(now, server, start);
             }
             Err(e) => self.protocol_error(Some(header.command), e.to_string()),
         }
     }
 
-    fn queue_bytes(&mut self, now: Instant, server: &mut Server<D>, bytes: Vec<u8>) {
+    /// Where the next reply starts in `queued`, once the bytes already handed out are
+    /// dropped from its front when they are half of it (a queue that never empties
+    /// stays bounded). Encode the reply into `queued`, then call `queue_from`.
+    fn queue_start(&mut self) -> usize {
+        if self.sent > 0 && self.sent >= self.queued.len() / 2 {
+            self.queued.drain(..self.sent);
+            self.sent = 0;
+        }
+        self.queued.len()
+    }
+
+    /// Queue the reply encoded in `queued` from `start` on, with its release time.
+    fn queue_from(&mut self, now: Instant, server: &mut Server<D>, start: usize) {
+        let len = self.queued.len().saturating_sub(start);
         let delay = server.sample_delay();
         let at = now.checked_add(delay).unwrap_or(now);
         // Replies leave in order: none overtakes an earlier one with a longer delay.
@@ -598,8 +629,8 @@ impl<D: CipDevice> ServerConn<D> {
             _ => at,
         };
         self.last_release = Some(release);
-        self.stats.sent = self.stats.sent.saturating_add(bytes.len() as u64);
-        self.queue.push_back(Pending { release, bytes });
+        self.stats.sent = self.stats.sent.saturating_add(len as u64);
+        self.queue.push_back(Pending { release, len });
     }
 }
 

@@ -1340,6 +1340,45 @@ fn reply_delay_holds_replies_in_order() {
 }
 
 #[test]
+fn a_queue_that_never_empties_keeps_every_reply_whole_and_in_order() {
+    // Requests (ListIdentity and ListServices: replies of two lengths) arrive every
+    // millisecond and replies leave as they fall due, so replies are queued behind ones
+    // partly handed out (the queue is compacted while it holds some): the bytes sent
+    // are those of the same requests answered at once, in order.
+    let requests: Vec<&[u8]> = (0..300)
+        .map(|i| {
+            if i % 3 == 0 {
+                LISTIDENT_1_REQ
+            } else {
+                LST_SVC1_REQ
+            }
+        })
+        .collect();
+    let mut reference = Harness::default();
+    let want: Vec<u8> = requests.iter().flat_map(|r| reference.send(r)).collect();
+    let mut h = Harness::default();
+    h.server.faults.delay = ReplyDelay::Range {
+        min: Duration::from_millis(1),
+        max: Duration::from_millis(20),
+    };
+    let mut got = Vec::new();
+    let mut most_held = 0;
+    for (i, r) in requests.iter().enumerate() {
+        let now = h.now + Duration::from_millis(i as u64);
+        h.conn.handle_input(now, r, &mut h.server);
+        most_held = most_held.max(h.conn.queue.len());
+        h.conn.poll_transmit(now, &mut got);
+        assert_eq!(got.as_slice(), &want[..got.len()]);
+    }
+    assert!(most_held > 5, "{most_held}");
+    while let Some(due) = h.conn.poll_timeout() {
+        h.conn.poll_transmit(due, &mut got);
+    }
+    assert_eq!(got, want);
+    assert!(h.conn.queued.is_empty() && h.conn.sent == 0);
+}
+
+#[test]
 fn a_backlog_of_delayed_replies_is_reported() {
     let mut h = Harness::default();
     h.server.faults.delay = ReplyDelay::Fixed(Duration::from_secs(5));
