@@ -49,59 +49,33 @@ pub trait Driven {
     fn eof(&mut self, now: Instant);
 }
 
-impl Driven for crate::modbus::poller::Poller {
-    fn input(&mut self, now: Instant, data: &[u8]) {
-        self.handle_input(now, data);
-    }
-    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.poll_transmit(now, out)
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn eof(&mut self, now: Instant) {
-        self.handle_disconnected(now);
-    }
+/// `Driven` for an engine whose methods carry the contract's names; `$eof` is the one
+/// it calls when the connection is gone.
+macro_rules! driven {
+    ($engine:ty, $eof:ident) => {
+        impl Driven for $engine {
+            fn input(&mut self, now: Instant, data: &[u8]) {
+                self.handle_input(now, data);
+            }
+            fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+                self.poll_transmit(now, out)
+            }
+            fn deadline(&self) -> Option<Instant> {
+                self.poll_timeout()
+            }
+            fn timeout(&mut self, now: Instant) {
+                self.handle_timeout(now);
+            }
+            fn eof(&mut self, now: Instant) {
+                self.$eof(now);
+            }
+        }
+    };
 }
 
-impl Driven for crate::modbus::client::ClientConn {
-    fn input(&mut self, now: Instant, data: &[u8]) {
-        self.handle_input(now, data);
-    }
-    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.poll_transmit(now, out)
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn eof(&mut self, now: Instant) {
-        self.handle_eof(now);
-    }
-}
-
-impl Driven for crate::enip::client::ClientConn {
-    fn input(&mut self, now: Instant, data: &[u8]) {
-        self.handle_input(now, data);
-    }
-    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.poll_transmit(now, out)
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn eof(&mut self, now: Instant) {
-        self.handle_eof(now);
-    }
-}
+driven!(crate::modbus::poller::Poller, handle_disconnected);
+driven!(crate::modbus::client::ClientConn, handle_eof);
+driven!(crate::enip::client::ClientConn, handle_eof);
 
 /// One TCP connection's protocol state, driven by a runtime.
 pub trait Connection {
