@@ -83,6 +83,7 @@ pub mod modbus;
 pub mod rng;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod web;
 pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests.
