@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,20 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cpppo");
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn get(web: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(web).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_string(),
-    )
+    cpppo_conformance::http_get(web, path, PATIENCE)
 }
 
 #[test]

@@ -8,7 +8,6 @@
 // Helpers outside `#[test]` functions unwrap too: a failed set-up is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cpppo_blocking::client::{connect, ClientDriver};
 use cpppo_blocking::web::{serve_web, WebHandle};
-use cpppo_conformance::{loopback, peers_required, program, workspace, Runtime};
+use cpppo_conformance::{http_get, loopback, peers_required, program, workspace, Runtime};
 use cpppo_core::cip::data::Values;
 use cpppo_core::cip::operation::parse_operation;
 use cpppo_core::cip::status::GeneralStatus;
@@ -58,18 +57,7 @@ fn start(runtime: Runtime) -> Simulator {
 
 /// One HTTP GET; the status and the body.
 fn get(web: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(web).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    http_get(web, path, PATIENCE)
 }
 
 /// A GET that must succeed, as JSON.

@@ -1916,24 +1916,18 @@ pub fn web_api(data: &[u8]) {
         Err(e) => panic!("{text:?} written as {query:?} is refused: {e}"),
     }
     let (mut server, _conn) = web_api_fixture();
+    let state = |server: &EnipServer<Controller>| {
+        let tags = server.device().tags().tags().iter();
+        (
+            tags.map(|t| t.data().to_vec()).collect::<Vec<_>>(),
+            server.faults.clone(),
+        )
+    };
     let first = apply(&mut server, &request, 1.0);
-    let values: Vec<Vec<u8>> = server
-        .device()
-        .tags()
-        .tags()
-        .iter()
-        .map(|t| t.data().to_vec())
-        .collect();
-    let faults = server.faults.clone();
+    let (values, faults) = state(&server);
     let second = apply(&mut server, &request, 1.0);
     assert_eq!(first, second, "{text:?} applied twice");
-    let again: Vec<Vec<u8>> = server
-        .device()
-        .tags()
-        .tags()
-        .iter()
-        .map(|t| t.data().to_vec())
-        .collect();
+    let (again, _) = state(&server);
     assert_eq!(values, again, "{text:?}: tag values");
     assert_eq!(faults, server.faults, "{text:?}: faults");
 }
