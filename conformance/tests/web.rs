@@ -243,8 +243,13 @@ fn eof_drops_the_client_by_name_or_wildcard() {
         assert_eq!(b.run("SCADA[0]"), Err(LostReason::Closed), "{runtime:?}");
         let json = api(web, "/api/connections");
         assert_eq!(json["data"], serde_json::json!({}));
-        let (status, body) = get(web, "/api/connections/*/eof/true");
-        assert_eq!(status, 404, "nothing left to drop: {body}");
+        let json = api(web, "/api/connections/*/eof/true");
+        assert_eq!(
+            json["command"]["message"],
+            "nothing in connections matches \"*\""
+        );
+        let (status, body) = get(web, &format!("/api/connections/{b_name}/eof/true"));
+        assert_eq!(status, 404, "gone: {body}");
         sim.web.shutdown().unwrap();
     }
 }

@@ -139,6 +139,11 @@ impl Pattern {
         Pattern("*".into())
     }
 
+    /// Whether it has wildcards (else it names one thing).
+    pub fn is_glob(&self) -> bool {
+        self.0.contains(['*', '?'])
+    }
+
     /// Whether `name` matches.
     pub fn matches(&self, name: &str) -> bool {
         glob(self.0.as_bytes(), name.as_bytes())
@@ -1211,7 +1216,8 @@ fn matching_tags(plc: &Controller, matcher: &Pattern) -> Vec<(usize, String)> {
 /// Run `request` on `server`: perform its command on every matching entity, then
 /// describe the matched entities. `until` is the reply's time (seconds since 1970).
 ///
-/// A command that matches nothing is [`ApiError::NoMatch`]; one refused for an entity
+/// A command naming an entity that does not exist is [`ApiError::NoMatch`] (a wildcard
+/// matching nothing succeeds, saying so); one refused for an entity
 /// (a value that does not fit a tag) is an error and stops there (the entities before
 /// it were changed). A listing that matches nothing is a success with no data.
 pub fn apply(
@@ -1267,10 +1273,16 @@ pub fn apply(
             Group::Options | Group::Server => {}
         }
         if request.command.is_some() && messages.is_empty() {
-            return Err(ApiError::NoMatch {
+            let error = ApiError::NoMatch {
                 group,
                 matcher: matcher.0.clone(),
-            });
+            };
+            // "Every connection" when there is none did what was asked; a name that
+            // matches nothing is a mistake.
+            if !matcher.is_glob() {
+                return Err(error);
+            }
+            messages.push(error.to_string());
         }
     }
     let command = match request.command {

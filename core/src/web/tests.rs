@@ -615,8 +615,12 @@ fn connections_are_listed_and_dropped_by_name_or_wildcard() {
     c.handle_timeout(t1, &mut s);
     assert!(a.is_closed() && c.is_closed());
     assert_eq!(ok(&mut s, "/api/connections").data, ApiData::default());
+    // Nothing left: a wildcard does nothing and says so; a name is not found.
+    let reply = ok(&mut s, "/api/connections/*/eof/true");
+    assert_eq!(message(&reply), "nothing in connections matches \"*\"");
+    assert_eq!(reply.data, ApiData::default());
     assert_eq!(
-        run(&mut s, "/api/connections/*/eof/true")
+        run(&mut s, "/api/connections/127_0_0_1_52590/eof/true")
             .unwrap_err()
             .http_status(),
         HTTP_NOT_FOUND
