@@ -130,12 +130,22 @@ pub fn checked(what: &str, output: Output) -> String {
 /// One HTTP/1.1 GET of `path` from `addr` (the web API), waiting at most `patience`
 /// for the answer: its status and body. Panics when the exchange fails.
 pub fn http_get(addr: SocketAddr, path: &str, patience: Duration) -> (u16, String) {
+    http_get_accepting(addr, path, "*/*", patience)
+}
+
+/// [`http_get`] with an `Accept` header (`text/html` as a browser sends).
+pub fn http_get_accepting(
+    addr: SocketAddr,
+    path: &str,
+    accept: &str,
+    patience: Duration,
+) -> (u16, String) {
     let exchange = || -> io::Result<String> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(patience))?;
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use cpppo_blocking::client::{connect, ClientDriver};
 use cpppo_blocking::web::{serve_web, WebHandle};
-use cpppo_conformance::{http_get, loopback, peers_required, program, workspace, Runtime};
+use cpppo_conformance::{
+    http_get, http_get_accepting, loopback, peers_required, program, workspace, Runtime,
+};
 use cpppo_core::cip::data::Values;
 use cpppo_core::cip::operation::parse_operation;
 use cpppo_core::cip::status::GeneralStatus;
@@ -337,6 +339,20 @@ fn bad_requests_get_json_errors() {
         let message = json["command"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{path}: {message}");
     }
+    // A browser gets the JSON in a page, escaped.
+    let (status, html) = http_get_accepting(
+        web,
+        "/api/tags/SCADA/error=%3Cb%3E",
+        "text/html,application/xhtml+xml",
+        PATIENCE,
+    );
+    assert_eq!(status, 400);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("<pre>{"), "{html}");
+    assert!(
+        html.contains("&lt;b&gt;") && !html.contains("<b>"),
+        "{html}"
+    );
     // The server still serves.
     let (status, page) = get(web, "/");
     assert_eq!(status, 200);

@@ -9,6 +9,8 @@
 //!   value is a 4xx with the same JSON shape (`command.success` false, the reason in
 //!   `command.message`). After an EOF, disable or done, the answer waits (at most
 //!   `server.control.timeout`) until the connections have acted on it.
+//! - A browser (`Accept: text/html`) gets the same JSON in a minimal HTML page, as
+//!   cpppo answers; the page's own requests and `curl` get JSON.
 //! - `GET /`: a page with a live table of the tags (polling the API), where a value can
 //!   be edited in place, an error code forced, connections dropped and the delay changed.
 //!
@@ -164,7 +166,6 @@ fn respond(request: Request, status: u16, content_type: &str, body: String) {
     for h in [
         header("Content-Type", content_type),
         header("Cache-Control", "no-cache"),
-        header("Access-Control-Allow-Origin", "*"),
     ]
     .into_iter()
     .flatten()
@@ -176,8 +177,42 @@ fn respond(request: Request, status: u16, content_type: &str, body: String) {
     }
 }
 
+/// Whether the client prefers HTML (a browser navigating to an API path), as cpppo
+/// answers browsers: the JSON in a minimal page.
+fn wants_html(request: &Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("text/html"))
+}
+
+/// The JSON `body` in a minimal HTML page.
+fn html_page(title: &str, body: &str) -> String {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{}</title></head>\n\
+         <body>\n<p><a href=\"/\">live tag page</a></p>\n<pre>{}</pre>\n</body>\n</html>\n",
+        escape(title),
+        escape(body)
+    )
+}
+
 fn respond_json(request: Request, status: u16, reply: &ApiReply) {
     match serde_json::to_string_pretty(reply) {
+        Ok(body) if wants_html(&request) => {
+            let title = request.url().to_string();
+            respond(
+                request,
+                status,
+                "text/html; charset=utf-8",
+                html_page(&title, &body),
+            );
+        }
         Ok(body) => respond(request, status, "application/json", body),
         Err(error) => respond(
             request,
