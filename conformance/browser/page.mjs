@@ -1,6 +1,7 @@
 // Drives the simulator's page at URL in Debian's chromium, headless, with a fresh
 // profile: the live table shows a value an EtherNet/IP client wrote, then the page
-// edits values, forces and clears an error code and sets the delay through its inputs.
+// edits values, forces and clears an error code, sets the delay and drops the client's
+// connection through its inputs and buttons.
 // The Rust test (conformance/tests/web.rs) then reads the values back over EtherNet/IP.
 //
 // usage: node page.mjs URL PROFILE_DIR
@@ -83,6 +84,11 @@ try {
   await page.waitForFunction(() =>
     document.getElementById("delay-now").textContent.includes("0.25")
   );
+
+  // Drop the EtherNet/IP client's connection from its row.
+  await page.waitForFunction(() => document.querySelectorAll("#connections tbody tr").length === 1);
+  await page.locator("#connections button.drop").first().click();
+  await page.waitForFunction(() => document.querySelectorAll("#connections tbody tr").length === 0);
 
   // The refresh keeps the edited values (it does not overwrite them).
   const refreshed = await page.evaluate(() => document.body.dataset.refreshed);

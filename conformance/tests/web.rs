@@ -405,8 +405,11 @@ fn the_page_edits_a_value_an_enip_client_reads() {
     let _ = std::fs::remove_dir_all(&profile);
     let stdout = cpppo_conformance::checked("browser page.mjs", output);
     assert!(stdout.contains("page checks passed"), "{stdout}");
-    // What the browser typed into the table: SCADA[7] = 1234, Speed = 6.5, error 8 on
-    // SCADA then cleared (SCADA[8] = 99999 refused), and the delay it set.
+    // The browser dropped the client's connection.
+    assert_eq!(client.run("SCADA[0]"), Err(LostReason::Closed));
+    // What it typed into the table: SCADA[7] = 1234, Speed = 6.5, error 8 on SCADA then
+    // cleared (SCADA[8] = 99999 refused), and the delay it set.
+    let mut client = Client::connect(sim.enip);
     assert_eq!(client.read("SCADA[6-8]"), Values::Int(vec![0, 1234, 0]));
     assert_eq!(client.read("Speed"), Values::Real(vec![6.5]));
     let json = api(web, "/api");
