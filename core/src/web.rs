@@ -1014,10 +1014,11 @@ fn delay_command(server: &mut Server<Controller>, command: &Command) -> Outcome 
     match &command.value {
         None => {
             let view = delay_view(&server.faults.delay);
-            Ok(match command.attribute {
-                Attribute::DelayRange => format!("{name}: {:?}", view.range),
-                _ => format!("{name}: {:?}", view.value),
-            })
+            let shown = match command.attribute {
+                Attribute::DelayRange => view.range,
+                _ => view.value.map(|v| v.to_string()),
+            };
+            Ok(format!("{name}: {}", shown.as_deref().unwrap_or("null")))
         }
         Some((text, Setting::Seconds(d))) => {
             server.faults.delay = nonzero(*d).map_or(ReplyDelay::None, ReplyDelay::Fixed);
@@ -1049,22 +1050,15 @@ fn mismatch(command: &Command, text: &str) -> ApiError {
 
 fn control_command(server: &mut Server<Controller>, command: &Command) -> Outcome {
     let name = format!("server.{CONTROL}.{}", command.attribute);
+    let view = control_view(server);
     let faults = &mut server.faults;
     match (&command.value, command.attribute) {
-        (None, attribute) => {
-            let view = ControlView {
-                disable: faults.disabled,
-                done: faults.done,
-                latency: secs(faults.latency),
-                timeout: secs(faults.timeout),
-            };
-            Ok(match attribute {
-                Attribute::Disable => format!("{name}: {}", view.disable),
-                Attribute::Done => format!("{name}: {}", view.done),
-                Attribute::Latency => format!("{name}: {}", view.latency),
-                _ => format!("{name}: {}", view.timeout),
-            })
-        }
+        (None, attribute) => Ok(match attribute {
+            Attribute::Disable => format!("{name}: {}", view.disable),
+            Attribute::Done => format!("{name}: {}", view.done),
+            Attribute::Latency => format!("{name}: {}", view.latency),
+            _ => format!("{name}: {}", view.timeout),
+        }),
         (Some((text, Setting::Flag(on))), Attribute::Disable) => {
             faults.disabled = *on;
             Ok(format!("{name}={text:?} ({on})"))

@@ -385,12 +385,16 @@ fn delay_value_and_range_change_reply_release() {
         }
     );
     let reply = ok(&mut s, "/api/options/delay/range");
-    assert_eq!(message(&reply), "options.delay.range: Some(\"0.25-0.75\")");
+    assert_eq!(message(&reply), "options.delay.range: 0.25-0.75");
+    assert_eq!(
+        message(&ok(&mut s, "/api/options/delay/value")),
+        "options.delay.value: null"
+    );
     ok(&mut s, "/api/options/delay/value=0");
     assert_eq!(s.faults.delay, ReplyDelay::None);
     assert_eq!(
         message(&ok(&mut s, "/api/options/delay/value")),
-        "options.delay.value: Some(0.0)"
+        "options.delay.value: 0"
     );
 }
 
