@@ -34,7 +34,7 @@ use serde_json::Value as Json;
 const PATIENCE: Duration = Duration::from_secs(20);
 /// The reply delay set for the ordering test: long enough that the undelayed client's
 /// whole exchange fits inside it on a loaded machine.
-const LONG_DELAY: &str = "3";
+const LONG_DELAY: &str = "5";
 
 /// A simulator with its EtherNet/IP and web addresses.
 struct Simulator {
