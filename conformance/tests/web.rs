@@ -1,7 +1,7 @@
 //! The web API over HTTP, driving a running simulated controller (on every runtime)
 //! while an EtherNet/IP client watches the effect: a changed delay reorders replies, a
 //! forced error code appears in them, an EOF drops the client, disable refuses new
-//! connections, done stops the server. And the page at `/`, in a real headless browser
+//! connections, done stops the server; pycomm3 sees what the API set. And the page at `/`, in a real headless browser
 //! (`conformance/browser/`, Debian's chromium with playwright-core): a value edited in
 //! the table is what an EtherNet/IP client then reads.
 
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use cpppo_blocking::client::{connect, ClientDriver};
 use cpppo_blocking::web::{serve_web, WebHandle};
 use cpppo_conformance::{
-    http_get, http_get_accepting, loopback, peers_required, program, workspace, Runtime,
+    http_get, http_get_accepting, loopback, peers_required, program, python, run_peer, workspace,
+    Runtime,
 };
 use cpppo_core::cip::data::Values;
 use cpppo_core::cip::operation::parse_operation;
@@ -210,6 +211,33 @@ fn error_code_appears_in_replies_and_values_written_are_read() {
         assert_eq!(json["command"]["message"], "tags.SCADA.attribute[5]: 77");
         sim.web.shutdown().unwrap();
     }
+}
+
+#[test]
+fn pycomm3_sees_a_forced_error_and_a_value_set_over_http() {
+    let Some(python) = python() else { return };
+    let sim = start(Runtime::Blocking);
+    let web = sim.web.local_addr();
+    api(web, "/api/tags/SCADA/attribute[4]=-321");
+    api(web, "/api/tags/Speed/error=8");
+    let args: Vec<String> = [
+        sim.enip.ip().to_string(),
+        sim.enip.port().to_string(),
+        "SCADA[4]".into(),
+        "Speed".into(),
+    ]
+    .into();
+    let out = run_peer(&python, "enip_pycomm3_read.py", &args);
+    let results: Vec<Json> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results[0]["value"], -321, "{out}");
+    assert_eq!(results[0]["error"], Json::Null, "{out}");
+    assert_eq!(results[1]["value"], Json::Null, "{out}");
+    // pycomm3's text for general status 0x08.
+    assert_eq!(results[1]["error"], "Service not supported", "{out}");
+    sim.web.shutdown().unwrap();
 }
 
 #[test]
