@@ -590,6 +590,18 @@ fn connections_are_listed_and_dropped_by_name_or_wildcard() {
         message(&ok(&mut s, "/api/connections/127_0_0_1_52590/received")),
         "connections.127_0_0_1_52590.received: 28"
     );
+    for (command, value) in [
+        ("interface", "127.0.0.1"),
+        ("port", "52590"),
+        ("requests", "1"),
+        ("eof", "false"),
+    ] {
+        let reply = ok(&mut s, &format!("/api/connections/127_0_0_1_*/{command}"));
+        assert_eq!(
+            message(&reply),
+            format!("connections.127_0_0_1_52590.{command}: {value}")
+        );
+    }
 
     // By name: only that one.
     let request = parse_request("/api/connections/10_0_111_121_60592/eof/true").unwrap();
