@@ -1,0 +1,276 @@
+//! Unit tests of the time stamps, the line format, the reader and the replay schedule.
+
+use crate::time::*;
+
+fn at(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+fn edmonton() -> Zone {
+    Zone::named("America/Edmonton").unwrap()
+}
+
+fn mountain(at_ts: Timestamp) -> Abbreviations {
+    Abbreviations::with_zone(&edmonton(), at_ts)
+}
+
+#[test]
+fn utc_renders_like_cpppo_str() {
+    let t = Timestamp::from_unix_micros(1_405_461_824_186_000);
+    assert_eq!(t.to_string(), "2014-07-15 22:03:44.186");
+    assert_eq!(at("2014-07-15 22:03:44.186"), t);
+    assert_eq!(t.render(&Zone::Utc, 6), "2014-07-15 22:03:44.186000");
+    assert_eq!(t.render(&Zone::Utc, 0), "2014-07-15 22:03:44");
+    // hifitime agrees on the instant.
+    assert_eq!(t.epoch().to_unix_seconds(), 1_405_461_824.186);
+    assert_eq!(Timestamp::from_epoch(t.epoch()), t);
+}
+
+#[test]
+fn rounding_carries_into_the_seconds() {
+    // cpppo's example: 1399326141.999836 shows as ...:22.000, not ...:21.000.
+    let t = Timestamp::from_unix_micros(1_399_326_141_999_836);
+    assert_eq!(t.to_string(), "2014-05-05 21:42:22.000");
+    assert_eq!(t.render(&Zone::Utc, 6), "2014-05-05 21:42:21.999836");
+    let t = Timestamp::from_unix_micros(1_414_915_323_122_500);
+    assert_eq!(t.to_string(), "2014-11-02 08:02:03.123");
+    // Before 1970 too.
+    let t = Timestamp::from_unix_micros(-1_500);
+    assert_eq!(t.render(&Zone::Utc, 3), "1969-12-31 23:59:59.998");
+}
+
+#[test]
+fn microseconds_round_trip_in_utc_and_a_named_zone() {
+    let zone = edmonton();
+    for micros in [
+        0_i64,
+        1_405_461_824_186_123,
+        1_394_355_599_999_999, // 2014-03-09 01:59:59.999999 MST, just before spring-forward
+        1_394_355_600_000_000, // 03:00:00 MDT
+        1_414_911_600_000_001, // 2014-11-02 01:00:00.000001 MDT, in the fall-back hour
+        1_414_915_200_000_001, // 01:00:00.000001 MST, the same hour again
+        -86_400_000_001,
+    ] {
+        let t = Timestamp::from_unix_micros(micros);
+        let abbreviations = mountain(t);
+        for z in [&Zone::Utc, &zone] {
+            let text = t.render(z, 6);
+            assert_eq!(
+                Timestamp::parse(&text, &Zone::Utc, &abbreviations).unwrap(),
+                t,
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn named_zone_shows_the_abbreviation_in_effect() {
+    let t = at("2014-07-15 22:03:44.186");
+    assert_eq!(t.render(&edmonton(), 3), "2014-07-15 16:03:44.186 MDT");
+    let winter = at("2014-01-15 22:03:44.186");
+    assert_eq!(winter.render(&edmonton(), 3), "2014-01-15 15:03:44.186 MST");
+    assert_eq!(
+        Timestamp::parse("2014-07-15 16:03:44.186 MDT", &Zone::Utc, &mountain(t)).unwrap(),
+        t
+    );
+    // A zone with no DST has one abbreviation all year.
+    let regina = Zone::named("America/Regina").unwrap();
+    assert_eq!(t.render(&regina, 0), "2014-07-15 16:03:44 CST");
+}
+
+#[test]
+fn spring_forward_in_edmonton() {
+    // 2014-03-09 02:00 MST (09:00 UTC) became 03:00 MDT.
+    let zone = edmonton();
+    let before = at("2014-03-09 08:59:59.999");
+    let after = at("2014-03-09 09:00:00");
+    assert_eq!(before.render(&zone, 3), "2014-03-09 01:59:59.999 MST");
+    assert_eq!(after.render(&zone, 3), "2014-03-09 03:00:00.000 MDT");
+    let abbreviations = mountain(after);
+    // The local hour 02:00-02:59 does not exist there.
+    let err = Timestamp::parse(
+        "2014-03-09 02:30:00 America/Edmonton",
+        &Zone::Utc,
+        &abbreviations,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TimeError::NonexistentLocalTime { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("does not exist in America/Edmonton"),
+        "{err}"
+    );
+    // ... with the zone as the parser's default too.
+    assert!(matches!(
+        Timestamp::parse("2014-03-09 02:30:00", &zone, &abbreviations),
+        Err(TimeError::NonexistentLocalTime { .. })
+    ));
+    // Either side of the gap reads back as shown.
+    assert_eq!(
+        Timestamp::parse("2014-03-09 01:59:59.999", &zone, &abbreviations).unwrap(),
+        before
+    );
+    assert_eq!(
+        Timestamp::parse(
+            "2014-03-09 03:00:00 America/Edmonton",
+            &Zone::Utc,
+            &abbreviations
+        )
+        .unwrap(),
+        after
+    );
+    // An abbreviation is its fixed offset: 02:30 MST is 09:30 UTC (03:30 MDT).
+    assert_eq!(
+        Timestamp::parse("2014-03-09 02:30:00 MST", &Zone::Utc, &abbreviations).unwrap(),
+        at("2014-03-09 09:30:00")
+    );
+}
+
+#[test]
+fn fall_back_in_edmonton() {
+    // 2014-11-02 02:00 MDT (08:00 UTC) became 01:00 MST: 01:xx happens twice.
+    let zone = edmonton();
+    let first = at("2014-11-02 07:02:03.123");
+    let second = at("2014-11-02 08:02:03.123");
+    assert_eq!(first.render(&zone, 3), "2014-11-02 01:02:03.123 MDT");
+    assert_eq!(second.render(&zone, 3), "2014-11-02 01:02:03.123 MST");
+    let abbreviations = mountain(first);
+    assert_eq!(
+        Timestamp::parse("2014-11-02 01:02:03.123 MDT", &Zone::Utc, &abbreviations).unwrap(),
+        first
+    );
+    assert_eq!(
+        Timestamp::parse("2014-11-02 01:02:03.123 MST", &Zone::Utc, &abbreviations).unwrap(),
+        second
+    );
+    assert_eq!(second.since(first).to_seconds(), 3600.0);
+    let err = Timestamp::parse(
+        "2014-11-02 01:02:03.123 America/Edmonton",
+        &Zone::Utc,
+        &abbreviations,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        TimeError::AmbiguousLocalTime {
+            time: "2014-11-02 01:02:03.123".into(),
+            zone: "America/Edmonton".into(),
+            abbreviations: "MDT or MST".into(),
+        }
+    );
+    // The day before, the zone name alone is enough (DST in effect).
+    assert_eq!(
+        Timestamp::parse(
+            "2014-11-01 01:02:03.456 America/Edmonton",
+            &Zone::Utc,
+            &abbreviations
+        )
+        .unwrap(),
+        at("2014-11-01 07:02:03.456")
+    );
+}
+
+#[test]
+fn ambiguous_and_unknown_abbreviations_are_errors() {
+    let t = at("2014-07-15 00:00:00");
+    let mut abbreviations = Abbreviations::new();
+    let mut chicago = abbreviations.add_zone("America/Chicago", t).unwrap();
+    chicago.sort();
+    assert_eq!(chicago, vec!["CDT".to_string(), "CST".to_string()]);
+    abbreviations.add_zone("America/Havana", t).unwrap();
+    // Same offsets, same meaning: no ambiguity.
+    abbreviations.add_zone("America/Winnipeg", t).unwrap();
+    assert!(
+        abbreviations.offset("CDT").is_err(),
+        "CDT is -5 in Chicago, -4 in Havana"
+    );
+    let err = abbreviations.offset("CST").unwrap_err();
+    assert!(
+        matches!(err, TimeError::AmbiguousAbbreviation { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("UTC-06 in America/Chicago and America/Winnipeg"),
+        "{text}"
+    );
+    assert!(text.contains("UTC-05 in America/Havana"), "{text}");
+    assert!(Timestamp::parse("2014-07-15 01:00:00 CST", &Zone::Utc, &abbreviations).is_err());
+
+    let err = Timestamp::parse("2014-07-15 01:00:00 XYZ", &Zone::Utc, &abbreviations).unwrap_err();
+    assert!(
+        matches!(err, TimeError::UnknownAbbreviation { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("CDT"), "{err}");
+    // With no table at all, the message says how to get one.
+    let err = "2014-07-15 01:00:00 MST".parse::<Timestamp>().unwrap_err();
+    assert!(err.to_string().contains("--tz"), "{err}");
+    assert!(matches!(
+        Zone::named("Mars/Olympus"),
+        Err(TimeError::UnknownZone(_))
+    ));
+}
+
+#[test]
+fn a_region_merges_consistent_zones() {
+    let t = at("2014-07-15 00:00:00");
+    let mut abbreviations = Abbreviations::new();
+    let added = abbreviations.add_region("Canada/", t);
+    assert!(added.contains(&"MDT".to_string()), "{added:?}");
+    assert_eq!(
+        abbreviations.offset("MDT").unwrap().seconds(),
+        -6 * 3600,
+        "Canada's zones agree on MDT"
+    );
+    assert_eq!(
+        abbreviations.offset("NST").unwrap().seconds(),
+        -(3 * 3600 + 1800)
+    );
+}
+
+#[test]
+fn offsets_and_bad_text() {
+    assert_eq!(
+        at("2014-07-15 16:03:44.186 -0600"),
+        at("2014-07-15 22:03:44.186")
+    );
+    assert_eq!(
+        at("2014-07-15 16:03:44.186 -06:00"),
+        at("2014-07-15 22:03:44.186")
+    );
+    assert_eq!(
+        at("2014-07-15 22:03:44.186 UTC"),
+        at("2014-07-15 22:03:44.186")
+    );
+    assert_eq!(
+        at("2014-07-15 22:03:44.1"),
+        Timestamp::from_unix_micros(1_405_461_824_100_000)
+    );
+    for bad in [
+        "",
+        "2014-07-15",
+        "2014-07-15 22:03",
+        "2014-13-15 22:03:44",
+        "2014-02-30 00:00:00",
+        "2014-07-15 22:03:44.1234567",
+        "2014-07-15 22:03:4x",
+        "2014-07-15 22:03:44 UTC extra",
+        "20x4-07-15 22:03:44",
+    ] {
+        let err = bad.parse::<Timestamp>().unwrap_err();
+        assert!(err.to_string().contains("YYYY-MM-DD"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn serde_is_the_utc_text_to_the_microsecond() {
+    let t = Timestamp::from_unix_micros(1_405_461_824_186_123);
+    let json = serde_json::to_string(&t).unwrap();
+    assert_eq!(json, "\"2014-07-15 22:03:44.186123\"");
+    assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+}
