@@ -13,8 +13,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod reader;
+pub mod record;
+pub mod replay;
 pub mod time;
 
+pub use reader::{HistoryReader, ReadError};
+pub use record::{Access, Line, Record, RecordError, TagIo};
+pub use replay::{Schedule, Speed};
 pub use time::{Abbreviations, TimeError, Timestamp, Zone};
 
 #[cfg(test)]

@@ -274,3 +274,241 @@ fn serde_is_the_utc_text_to_the_microsecond() {
     assert_eq!(json, "\"2014-07-15 22:03:44.186123\"");
     assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
 }
+
+mod lines {
+    use std::io::Cursor;
+    use std::time::{Duration, Instant};
+
+    use cpppo_core::cip::data::{DataType, TagType};
+    use cpppo_core::controller::{ElementType, TagAccess, Target};
+    use serde_json::json;
+
+    use crate::record::*;
+    use crate::replay::{Schedule, Speed};
+    use crate::time::*;
+    use crate::{HistoryReader, ReadError};
+
+    const CPPPO_HISTORIZE: &str = include_str!("../tests/data/cpppo_historize.hst");
+    const CPPPO_EDMONTON: &str = include_str!("../tests/data/cpppo_edmonton.txt");
+
+    fn read_all(text: &str) -> Vec<(usize, Line)> {
+        HistoryReader::new(Cursor::new(text), Zone::Utc, Abbreviations::new())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_a_file_cpppo_wrote() {
+        let lines = read_all(CPPPO_HISTORIZE);
+        assert_eq!(lines.len(), 6);
+        assert_eq!(
+            lines[0],
+            (
+                1,
+                Line::Comment("2014-07-15 22:03:35.945: Started recording Tag: Tag_Name".into())
+            )
+        );
+        let Line::Record(r) = &lines[2].1 else {
+            panic!("{:?}", lines[2])
+        };
+        assert_eq!(r.when, Timestamp::from_unix_micros(1_405_461_824_186_000));
+        let io = r.tag_io().unwrap();
+        assert_eq!(
+            (io.tag.as_str(), io.first, io.last, io.access),
+            ("Tag_Name", 0, 3, Access::Write)
+        );
+        assert_eq!(io.values, json!([0, 1, 2, 3]));
+        let ios: Vec<TagIo> = lines
+            .iter()
+            .filter_map(|(_, l)| match l {
+                Line::Record(r) => r.tag_io(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ios[1].access, Access::Read);
+        assert_eq!(
+            (ios[2].tag.as_str(), &ios[2].values),
+            ("Speed", &json!([1.5]))
+        );
+        assert_eq!((ios[3].first, ios[3].last), (10, 11));
+        assert_eq!(ios[3].values, json!([7, -8]));
+        // And each record renders back to the very line cpppo wrote.
+        for ((_, line), text) in lines.iter().zip(CPPPO_HISTORIZE.lines()) {
+            if let Line::Record(r) = line {
+                assert_eq!(r.render(&Zone::Utc, DEFAULT_DIGITS), text);
+            }
+        }
+    }
+
+    #[test]
+    fn renders_edmonton_times_as_cpppo_does() {
+        let zone = Zone::named("America/Edmonton").unwrap();
+        let mut checked = 0;
+        for line in CPPPO_EDMONTON.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let (seconds, fraction) = fields[0].split_once('.').unwrap();
+            let micros =
+                seconds.parse::<i64>().unwrap() * 1_000_000 + fraction.parse::<i64>().unwrap();
+            let t = Timestamp::from_unix_micros(micros);
+            assert_eq!(t.to_string(), fields[1]);
+            assert_eq!(t.render(&zone, DEFAULT_DIGITS), fields[2]);
+            // cpppo's local rendering reads back to the instant (to its milliseconds).
+            let back = Timestamp::parse(fields[2], &Zone::Utc, &Abbreviations::with_zone(&zone, t))
+                .unwrap();
+            assert_eq!(back, fields[1].parse().unwrap());
+            checked += 1;
+        }
+        assert_eq!(checked, 6);
+    }
+
+    #[test]
+    fn space_separated_lines_and_local_times_read_too() {
+        let t = "2014-07-15 16:03:44.186 MDT".to_string();
+        let zone = Zone::named("America/Edmonton").unwrap();
+        let abbreviations =
+            Abbreviations::with_zone(&zone, Timestamp::from_unix_micros(1_405_461_824_186_000));
+        let line = format!("{t} [\"Tag_Name\", [0, 3]]    {{\"write\": [0, 1, 2, 3]}}");
+        let Line::Record(r) = Line::parse(&line, &Zone::Utc, &abbreviations).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.when, Timestamp::from_unix_micros(1_405_461_824_186_000));
+        assert_eq!(r.tag_io().unwrap().values, json!([0, 1, 2, 3]));
+        assert_eq!(
+            r.render(&zone, 3),
+            "2014-07-15 16:03:44.186 MDT\t[\"Tag_Name\", [0, 3]]\t{\"write\": [0, 1, 2, 3]}"
+        );
+    }
+
+    #[test]
+    fn bad_lines_say_which_and_why() {
+        let text = "# fine\n\n2014-07-15 22:03:44.186\t[\"A\", [0, 0]]\t{\"write\": [1]}\n2014-07-15 22:03:44.186\t[\"A\", [0, 0]\t{}\nnot a time [1]\n2014-07-15 22:03:44.186\n";
+        let results: Vec<_> =
+            HistoryReader::new(Cursor::new(text), Zone::Utc, Abbreviations::new()).collect();
+        assert_eq!(results.len(), 6);
+        assert!(matches!(results[1], Ok((2, Line::Blank))));
+        assert!(matches!(results[2], Ok((3, Line::Record(_)))));
+        let errors: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|e: &ReadError| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].starts_with("line 4: serial is not JSON"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("line 5: bad time stamp"),
+            "{errors:?}"
+        );
+        assert!(errors[2].starts_with("line 6: no serial"), "{errors:?}");
+    }
+
+    #[test]
+    fn python_json_matches_json_dumps() {
+        assert_eq!(
+            python_json(&json!(["Tag_Name", [0, 3]])),
+            "[\"Tag_Name\", [0, 3]]"
+        );
+        assert_eq!(
+            python_json(&json!({"write": [1.5, -2], "offset": 4})),
+            "{\"offset\": 4, \"write\": [1.5, -2]}"
+        );
+        assert_eq!(
+            python_json(&json!(["caf\u{e9} \u{1F600}"])),
+            "[\"caf\\u00e9 \\ud83d\\ude00\"]"
+        );
+        assert_eq!(comment_line("a\nb"), "# a b");
+    }
+
+    fn target(element: DataType, index: usize, len: usize) -> Target {
+        Target {
+            tag: 0,
+            element: ElementType::Atomic(element),
+            base: 0,
+            index,
+            len,
+            bit: None,
+        }
+    }
+
+    #[test]
+    fn tag_access_becomes_a_cpppo_record() {
+        let t = target(DataType::INT, 2, 10);
+        let data = [1u8, 0, 2, 0, 0xFF, 0xFF];
+        let access = TagAccess {
+            now: Instant::now(),
+            tag: "SCADA",
+            index: 0,
+            target: &t,
+            elements: 3,
+            tag_type: TagType::from(DataType::INT),
+            data: &data,
+            offset: 0,
+        };
+        let when = Timestamp::from_unix_micros(1_405_461_824_186_000);
+        let io = TagIo::from_access(Access::Write, &access);
+        assert_eq!(
+            io.record(when).render(&Zone::Utc, 3),
+            "2014-07-15 22:03:44.186\t[\"SCADA\", [2, 4]]\t{\"write\": [1, 2, -1]}"
+        );
+        assert_eq!(io.record(when).tag_io().unwrap(), io);
+        // The second fragment of a fragmented write names its own elements.
+        let access = TagAccess {
+            offset: 4,
+            elements: 10,
+            data: &data[..4],
+            ..access
+        };
+        let io = TagIo::from_access(Access::Write, &access);
+        assert_eq!((io.first, io.last, &io.values), (4, 5, &json!([1, 2])));
+        // A read that did not fit one reply names the elements it returned.
+        let access = TagAccess {
+            offset: 0,
+            elements: 8,
+            data: &data,
+            ..access
+        };
+        let io = TagIo::from_access(Access::Read, &access);
+        assert_eq!((io.first, io.last), (2, 4));
+        let r = TagIo::from_access(Access::Read, &access).record(when);
+        assert_eq!(python_json(&r.data), "{\"read\": [1, 2, -1]}");
+        // REAL values are the f32 widened, as cpppo (Python floats) records them.
+        let t = target(DataType::REAL, 0, 1);
+        let real = 1.1f32.to_le_bytes();
+        let access = TagAccess {
+            target: &t,
+            elements: 1,
+            tag_type: TagType::from(DataType::REAL),
+            data: &real,
+            ..access
+        };
+        let values = TagIo::from_access(Access::Write, &access).values;
+        assert_eq!(values, json!([1.100000023841858]));
+        assert_eq!(values[0].as_f64().unwrap() as f32, 1.1f32);
+    }
+
+    #[test]
+    fn speeds_and_schedules() {
+        assert_eq!("1".parse::<Speed>().unwrap(), Speed::Factor(1.0));
+        assert_eq!("10x".parse::<Speed>().unwrap(), Speed::Factor(10.0));
+        assert_eq!("MAX".parse::<Speed>().unwrap(), Speed::Max);
+        for bad in ["0", "-1", "fast", "inf", "NaN", ""] {
+            assert!(bad.parse::<Speed>().is_err(), "{bad}");
+        }
+        let t0 = Timestamp::from_unix_micros(1_000_000_000_000);
+        let at = |ms: i64| Timestamp::from_unix_micros(t0.unix_micros() + ms * 1000);
+        let mut s = Schedule::new(Speed::Factor(10.0));
+        assert_eq!(s.due(at(0)), Duration::ZERO);
+        assert_eq!(s.due(at(1000)), Duration::from_millis(100));
+        assert_eq!(s.due(at(20_000)), Duration::from_secs(2));
+        // A clock set back: due with the one before, never earlier.
+        assert_eq!(s.due(at(500)), Duration::from_secs(2));
+        let mut s = Schedule::new(Speed::Factor(1.0));
+        s.due(at(0));
+        assert_eq!(s.due(at(1500)), Duration::from_millis(1500));
+        let mut s = Schedule::new(Speed::Max);
+        s.due(at(0));
+        assert_eq!(s.due(at(3_600_000)), Duration::ZERO);
+    }
+}
