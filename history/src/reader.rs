@@ -91,6 +91,9 @@ impl<R: BufRead> Iterator for HistoryReader<R> {
                         error,
                     }),
             ),
+            // A gzip history whose writer was stopped before it finished the stream: what
+            // was flushed is all there is.
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => None,
             Err(error) => Some(Err(ReadError::Io {
                 line: self.line,
                 error,

@@ -273,8 +273,27 @@ pub fn values_json(tag_type: TagType, count: Count, data: &[u8]) -> Value {
     decoded.unwrap_or_else(|| Value::Array(data.iter().map(|b| Value::from(*b)).collect()))
 }
 
-/// cpppo's per-tag header comment (without the `# `).
-pub fn started_recording(when: Timestamp, tag: &str) -> String {
+/// The recorded `values` (JSON) as [`Values`] of the type of `like` (what a read of the
+/// tag answered): cpppo's records carry no type, the tag has one.
+pub fn values_like(like: &Values, values: &Value) -> Result<Values, String> {
+    let mut typed = serde_json::to_value(like).map_err(|e| e.to_string())?;
+    let kind = typed
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    match typed.as_object_mut() {
+        Some(object) => {
+            object.insert("values".to_string(), values.clone());
+        }
+        None => return Err("the tag's type has no JSON form".to_string()),
+    }
+    serde_json::from_value(typed)
+        .map_err(|e| format!("{} is not {kind} values: {e}", python_json(values)))
+}
+
+/// cpppo's per-tag header comment (without the `# `); `when` is the time as shown.
+pub fn started_recording(when: &str, tag: &str) -> String {
     format!("{when}: Started recording Tag: {tag}")
 }
 

@@ -489,6 +489,29 @@ mod lines {
     }
 
     #[test]
+    fn recorded_values_take_the_tags_type() {
+        use cpppo_core::cip::data::Values;
+        let int = Values::Int(vec![0]);
+        assert_eq!(
+            values_like(&int, &json!([1, -2])).unwrap(),
+            Values::Int(vec![1, -2])
+        );
+        let real = Values::Real(vec![0.0]);
+        assert_eq!(
+            values_like(&real, &json!([1.100000023841858, 2])).unwrap(),
+            Values::Real(vec![1.1, 2.0])
+        );
+        let err = values_like(&int, &json!([70000])).unwrap_err();
+        assert!(err.contains("[70000] is not int values"), "{err}");
+        assert!(values_like(&int, &json!("text")).is_err());
+        let s = Values::Sstring(vec!["".into()]);
+        assert_eq!(
+            values_like(&s, &json!(["hi"])).unwrap(),
+            Values::Sstring(vec!["hi".into()])
+        );
+    }
+
+    #[test]
     fn speeds_and_schedules() {
         assert_eq!("1".parse::<Speed>().unwrap(), Speed::Factor(1.0));
         assert_eq!("10x".parse::<Speed>().unwrap(), Speed::Factor(10.0));
