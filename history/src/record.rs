@@ -4,12 +4,12 @@
 //!
 //! ```text
 //! # 2014-07-15 22:03:35.945: Started recording Tag: Tag_Name
-//! 2014-07-15 22:03:44.186	["Tag_Name", [0, 3]]	{"write": [0, 1, 2, 3]}
+//! 2014-07-15 22:03:44.186<TAB>["Tag_Name", [0, 3]]<TAB>{"write": [0, 1, 2, 3]}
 //! ```
 //!
 //! A record is a time stamp, a "serial" (JSON: for tag I/O, the tag's name and its first
 //! and last element) and the data (JSON: `{"read": values}` or `{"write": values}`),
-//! separated by tabs; `#` lines are comments. JSON is written as Python's `json.dumps`
+//! separated by tabs (`<TAB>` above); `#` lines are comments. JSON is written as Python's `json.dumps`
 //! writes it (`", "` and `": "` separators, non-ASCII escaped), so a file reads the same
 //! to cpppo's own reader.
 

@@ -218,7 +218,7 @@ impl Timestamp {
             .to_timestamp(dt)
             .map_err(|e| TimeError::OutOfRange(e.to_string()))?;
         Ok(Timestamp {
-            micros: i64::try_from(ts.as_microsecond()).unwrap_or_default(),
+            micros: ts.as_microsecond(),
         })
     }
 }
