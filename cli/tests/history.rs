@@ -474,3 +474,101 @@ fn bad_history_input_is_one_line_and_exit_status_2() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The peers' Python (`.venv-peers`, as the conformance suite finds it); `None` (the
+/// test is skipped with a note) when absent, unless `CPPPO_REQUIRE_PEERS=1`.
+fn peer_python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("CPPPO_PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-peers/bin/python"));
+    if candidate.exists() {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var("CPPPO_REQUIRE_PEERS").as_deref() != Ok("1"),
+        "{} missing and CPPPO_REQUIRE_PEERS=1",
+        candidate.display()
+    );
+    eprintln!(
+        "SKIPPED: Python peers not installed ({})",
+        candidate.display()
+    );
+    None
+}
+
+/// `python -m cpppo.server.enip.historize ARGS...` with its history logger unbuffered.
+const HISTORIZE_UNBUFFERED: &str = "import sys, runpy
+from cpppo import history
+history.logger.LINE_BUF = 0
+sys.argv = ['historize'] + sys.argv[1:]
+runpy.run_module('cpppo.server.enip.historize', run_name='__main__', alter_sys=True)
+";
+
+#[test]
+fn cpppos_historize_records_what_our_client_does_and_we_replay_it() {
+    let Some(python) = peer_python() else {
+        return;
+    };
+    let dir = scratch("historize");
+    let file = dir.join("cpppo.hst");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // cpppo's historize takes the history file as its first argument. Its logger asks
+    // for line buffering, which Python 3 ignores on binary files (nothing reaches the
+    // file until exit): run it unbuffered so the test can read what it wrote.
+    let child = Command::new(python)
+        .args(["-c", HISTORIZE_UNBUFFERED, file.to_str().unwrap()])
+        .args(["-a", &addr.to_string(), "Tag_Name=INT[20]", "Speed=REAL"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cpppo_server = Server { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "cpppo's historize did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    client(
+        &cpppo_server,
+        &[
+            "Tag_Name[0-3]=1,2,3,4",
+            "Speed=(REAL)2.5",
+            "Tag_Name[10]=-9",
+            "Tag_Name[0-3]",
+        ],
+    );
+    let text = wait_for(&file, "[-9]");
+    drop(cpppo_server);
+    assert!(text.contains("Started recording Tag: Tag_Name"), "{text}");
+
+    // Replayed into our simulator: the values cpppo's simulator ended with.
+    let fresh = server(&["Tag_Name=INT[20]", "Speed=REAL"]);
+    let address = fresh.addr.to_string();
+    let history = file.to_str().unwrap();
+    let (code, out, err) = cpppo(&[
+        "history", "replay", history, "-a", &address, "--speed", "max", "-p",
+    ]);
+    assert_eq!(code, 0, "{err}\n{out}\n{text}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "Tag_Name[0-3] <= [1, 2, 3, 4]: OK",
+            "Speed[0] <= [2.5]: OK",
+            "Tag_Name[10] <= [-9]: OK",
+        ],
+        "{text}"
+    );
+    let values = client(&fresh, &["Tag_Name[0-11]", "Speed"]);
+    assert!(
+        values[0].ends_with("== [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, -9, 0]: 'OK'"),
+        "{values:?}"
+    );
+    assert!(values[1].ends_with("== [2.5]: 'OK'"), "{values:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
