@@ -81,6 +81,18 @@ fn client(server: &Server, ops: &[&str]) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
+/// `cpppo history replay FILE -a SERVER --speed max -p`, which must succeed: the lines
+/// it printed.
+fn replay_max(file: &str, server: &Server) -> Vec<String> {
+    let address = server.addr.to_string();
+    let args = [
+        "history", "replay", file, "-a", &address, "--speed", "max", "-p",
+    ];
+    let (code, out, err) = cpppo(&args);
+    assert_eq!(code, 0, "{err}\n{out}");
+    out.lines().map(str::to_string).collect()
+}
+
 /// A fresh, empty directory for one test.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cpppo-history-{name}-{}", std::process::id()));
@@ -201,20 +213,8 @@ fn a_recorded_session_replayed_reproduces_the_tag_values() {
 
     // A fresh simulator, the recording replayed into it: the same values.
     let fresh = server(&tags);
-    let fresh_address = fresh.addr.to_string();
-    let (code, out, err) = cpppo(&[
-        "history",
-        "replay",
-        history,
-        "-a",
-        &fresh_address,
-        "--speed",
-        "max",
-        "-p",
-    ]);
-    assert_eq!(code, 0, "{err}\n{out}");
     assert_eq!(
-        out.lines().collect::<Vec<_>>(),
+        replay_max(history, &fresh),
         vec![
             "SCADA[1-3] <= [10, 20, 30]: OK",
             "Speed[0] <= [1.5]: OK",
@@ -252,20 +252,8 @@ fn a_recorded_session_replayed_reproduces_the_tag_values() {
 #[test]
 fn a_history_cpppo_wrote_replays() {
     let fresh = server(&["Tag_Name=INT[20]", "Speed=REAL"]);
-    let address = fresh.addr.to_string();
-    let (code, out, err) = cpppo(&[
-        "history",
-        "replay",
-        CPPPO_HISTORIZE,
-        "-a",
-        &address,
-        "--speed",
-        "max",
-        "-p",
-    ]);
-    assert_eq!(code, 0, "{err}\n{out}");
     assert_eq!(
-        out.lines().collect::<Vec<_>>(),
+        replay_max(CPPPO_HISTORIZE, &fresh),
         vec![
             "Tag_Name[0-3] <= [0, 1, 2, 3]: OK",
             "Speed[0] <= [1.5]: OK",
@@ -549,14 +537,8 @@ fn cpppos_historize_records_what_our_client_does_and_we_replay_it() {
 
     // Replayed into our simulator: the values cpppo's simulator ended with.
     let fresh = server(&["Tag_Name=INT[20]", "Speed=REAL"]);
-    let address = fresh.addr.to_string();
-    let history = file.to_str().unwrap();
-    let (code, out, err) = cpppo(&[
-        "history", "replay", history, "-a", &address, "--speed", "max", "-p",
-    ]);
-    assert_eq!(code, 0, "{err}\n{out}\n{text}");
     assert_eq!(
-        out.lines().collect::<Vec<_>>(),
+        replay_max(file.to_str().unwrap(), &fresh),
         vec![
             "Tag_Name[0-3] <= [1, 2, 3, 4]: OK",
             "Speed[0] <= [2.5]: OK",
