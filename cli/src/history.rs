@@ -16,7 +16,8 @@ use cpppo_core::cip::status::GeneralStatus;
 use cpppo_core::controller::{TagAccess, TagHook};
 use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value as Reply};
 use cpppo_core::enip::ENIP_PORT;
-use cpppo_history::record::{comment_line, started_recording, values_like};
+use cpppo_core::modbus::device::Write as ModbusWrite;
+use cpppo_history::record::{comment_line, modbus_write_record, started_recording, values_like};
 use cpppo_history::time::DEFAULT_DIGITS;
 use cpppo_history::{
     Abbreviations, Access, HistoryReader, Line, Schedule, Speed, TagIo, Timestamp, Zone,
@@ -213,6 +214,17 @@ impl Recorder {
     fn comment(&self, now: Instant, text: impl FnOnce(String) -> String) {
         let when = self.clock.at(now).render(&self.zone, DEFAULT_DIGITS);
         self.line(&comment_line(&text(when)));
+    }
+
+    /// A comment line: the time of `now`, then `text` (cpppo's "Started recording" style).
+    pub fn note(&self, now: Instant, text: &str) {
+        self.comment(now, |when| format!("{when}: {text}"));
+    }
+
+    /// A Modbus write made at `now`.
+    pub fn modbus_write(&self, now: Instant, write: &ModbusWrite) {
+        let record = modbus_write_record(self.clock.at(now), write);
+        self.line(&record.render(&self.zone, DEFAULT_DIGITS));
     }
 
     fn record(&self, access: Access, a: &TagAccess<'_>) {

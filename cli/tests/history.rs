@@ -554,3 +554,55 @@ fn cpppos_historize_records_what_our_client_does_and_we_replay_it() {
     assert!(values[1].ends_with("== [2.5]: 'OK'"), "{values:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn modbus_sim_records_its_writes() {
+    use cpppo_core::modbus::pdu::{Registers, Request};
+    use cpppo_core::modbus::tcp::Adu;
+    use cpppo_core::wire::Encode;
+    use std::io::{Read, Write};
+
+    let dir = scratch("modbus");
+    let file = dir.join("modbus.hst");
+    let mut child = Command::new(BIN)
+        .args(["modbus", "sim", "-a", "127.0.0.1:0", "--history"])
+        .args([file.to_str().unwrap(), "40001-40010=0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sim = Server { child, addr };
+    let mut s = std::net::TcpStream::connect(sim.addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = Request::WriteMultipleRegisters {
+        address: 2,
+        values: Registers::from_values(&[7, 8, 9]),
+    };
+    s.write_all(&Adu::new(1, 1, &request).to_vec()).unwrap();
+    let mut reply = [0u8; 12];
+    s.read_exact(&mut reply).unwrap();
+    let text = wait_for(&file, "{\"write\": [7, 8, 9]}");
+    let lines = parse(&text);
+    assert!(
+        matches!(&lines[0], Line::Comment(c) if c.ends_with(": Started recording Modbus writes")),
+        "{text}"
+    );
+    let Line::Record(r) = &lines[1] else {
+        panic!("{text}")
+    };
+    assert_eq!(r.serial, json!([1, [40003, 40005]]), "{text}");
+    assert_eq!(r.tag_io(), None);
+    drop(sim);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -15,6 +15,8 @@
 
 use cpppo_core::cip::data::{Count, TagType, Values};
 use cpppo_core::controller::TagAccess;
+use cpppo_core::modbus::device::Write as ModbusWrite;
+use cpppo_core::modbus::numbering::Address as ModbusAddress;
 use cpppo_core::wire::Reader;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -260,6 +262,32 @@ impl TagIo {
             ]),
             data: Value::Object(data),
         }
+    }
+}
+
+/// The record of a Modbus write at `when`: `[unit, [first, last]]` in Modicon numbers
+/// (`[1, [40001, 40003]]`) and `{"write": [values]}`. The serial's number (not a tag
+/// name) keeps it apart from tag I/O.
+pub fn modbus_write_record(when: Timestamp, write: &ModbusWrite) -> Record {
+    let first = ModbusAddress {
+        table: write.table,
+        address: write.address,
+    };
+    let count = u16::try_from(write.values.len()).unwrap_or(u16::MAX);
+    let last = ModbusAddress {
+        address: write.address.saturating_add(count.saturating_sub(1)),
+        ..first
+    };
+    let values: Vec<Value> = write.values.iter().map(|v| Value::from(*v)).collect();
+    let mut data = serde_json::Map::new();
+    data.insert(KEY_WRITE.to_string(), Value::Array(values));
+    Record {
+        when,
+        serial: Value::Array(vec![
+            write.unit.into(),
+            Value::Array(vec![first.modicon().into(), last.modicon().into()]),
+        ]),
+        data: Value::Object(data),
     }
 }
 

@@ -512,6 +512,35 @@ mod lines {
     }
 
     #[test]
+    fn modbus_writes_are_records_but_not_tag_io() {
+        use cpppo_core::modbus::device::Write;
+        use cpppo_core::modbus::numbering::Table;
+        let when = Timestamp::from_unix_micros(1_405_461_824_186_000);
+        let write = Write {
+            unit: 1,
+            table: Table::HoldingRegisters,
+            address: 0,
+            values: vec![10, 20, 30],
+        };
+        let r = modbus_write_record(when, &write);
+        assert_eq!(
+            r.render(&Zone::Utc, 3),
+            "2014-07-15 22:03:44.186\t[1, [40001, 40003]]\t{\"write\": [10, 20, 30]}"
+        );
+        assert_eq!(r.tag_io(), None);
+        let coil = Write {
+            unit: 3,
+            table: Table::Coils,
+            address: 9,
+            values: vec![1],
+        };
+        assert_eq!(
+            python_json(&modbus_write_record(when, &coil).serial),
+            "[3, [10, 10]]"
+        );
+    }
+
+    #[test]
     fn speeds_and_schedules() {
         assert_eq!("1".parse::<Speed>().unwrap(), Speed::Factor(1.0));
         assert_eq!("10x".parse::<Speed>().unwrap(), Speed::Factor(10.0));
