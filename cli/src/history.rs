@@ -321,6 +321,8 @@ cpppo history show local.hst --tz America/Edmonton --digits 6")]
 #[derive(Debug, Args)]
 pub struct ReadArgs {
     /// The history file (plain, or gzip if it ends in `.gz`).
+    ///
+    /// Example: `plant.hst`, `plant.hst.gz`.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
@@ -338,12 +340,21 @@ pub struct ReadArgs {
     /// Example: `--abbreviations America/Chicago,America/Denver`, `--abbreviations Canada/`.
     #[arg(long, value_name = "ZONES", value_delimiter = ',')]
     pub abbreviations: Vec<String>,
+
+    /// Take the zones' abbreviations as they were used within a year of this time (UTC)
+    /// rather than of now: for old files of zones whose rules have changed since.
+    ///
+    /// Example: `--abbreviations-at '2014-07-01 00:00:00'`.
+    #[arg(long, value_name = "TIME")]
+    pub abbreviations_at: Option<Timestamp>,
 }
 
 impl ReadArgs {
     /// The file's default zone and abbreviation table.
     fn zones(&self) -> Result<(Zone, Abbreviations), CliError> {
-        let now = WallClock::now().at(Instant::now());
+        let now = self
+            .abbreviations_at
+            .unwrap_or_else(|| WallClock::now().at(Instant::now()));
         let zone = match &self.tz {
             Some(name) => {
                 Zone::named(name).map_err(|e| CliError::usage(format!("bad --tz: {e}")))?

@@ -453,6 +453,37 @@ fn bad_history_input_is_one_line_and_exit_status_2() {
             "/nonexistent/dir/h.hst",
         ),
     ];
+    // Old local times: the abbreviations as they were then.
+    let moscow = dir.join("moscow.hst");
+    std::fs::write(
+        &moscow,
+        "2012-07-01 12:00:00 MSK\t[\"A\", [0, 0]]\t{\"write\": [1]}\n",
+    )
+    .unwrap();
+    let moscow = moscow.to_str().unwrap();
+    let (code, out, err) = cpppo(&[
+        "history",
+        "show",
+        moscow,
+        "--tz",
+        "Europe/Moscow",
+        "--abbreviations-at",
+        "2013-01-01 00:00:00",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("2012-07-01 08:00:00.000\t"), "{out}");
+    // Around 2012-01-01 the year either side saw MSK as UTC+3 and as UTC+4.
+    let (code, _, err) = cpppo(&[
+        "history",
+        "show",
+        moscow,
+        "--tz",
+        "Europe/Moscow",
+        "--abbreviations-at",
+        "2012-01-01 00:00:00",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ambiguous time zone abbreviation \"MSK\": UTC+03 in Europe/Moscow, UTC+04 in Europe/Moscow"), "{err}");
     for (args, culprit) in cases {
         let (code, out, err) = cpppo(&args);
         assert_eq!(code, 2, "{args:?}: {err}\n{out}");
@@ -461,6 +492,36 @@ fn bad_history_input_is_one_line_and_exit_status_2() {
         assert!(!err.contains("panicked"), "{err}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn help_explains_every_option_with_an_example() {
+    for command in ["replay", "show"] {
+        let (code, text, _) = cpppo(&["history", command, "--help"]);
+        assert_eq!(code, 0);
+        let mut blocks: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if ["  -", "      --", "  <"]
+                .iter()
+                .any(|p| line.starts_with(p))
+            {
+                blocks.push(String::new());
+            }
+            if let Some(block) = blocks.last_mut() {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+        blocks.retain(|b| !b.trim_start().starts_with("-h, --help"));
+        assert!(blocks.len() >= 5, "{command}: {blocks:#?}");
+        for block in blocks {
+            assert!(
+                block.contains("Example"),
+                "{command}: no example in {block}"
+            );
+        }
+        assert!(text.contains("Examples:\n  cpppo history"), "{text}");
+    }
 }
 
 /// The peers' Python (`.venv-peers`, as the conformance suite finds it); `None` (the

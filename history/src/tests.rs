@@ -217,6 +217,24 @@ fn ambiguous_and_unknown_abbreviations_are_errors() {
 }
 
 #[test]
+fn abbreviations_are_those_in_use_around_the_time_given() {
+    // Moscow Time was UTC+4 from 2011 to 2014, UTC+3 since.
+    let moscow = Zone::named("Europe/Moscow").unwrap();
+    let then = Abbreviations::with_zone(&moscow, at("2012-07-01 00:00:00"));
+    let now = Abbreviations::with_zone(&moscow, at("2020-07-01 00:00:00"));
+    assert_eq!(then.offset("MSK").unwrap().seconds(), 4 * 3600);
+    assert_eq!(now.offset("MSK").unwrap().seconds(), 3 * 3600);
+    assert_eq!(
+        Timestamp::parse("2012-07-01 12:00:00 MSK", &Zone::Utc, &then).unwrap(),
+        at("2012-07-01 08:00:00")
+    );
+    assert_eq!(
+        at("2012-07-01 08:00:00").render(&moscow, 0),
+        "2012-07-01 12:00:00 MSK"
+    );
+}
+
+#[test]
 fn a_region_merges_consistent_zones() {
     let t = at("2014-07-15 00:00:00");
     let mut abbreviations = Abbreviations::new();
