@@ -582,3 +582,63 @@ mod lines {
         assert_eq!(s.due(at(3_600_000)), Duration::ZERO);
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use crate::record::Line;
+    use crate::time::*;
+
+    /// Zones whose abbreviations kept one meaning from 1972 to 2035 (Chatham's are
+    /// numeric: `+1245`, `+1345`).
+    const ZONES: [&str; 5] = [
+        "UTC",
+        "America/Edmonton",
+        "Asia/Kolkata",
+        "Pacific/Chatham",
+        "Europe/Berlin",
+    ];
+    /// 1972-01-01 and 2035-01-01 in Unix microseconds.
+    const FROM: i64 = 63_072_000_000_000;
+    const UNTIL: i64 = 2_051_222_400_000_000;
+
+    proptest! {
+        #[test]
+        fn any_instant_round_trips_in_any_zone(micros in FROM..UNTIL, zone in 0..ZONES.len()) {
+            let zone = Zone::named(ZONES[zone]).unwrap();
+            let t = Timestamp::from_unix_micros(micros);
+            let text = t.render(&zone, MAX_DIGITS);
+            let abbreviations = Abbreviations::with_zone(&zone, t);
+            prop_assert_eq!(Timestamp::parse(&text, &Zone::Utc, &abbreviations), Ok(t), "{}", text);
+            // Shown to the millisecond, it reads back to the rounded instant.
+            let ms = t.render(&zone, DEFAULT_DIGITS);
+            let back = Timestamp::parse(&ms, &Zone::Utc, &abbreviations).unwrap();
+            prop_assert!((back.unix_micros() - micros).abs() <= 500, "{} {}", ms, micros);
+        }
+
+        #[test]
+        fn any_instant_renders(micros in any::<i64>(), digits in 0u8..9) {
+            let zone = Zone::named("America/Edmonton").unwrap();
+            let t = Timestamp::from_unix_micros(micros);
+            let _ = t.render(&zone, digits);
+            let _ = t.render(&Zone::Utc, digits);
+            let _ = t.epoch();
+        }
+
+        #[test]
+        fn any_line_reads_or_errors(text in "\\PC*") {
+            let _ = Line::parse(&text, &Zone::Utc, &Abbreviations::new());
+        }
+
+        #[test]
+        fn near_miss_lines_read_or_error(
+            time in "[0-9]{1,5}-[0-9]{1,3}-[0-9]{1,3} [0-9]{1,3}:[0-9]{1,3}:[0-9]{1,3}(\\.[0-9]{0,8})?( [A-Z]{1,4}| [+-][0-9:]{1,6}| [A-Za-z_/]{1,20})?",
+            rest in "[\\[\\]{}\"0-9a-z,: \\t-]{0,30}",
+        ) {
+            let zone = Zone::named("America/Edmonton").unwrap();
+            let abbreviations = Abbreviations::with_zone(&zone, Timestamp::from_unix_micros(0));
+            let _ = Line::parse(&format!("{time}\t{rest}"), &zone, &abbreviations);
+            let _ = Timestamp::parse(&time, &zone, &abbreviations);
+        }
+    }
+}
