@@ -65,6 +65,18 @@ pub struct HistoryArgs {
     /// Example: `--history-keep 10`.
     #[arg(long, value_name = "N", default_value_t = HISTORY_KEEP, requires = "history_max_bytes")]
     pub history_keep: usize,
+
+    /// Gzip each rotated copy (FILE.1.gz, FILE.2.gz ...) with --history-max-bytes.
+    ///
+    /// Example: `--history-max-bytes 10000000 --history-compress`.
+    #[arg(long, requires = "history_max_bytes")]
+    pub history_compress: bool,
+
+    /// Record writes (and failures) only, not reads: for long runs polled by HMIs.
+    ///
+    /// Example: `--history-writes-only`.
+    #[arg(long, requires = "history")]
+    pub history_writes_only: bool,
 }
 
 impl HistoryArgs {
@@ -98,7 +110,12 @@ impl HistoryArgs {
                 Box::new(GzEncoder::new(file, Compression::default()))
             }
             (false, Some(max)) => {
-                Box::new(RotatingFile::open(path, max, self.history_keep).map_err(cannot)?)
+                let file = RotatingFile::open(path, max, self.history_keep).map_err(cannot)?;
+                Box::new(if self.history_compress {
+                    file.compressed()
+                } else {
+                    file
+                })
             }
             (false, None) => Box::new(
                 std::fs::OpenOptions::new()
@@ -108,7 +125,8 @@ impl HistoryArgs {
                     .map_err(cannot)?,
             ),
         };
-        let recorder = Recorder::new(out, zone, path);
+        let mut recorder = Recorder::new(out, zone, path);
+        recorder.reads = !self.history_writes_only;
         let now = Instant::now();
         for tag in tags {
             recorder.comment(now, |when| started_recording(&when, tag));
@@ -161,6 +179,8 @@ pub struct Recorder {
     clock: WallClock,
     zone: Zone,
     path: PathBuf,
+    /// Whether reads are recorded (cpppo records them).
+    reads: bool,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -183,6 +203,7 @@ impl Recorder {
             clock: WallClock::now(),
             zone,
             path: path.to_path_buf(),
+            reads: true,
         }
     }
 
@@ -236,7 +257,9 @@ impl Recorder {
 
 impl TagHook for Recorder {
     fn read(&self, access: &TagAccess<'_>) {
-        self.record(Access::Read, access);
+        if self.reads {
+            self.record(Access::Read, access);
+        }
     }
 
     fn write(&self, access: &TagAccess<'_>) {
@@ -320,11 +343,12 @@ cpppo history show local.hst --tz America/Edmonton --digits 6")]
 /// How a history file is read.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
-    /// The history file (plain, or gzip if it ends in `.gz`).
+    /// The history files (plain, or gzip if the name ends in `.gz`), read one after the
+    /// other: give rotated copies oldest first.
     ///
-    /// Example: `plant.hst`, `plant.hst.gz`.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// Example: `plant.hst`, `plant.hst.2.gz plant.hst.1.gz plant.hst`.
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
 
     /// The zone of times in the file that carry no zone term (the default, UTC, is what
     /// cpppo writes); its abbreviations (`MST`, `MDT`) are understood in the file.
@@ -381,14 +405,16 @@ impl ReadArgs {
     /// Every record of the file, in order; a line that cannot be read is an error naming it.
     fn records(&self) -> Result<Vec<cpppo_history::Record>, CliError> {
         let (zone, abbreviations) = self.zones()?;
-        let shown = self.file.display();
-        let reader = HistoryReader::open(&self.file, zone, abbreviations)
-            .map_err(|e| CliError::usage(format!("cannot read history {shown}: {e}")))?;
         let mut records = Vec::new();
-        for line in reader {
-            match line.map_err(|e| CliError::usage(format!("history {shown}: {e}")))? {
-                (_, Line::Record(r)) => records.push(r),
-                (_, Line::Comment(_) | Line::Blank) => {}
+        for file in &self.files {
+            let shown = file.display();
+            let reader = HistoryReader::open(file, zone.clone(), abbreviations.clone())
+                .map_err(|e| CliError::usage(format!("cannot read history {shown}: {e}")))?;
+            for line in reader {
+                match line.map_err(|e| CliError::usage(format!("history {shown}: {e}")))? {
+                    (_, Line::Record(r)) => records.push(r),
+                    (_, Line::Comment(_) | Line::Blank) => {}
+                }
             }
         }
         Ok(records)

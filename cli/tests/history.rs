@@ -369,6 +369,58 @@ fn local_time_gzip_and_rotation() {
     assert!(seen >= 6, "{seen}");
     assert!(!dir.join("rotating.hst.3").exists());
     drop(s);
+
+    // Compressed copies, writes only; read back oldest first, and replayed.
+    let packed = dir.join("packed.hst");
+    let packed_path = packed.to_str().unwrap();
+    let s = server(&[
+        "--history",
+        packed_path,
+        "--history-max-bytes",
+        "300",
+        "--history-keep",
+        "2",
+        "--history-compress",
+        "--history-writes-only",
+        "Y=INT[4]",
+    ]);
+    for v in 0..12 {
+        client(&s, &[&format!("Y[1]=(INT){v}"), "Y[0-3]"]);
+    }
+    wait_for(&packed, "{\"write\": [11]}");
+    assert!(!dir.join("packed.hst.1").exists());
+    assert!(!dir.join("packed.hst.3.gz").exists());
+    let copies: Vec<String> = ["packed.hst.2.gz", "packed.hst.1.gz", "packed.hst"]
+        .iter()
+        .map(|n| dir.join(n).to_str().unwrap().to_string())
+        .collect();
+    let mut show = vec!["history", "show"];
+    show.extend(copies.iter().map(String::as_str));
+    let (code, out, err) = cpppo(&show);
+    assert_eq!(code, 0, "{err}");
+    let written: Vec<i64> = parse(&out)
+        .iter()
+        .map(|l| match l {
+            Line::Record(r) => {
+                let io = r.tag_io().unwrap();
+                assert_eq!(io.access, Access::Write, "{out}");
+                io.values[0].as_i64().unwrap()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(written.len() >= 4, "{out}");
+    let first = written[0];
+    assert_eq!(written, (first..12).collect::<Vec<_>>(), "{out}");
+    let fresh = server(&["Y=INT[4]"]);
+    let mut replay = vec!["history", "replay", "--speed", "max", "-a"];
+    let fresh_address = fresh.addr.to_string();
+    replay.push(&fresh_address);
+    replay.extend(copies.iter().map(String::as_str));
+    let (code, _, err) = cpppo(&replay);
+    assert_eq!(code, 0, "{err}");
+    assert!(client(&fresh, &["Y[1]"])[0].ends_with("== [11]: 'OK'"));
+    drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
