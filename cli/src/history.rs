@@ -371,6 +371,26 @@ pub struct ReadArgs {
     /// Example: `--abbreviations-at '2014-07-01 00:00:00'`.
     #[arg(long, value_name = "TIME")]
     pub abbreviations_at: Option<Timestamp>,
+
+    /// Start at this recorded time (read like the file's times): a replay first plays
+    /// every earlier write at once, bringing the tags to their state then; `show` skips
+    /// the earlier records.
+    ///
+    /// Example: `--from '2014-07-15 22:00:00'`, `--from '2014-07-15 16:00:00 MDT'`.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+
+    /// Stop before this recorded time (read like the file's times).
+    ///
+    /// Example: `--until '2014-07-15 23:00:00'`.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+/// A history's records, and the start asked for.
+struct Records {
+    records: Vec<cpppo_history::Record>,
+    from: Option<Timestamp>,
 }
 
 impl ReadArgs {
@@ -402,9 +422,18 @@ impl ReadArgs {
         Ok((zone, abbreviations))
     }
 
-    /// Every record of the file, in order; a line that cannot be read is an error naming it.
-    fn records(&self) -> Result<Vec<cpppo_history::Record>, CliError> {
+    /// Every record of the files, in order, up to --until; a line that cannot be read
+    /// is an error naming it.
+    fn records(&self) -> Result<Records, CliError> {
         let (zone, abbreviations) = self.zones()?;
+        let time = |text: &Option<String>, what: &str| {
+            text.as_deref()
+                .map(|t| Timestamp::parse(t, &zone, &abbreviations))
+                .transpose()
+                .map_err(|e| CliError::usage(format!("bad {what}: {e}")))
+        };
+        let from = time(&self.from, "--from")?;
+        let until = time(&self.until, "--until")?;
         let mut records = Vec::new();
         for file in &self.files {
             let shown = file.display();
@@ -412,12 +441,12 @@ impl ReadArgs {
                 .map_err(|e| CliError::usage(format!("cannot read history {shown}: {e}")))?;
             for line in reader {
                 match line.map_err(|e| CliError::usage(format!("history {shown}: {e}")))? {
-                    (_, Line::Record(r)) => records.push(r),
-                    (_, Line::Comment(_) | Line::Blank) => {}
+                    (_, Line::Record(r)) if until.map_or(true, |u| r.when < u) => records.push(r),
+                    (_, _) => {}
                 }
             }
         }
-        Ok(records)
+        Ok(Records { records, from })
     }
 }
 
@@ -494,8 +523,11 @@ fn show(args: &ShowArgs) -> Result<(), CliError> {
         }
         None => Zone::Utc,
     };
-    for record in args.read.records()? {
-        print_line(&record.render(&zone, args.digits));
+    let Records { records, from } = args.read.records()?;
+    for record in records {
+        if from.map_or(true, |f| record.when >= f) {
+            print_line(&record.render(&zone, args.digits));
+        }
     }
     Ok(())
 }
@@ -516,8 +548,11 @@ fn path_text(io: &TagIo) -> String {
 }
 
 fn replay(args: &ReplayArgs) -> Result<(), CliError> {
-    let records = args.read.records()?;
-    let mut schedule = Schedule::new(args.speed);
+    let Records { records, from } = args.read.records()?;
+    let mut schedule = match from {
+        Some(start) => Schedule::starting_at(args.speed, start),
+        None => Schedule::new(args.speed),
+    };
     let mut plan = Vec::new();
     let mut skipped = 0usize;
     for record in records {

@@ -719,3 +719,72 @@ fn modbus_sim_records_its_writes() {
     drop(sim);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn replay_from_a_time_brings_the_tags_to_their_state_then() {
+    let dir = scratch("from");
+    let file = dir.join("steps.hst");
+    std::fs::write(
+        &file,
+        "# a plant's steps, written in Edmonton's local time\n\
+         2014-11-02 01:30:00.000 MDT\t[\"Step\", [0, 0]]\t{\"write\": [1]}\n\
+         2014-11-02 01:30:00.000 MST\t[\"Step\", [0, 0]]\t{\"write\": [2]}\n\
+         2014-11-02 01:30:00.500 MST\t[\"Step\", [0, 0]]\t{\"write\": [3]}\n\
+         2014-11-02 01:31:00.000 MST\t[\"Step\", [0, 0]]\t{\"write\": [4]}\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let zone = [
+        "--tz",
+        "America/Edmonton",
+        "--abbreviations-at",
+        "2014-07-01 00:00:00",
+    ];
+    // The same local 01:30 twice, an hour apart: --from the second one (MST).
+    let mut show = vec!["history", "show", file, "--from", "2014-11-02 01:30:00 MST"];
+    show.extend(zone);
+    let (code, out, err) = cpppo(&show);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        vec![
+            "2014-11-02 08:30:00.000",
+            "2014-11-02 08:30:00.500",
+            "2014-11-02 08:31:00.000"
+        ]
+    );
+    // Replay up to (not including) 01:31 MST, from 01:30:00.5 MST: 1 and 2 at once, then 3.
+    let s = server(&["Step=DINT"]);
+    let address = s.addr.to_string();
+    let mut replay = vec![
+        "history",
+        "replay",
+        file,
+        "-a",
+        &address,
+        "-p",
+        "--speed",
+        "max",
+        "--from",
+        "2014-11-02 01:30:00.500 MST",
+        "--until",
+        "2014-11-02 08:31:00 UTC",
+    ];
+    replay.extend(zone);
+    let (code, out, err) = cpppo(&replay);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(client(&s, &["Step"])[0].ends_with("== [3]: 'OK'"));
+    // An ambiguous --from is refused.
+    let mut bad = vec!["history", "show", file, "--from", "2014-11-02 01:30:00"];
+    bad.extend(zone);
+    let (code, _, err) = cpppo(&bad);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad --from: 2014-11-02 01:30:00 is ambiguous in America/Edmonton"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -67,6 +67,15 @@ impl Schedule {
         }
     }
 
+    /// A schedule whose start is the recorded time `start`: events recorded before it are
+    /// due at once (they bring the tags to their state at `start`), later ones at pace.
+    pub fn starting_at(speed: Speed, start: Timestamp) -> Self {
+        Schedule {
+            first: Some(start),
+            ..Schedule::new(speed)
+        }
+    }
+
     /// When the event recorded at `when` is due, after the replay's start. Events are
     /// taken in file order: one recorded earlier than the one before it (a clock set
     /// back) is due with it, never before.

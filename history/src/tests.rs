@@ -291,6 +291,13 @@ fn serde_is_the_utc_text_to_the_microsecond() {
     let json = serde_json::to_string(&t).unwrap();
     assert_eq!(json, "\"2014-07-15 22:03:44.186123\"");
     assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    for name in ["UTC", "America/Edmonton", "-06", "+05:30"] {
+        let zone = Zone::named(name).unwrap();
+        let json = serde_json::to_string(&zone).unwrap();
+        assert_eq!(json, format!("\"{name}\""));
+        assert_eq!(serde_json::from_str::<Zone>(&json).unwrap(), zone);
+    }
+    assert!(serde_json::from_str::<Zone>("\"Mars/Olympus\"").is_err());
 }
 
 mod lines {
@@ -577,6 +584,10 @@ mod lines {
         let mut s = Schedule::new(Speed::Factor(1.0));
         s.due(at(0));
         assert_eq!(s.due(at(1500)), Duration::from_millis(1500));
+        let mut s = Schedule::starting_at(Speed::Factor(2.0), at(10_000));
+        assert_eq!(s.due(at(0)), Duration::ZERO);
+        assert_eq!(s.due(at(9_000)), Duration::ZERO);
+        assert_eq!(s.due(at(12_000)), Duration::from_secs(1));
         let mut s = Schedule::new(Speed::Max);
         s.due(at(0));
         assert_eq!(s.due(at(3_600_000)), Duration::ZERO);
