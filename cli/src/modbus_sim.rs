@@ -32,8 +32,9 @@ pub struct ModbusSimArgs {
     #[command(flatten)]
     serve: ServeArgs,
 
+    // Boxed: the subcommand enum's variants stay of similar size.
     #[command(flatten)]
-    history: HistoryArgs,
+    history: Box<HistoryArgs>,
 
     /// Answer only these unit ids (repeat the option or give a list); by default every
     /// unit id is answered, all from the same registers.
