@@ -177,9 +177,9 @@ impl Record {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
-    /// A read (Read Tag [Fragmented]).
+    /// A read (Read Tag, Read Tag Fragmented).
     Read,
-    /// A write (Write Tag [Fragmented], Read-Modify-Write Tag).
+    /// A write (Write Tag, Write Tag Fragmented, Read-Modify-Write Tag).
     Write,
 }
 
