@@ -788,3 +788,66 @@ fn replay_from_a_time_brings_the_tags_to_their_state_then() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// cpppo's own record parser over a history file: one JSON list of
+/// `[unix seconds, serial, data]` per record.
+const CPPPO_PARSE_RECORDS: &str = "import sys, json
+from cpppo.history.files import parse_record
+n, out = -1, []
+with open(sys.argv[1], 'rb') as f:
+    while True:
+        try:
+            n, (ts, serial, js) = parse_record(f, n)
+        except StopIteration:
+            break
+        out.append([round(ts.value, 6), serial, json.loads(js)])
+print(json.dumps(out))
+";
+
+#[test]
+fn cpppos_reader_reads_what_our_server_records() {
+    let Some(python) = peer_python() else {
+        return;
+    };
+    let dir = scratch("cpppo-reads");
+    let file = dir.join("ours.hst");
+    let history = file.to_str().unwrap();
+    let s = server(&[
+        "--history",
+        history,
+        "SCADA=INT[10]",
+        "Speed=REAL",
+        "Text=SSTRING",
+    ]);
+    client(
+        &s,
+        &[
+            "SCADA[1-3]=10,20,30",
+            "Speed=(REAL)1.5",
+            "Text=(SSTRING)\"caf\u{e9}\"",
+            "SCADA[0-3]",
+        ],
+    );
+    let text = wait_for(&file, "{\"read\": [0, 10, 20, 30]}");
+    let output = Command::new(python)
+        .args(["-W", "ignore", "-c", CPPPO_PARSE_RECORDS, history])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ours: Vec<serde_json::Value> = parse(&text)
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Record(r) => Some(json!([r.when.unix_micros() as f64 / 1e6, r.serial, r.data])),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(theirs, serde_json::Value::Array(ours), "{text}");
+    assert_eq!(theirs[2][2], json!({"write": ["caf\u{e9}"]}), "{text}");
+    assert!(text.contains("{\"write\": [\"caf\\u00e9\"]}"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
