@@ -3,6 +3,7 @@
 //! plays the recorded writes back into a running controller; `cpppo history show`
 //! prints a history with its times in another zone.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
+use cpppo_core::cip::data::Values;
 use cpppo_core::cip::message_router::service;
 use cpppo_core::cip::operation::{parse_operation, Method, Operation};
 use cpppo_core::cip::status::GeneralStatus;
@@ -17,7 +19,9 @@ use cpppo_core::controller::{TagAccess, TagHook};
 use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value as Reply};
 use cpppo_core::enip::ENIP_PORT;
 use cpppo_core::modbus::device::Write as ModbusWrite;
-use cpppo_history::record::{comment_line, modbus_write_record, started_recording, values_like};
+use cpppo_history::record::{
+    comment_line, modbus_write_record, python_json, started_recording, values_like,
+};
 use cpppo_history::time::DEFAULT_DIGITS;
 use cpppo_history::{
     Abbreviations, Access, HistoryReader, Line, Schedule, Speed, TagIo, Timestamp, Zone,
@@ -547,15 +551,30 @@ fn path_text(io: &TagIo) -> String {
     }
 }
 
-fn replay(args: &ReplayArgs) -> Result<(), CliError> {
-    let Records { records, from } = args.read.records()?;
-    let mut schedule = match from {
-        Some(start) => Schedule::starting_at(args.speed, start),
-        None => Schedule::new(args.speed),
+/// The tag and elements as `--print` shows them: `SCADA[1-3]`.
+fn shown_path(io: &TagIo) -> String {
+    if io.first == io.last {
+        format!("{}[{}]", io.tag, io.first)
+    } else {
+        format!("{}[{}-{}]", io.tag, io.first, io.last)
+    }
+}
+
+/// A tag name from the history as an operation (a read of it).
+fn tag_operation(io: &TagIo, text: &str) -> Result<Operation, CliError> {
+    parse_operation(text)
+        .map_err(|e| CliError::usage(format!("bad tag name {:?} in history: {e}", io.tag)))
+}
+
+/// The writes to play, each with when it is due; and how many were skipped.
+fn plan(records: Records, speed: Speed) -> (Vec<Planned>, usize) {
+    let mut schedule = match records.from {
+        Some(start) => Schedule::starting_at(speed, start),
+        None => Schedule::new(speed),
     };
     let mut plan = Vec::new();
     let mut skipped = 0usize;
-    for record in records {
+    for record in records.records {
         match record.tag_io() {
             Some(io) if io.access == Access::Write => {
                 if io.bit.is_some() || io.member_at > 0 {
@@ -570,76 +589,41 @@ fn replay(args: &ReplayArgs) -> Result<(), CliError> {
             _ => {}
         }
     }
-    let mut options = ClientOptions {
-        timeout: args.timeout,
-        ..ClientOptions::default()
-    };
-    if let Some(text) = &args.route_path {
-        options = options
-            .with_route_path(text)
-            .map_err(|e| CliError::usage(format!("bad --route-path {text:?}: {e}")))?;
-    }
-    let target = parse_address(&args.address, ENIP_PORT)
-        .map_err(CliError::usage)?
-        .into_iter()
-        .map(cpppo_core::engine::reachable)
-        .collect::<Vec<SocketAddr>>();
-    let shown = args.address.clone();
-    let stream = cpppo_blocking::client::connect(&target, args.timeout)
-        .map_err(|e| CliError::failure(format!("cannot connect to {shown}: {e}")))?;
-    let mut session = Session {
-        client: ClientConn::new(Instant::now(), options),
-        driver: cpppo_blocking::client::ClientDriver::new(Some(stream)),
-        idle: args.timeout,
-    };
+    (plan, skipped)
+}
 
-    // Each tag's type, from one read of it.
-    let mut types: std::collections::BTreeMap<String, cpppo_core::cip::data::Values> =
-        std::collections::BTreeMap::new();
+/// The Write Tag operation of a planned write, its values typed `like` the tag.
+fn write_operation(io: &TagIo, like: &Values) -> Result<Operation, CliError> {
+    let values = values_like(like, &io.values)
+        .map_err(|e| CliError::usage(format!("history write to {}: {e}", shown_path(io))))?;
+    let mut op = tag_operation(io, &path_text(io))?;
+    op.method = Method::Write;
+    op.elements = u16::try_from(io.last.saturating_sub(io.first) + 1).unwrap_or(u16::MAX);
+    op.offset = u32::try_from(io.offset).ok().filter(|o| *o > 0);
+    op.values = Some(values);
+    Ok(op)
+}
+
+fn replay(args: &ReplayArgs) -> Result<(), CliError> {
+    let (plan, skipped) = plan(args.read.records()?, args.speed);
+    let mut session = Session::connect(args)?;
+    // Each tag's type from one read of it; then every write is built (a value that does
+    // not fit its tag stops the replay before anything is written).
+    let mut types: BTreeMap<&str, Values> = BTreeMap::new();
     for p in &plan {
-        if types.contains_key(&p.io.tag) {
-            continue;
-        }
-        let op = parse_operation(&p.io.tag)
-            .map_err(|e| CliError::usage(format!("bad tag name {:?} in history: {e}", p.io.tag)))?;
-        match session.call(op).map_err(CliError::failure)? {
-            Ok(Reply::Values(v)) => {
-                types.insert(p.io.tag.clone(), v);
-            }
-            Ok(other) => {
-                return Err(CliError::failure(format!(
-                    "reading {} to learn its type answered {other:?}",
-                    p.io.tag
-                )))
-            }
-            Err(status) => {
-                return Err(CliError::failure(format!(
-                    "cannot read tag {} to learn its type: status {:#04x} {:?}",
-                    p.io.tag, status.general.0, status.additional
-                )))
-            }
+        if !types.contains_key(p.io.tag.as_str()) {
+            types.insert(&p.io.tag, session.tag_type(&p.io)?);
         }
     }
+    let writes = plan
+        .iter()
+        .filter_map(|p| types.get(p.io.tag.as_str()).map(|like| (p, like)))
+        .map(|(p, like)| Ok((p, write_operation(&p.io, like)?)))
+        .collect::<Result<Vec<_>, CliError>>()?;
 
     let start = Instant::now();
     let mut failed = 0usize;
-    for p in &plan {
-        let Some(like) = types.get(&p.io.tag) else {
-            continue;
-        };
-        let shown_path = if p.io.first == p.io.last {
-            format!("{}[{}]", p.io.tag, p.io.first)
-        } else {
-            format!("{}[{}-{}]", p.io.tag, p.io.first, p.io.last)
-        };
-        let values = values_like(like, &p.io.values)
-            .map_err(|e| CliError::usage(format!("history write to {shown_path}: {e}")))?;
-        let mut op = parse_operation(&path_text(&p.io))
-            .map_err(|e| CliError::usage(format!("bad tag name {:?} in history: {e}", p.io.tag)))?;
-        op.method = Method::Write;
-        op.elements = u16::try_from(p.io.last.saturating_sub(p.io.first) + 1).unwrap_or(u16::MAX);
-        op.offset = u32::try_from(p.io.offset).ok().filter(|o| *o > 0);
-        op.values = Some(values);
+    for (p, op) in writes {
         if let Some(wait) = (start + p.due).checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
@@ -652,8 +636,9 @@ fn replay(args: &ReplayArgs) -> Result<(), CliError> {
         };
         if args.print {
             print_line(&format!(
-                "{shown_path} <= {}: {outcome}",
-                cpppo_history::record::python_json(&p.io.values)
+                "{} <= {}: {outcome}",
+                shown_path(&p.io),
+                python_json(&p.io.values)
             ));
         }
     }
@@ -679,6 +664,49 @@ struct Session {
 }
 
 impl Session {
+    /// Connect to the controller `args` name.
+    fn connect(args: &ReplayArgs) -> Result<Session, CliError> {
+        let mut options = ClientOptions {
+            timeout: args.timeout,
+            ..ClientOptions::default()
+        };
+        if let Some(text) = &args.route_path {
+            options = options
+                .with_route_path(text)
+                .map_err(|e| CliError::usage(format!("bad --route-path {text:?}: {e}")))?;
+        }
+        let target = parse_address(&args.address, ENIP_PORT)
+            .map_err(CliError::usage)?
+            .into_iter()
+            .map(cpppo_core::engine::reachable)
+            .collect::<Vec<SocketAddr>>();
+        let stream = cpppo_blocking::client::connect(&target, args.timeout)
+            .map_err(|e| CliError::failure(format!("cannot connect to {}: {e}", args.address)))?;
+        Ok(Session {
+            client: ClientConn::new(Instant::now(), options),
+            driver: cpppo_blocking::client::ClientDriver::new(Some(stream)),
+            idle: args.timeout,
+        })
+    }
+
+    /// The tag's type: what one read of its first element answers.
+    fn tag_type(&mut self, io: &TagIo) -> Result<Values, CliError> {
+        match self
+            .call(tag_operation(io, &io.tag)?)
+            .map_err(CliError::failure)?
+        {
+            Ok(Reply::Values(v)) => Ok(v),
+            Ok(other) => Err(CliError::failure(format!(
+                "reading {} to learn its type answered {other:?}",
+                io.tag
+            ))),
+            Err(status) => Err(CliError::failure(format!(
+                "cannot read tag {} to learn its type: status {:#04x} {:?}",
+                io.tag, status.general.0, status.additional
+            ))),
+        }
+    }
+
     /// Send `op` and wait for its answer: the value or the device's status; an error if
     /// the connection is lost.
     fn call(

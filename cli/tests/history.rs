@@ -851,3 +851,26 @@ fn cpppos_reader_reads_what_our_server_records() {
     assert!(text.contains("{\"write\": [\"caf\\u00e9\"]}"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_value_that_does_not_fit_its_tag_stops_the_replay_before_any_write() {
+    let dir = scratch("misfit");
+    let file = dir.join("misfit.hst");
+    std::fs::write(
+        &file,
+        "2014-07-15 22:03:44.000\t[\"N\", [0, 0]]\t{\"write\": [5]}\n\
+         2014-07-15 22:03:45.000\t[\"N\", [1, 1]]\t{\"write\": [70000]}\n",
+    )
+    .unwrap();
+    let s = server(&["N=INT[2]"]);
+    let address = s.addr.to_string();
+    let (code, _, err) = cpppo(&["history", "replay", file.to_str().unwrap(), "-a", &address]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("history write to N[1]: [70000] is not int values"),
+        "{err}"
+    );
+    assert!(client(&s, &["N[0-1]"])[0].ends_with("== [0, 0]: 'OK'"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
