@@ -208,8 +208,13 @@ fn ambiguous_and_unknown_abbreviations_are_errors() {
     );
     assert!(err.to_string().contains("CDT"), "{err}");
     // With no table at all, the message says how to get one.
-    let err = "2014-07-15 01:00:00 MST".parse::<Timestamp>().unwrap_err();
+    let err = "2014-07-15 01:00:00 MDT".parse::<Timestamp>().unwrap_err();
     assert!(err.to_string().contains("--tz"), "{err}");
+    // `MST` alone is also the IANA database's fixed UTC-7 zone (as in pytz).
+    assert_eq!(
+        "2014-07-15 01:00:00 MST".parse::<Timestamp>().unwrap(),
+        at("2014-07-15 08:00:00")
+    );
     assert!(matches!(
         Zone::named("Mars/Olympus"),
         Err(TimeError::UnknownZone(_))

@@ -211,7 +211,15 @@ impl Timestamp {
             Some(term) => match fixed_offset(term) {
                 Some(offset) => offset,
                 None if term.contains('/') => Zone::named(term)?.offset_of(&dt, &shown)?,
-                None => abbreviations.offset(term)?,
+                // An abbreviation; else an IANA name without a `/` (`Japan`, `EST5EDT`).
+                None => match abbreviations.offset(term) {
+                    Err(unknown @ TimeError::UnknownAbbreviation { .. }) => match Zone::named(term)
+                    {
+                        Ok(zone) => zone.offset_of(&dt, &shown)?,
+                        Err(_) => return Err(unknown),
+                    },
+                    other => other?,
+                },
             },
         };
         let ts = offset
