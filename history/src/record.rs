@@ -121,16 +121,49 @@ impl Line {
             None => return Err(RecordError::NoSerial),
         };
         let data_text = rest.get(stream.byte_offset()..).unwrap_or_default().trim();
-        let data = if data_text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(data_text).map_err(|e| RecordError::Json {
-                field: "data",
-                why: e.to_string(),
-            })?
-        };
+        let data =
+            if data_text.is_empty() {
+                Value::Null
+            } else {
+                match serde_json::from_str(data_text) {
+                    Ok(v) => v,
+                    // Python's json writes NaN and Infinity, which JSON lacks: read them as null.
+                    Err(e) => serde_json::from_str(&python_non_finite_as_null(data_text)).map_err(
+                        |_| RecordError::Json {
+                            field: "data",
+                            why: e.to_string(),
+                        },
+                    )?,
+                }
+            };
         Ok(Line::Record(Record { when, serial, data }))
     }
+}
+
+/// `text` with Python's `NaN`, `Infinity` and `-Infinity` (outside strings) as `null`.
+fn python_non_finite_as_null(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(token) = ["-Infinity", "Infinity", "NaN"]
+            .iter()
+            .find(|t| rest.starts_with(**t))
+        {
+            out.push_str("null");
+            rest = rest.get(token.len()..).unwrap_or_default();
+            continue;
+        }
+        out.push(c);
+        rest = rest.get(c.len_utf8()..).unwrap_or_default();
+    }
+    out
 }
 
 impl Record {
@@ -304,6 +337,24 @@ pub fn values_json(tag_type: TagType, count: Count, data: &[u8]) -> Value {
 /// The recorded `values` (JSON) as [`Values`] of the type of `like` (what a read of the
 /// tag answered): cpppo's records carry no type, the tag has one.
 pub fn values_like(like: &Values, values: &Value) -> Result<Values, String> {
+    // Floats that are not numbers are recorded as `null` (JSON has no NaN).
+    if matches!(like, Values::Real(_) | Values::Lreal(_)) {
+        if let Some(items) = values.as_array() {
+            let floats: Option<Vec<f64>> = items
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        Some(f64::NAN)
+                    } else {
+                        v.as_f64()
+                    }
+                })
+                .collect();
+            if let Some(floats) = floats {
+                return Values::from_f64s(like.tag_type(), &floats).map_err(|e| e.to_string());
+            }
+        }
+    }
     let mut typed = serde_json::to_value(like).map_err(|e| e.to_string())?;
     let kind = typed
         .get("type")

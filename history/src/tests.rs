@@ -534,6 +534,23 @@ mod lines {
         let err = values_like(&int, &json!([70000])).unwrap_err();
         assert!(err.contains("[70000] is not int values"), "{err}");
         assert!(values_like(&int, &json!("text")).is_err());
+        // NaN is recorded as null, and Python writes it as NaN: both read back as NaN.
+        let Values::Real(v) = values_like(&real, &json!([null, 1.5])).unwrap() else {
+            panic!()
+        };
+        assert!(v[0].is_nan() && v[1] == 1.5);
+        let line =
+            "2014-07-15 22:03:44.186\t[\"S\", [0, 2]]\t{\"write\": [NaN, -Infinity, \"NaN\"]}";
+        let Line::Record(r) = Line::parse(line, &Zone::Utc, &Abbreviations::new()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.data, json!({"write": [null, null, "NaN"]}));
+        assert!(Line::parse(
+            "2014-07-15 22:03:44\t[1]\t{\"a\": Nope}",
+            &Zone::Utc,
+            &Abbreviations::new()
+        )
+        .is_err());
         let s = Values::Sstring(vec!["".into()]);
         assert_eq!(
             values_like(&s, &json!(["hi"])).unwrap(),
