@@ -13,6 +13,7 @@ use cpppo_core::enip::server::{ReplyDelay, RoutePolicy, Server, ServerEvent, Ser
 use cpppo_core::wire::Reader;
 
 use crate::address::parse_address;
+use crate::history::{HistoryArgs, Hooks};
 use crate::serve::{self, listening_line, print_line, CliError, ServeArgs};
 
 /// The EtherNet/IP port (TCP and UDP).
@@ -29,6 +30,9 @@ const PRINT_ELEMENTS: usize = 10;
 pub struct EnipServerArgs {
     #[command(flatten)]
     serve: ServeArgs,
+
+    #[command(flatten)]
+    history: HistoryArgs,
 
     /// Accept Unconnected Sends (and Forward Opens) only along this route path, as cpppo's
     /// JSON, `1/0` (backplane port 1, slot 0), or `false` for none (a non-routing
@@ -248,8 +252,18 @@ fn event_line(event: &ServerEvent) -> Option<String> {
 pub fn run(args: EnipServerArgs) -> Result<(), CliError> {
     args.serve.init_logging()?;
     let mut plc = controller(&args)?;
+    let names: Vec<String> = plc.tags().tags().iter().map(|t| t.full_name()).collect();
+    let mut hooks: Vec<Arc<dyn TagHook>> = Vec::new();
     if args.serve.print {
-        plc.set_hook(Some(Arc::new(PrintTags)));
+        hooks.push(Arc::new(PrintTags));
+    }
+    if let Some(recorder) = args.history.recorder(&names)? {
+        hooks.push(recorder);
+    }
+    match hooks.len() {
+        0 => {}
+        1 => plc.set_hook(hooks.pop()),
+        _ => plc.set_hook(Some(Arc::new(Hooks(hooks)))),
     }
     let options = args.serve.serve_options(ENIP_PORT, true)?;
     let mut server_options = ServerOptions::default();

@@ -19,6 +19,7 @@ mod decode;
 mod enip_client;
 mod enip_server;
 mod hex;
+mod history;
 mod modbus_poll;
 mod modbus_sim;
 mod rotate;
@@ -66,6 +67,10 @@ cat capture.hex | cpppo decode --compact enip"
     /// Modbus tools: the device simulator and the poller.
     #[command(subcommand)]
     Modbus(ModbusCommand),
+
+    /// Tag I/O history files (`--history`): replay them into a controller, show them.
+    #[command(subcommand)]
+    History(history::HistoryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,6 +369,13 @@ fn main() -> ExitCode {
         }
         Command::Modbus(ModbusCommand::Poll(args)) => {
             return finish("cpppo modbus poll", modbus_poll::run(args))
+        }
+        Command::History(command) => {
+            let name = match &command {
+                history::HistoryCommand::Replay(_) => "cpppo history replay",
+                history::HistoryCommand::Show(_) => "cpppo history show",
+            };
+            return finish(name, history::run(command));
         }
     };
     match result {

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use cpppo_core::modbus::device::{Delay, Device, Faults, UnitData};
 use cpppo_core::modbus::server::{Event, Transport};
 
+use crate::history::HistoryArgs;
 use crate::serve::{self, CliError, ServeArgs};
 
 /// The Modbus/TCP port.
@@ -30,6 +31,10 @@ pub enum Framing {
 pub struct ModbusSimArgs {
     #[command(flatten)]
     serve: ServeArgs,
+
+    // Boxed: the subcommand enum's variants stay of similar size.
+    #[command(flatten)]
+    history: Box<HistoryArgs>,
 
     /// Answer only these unit ids (repeat the option or give a list); by default every
     /// unit id is answered, all from the same registers.
@@ -125,7 +130,12 @@ fn event_line(event: &Event) -> Option<String> {
 
 /// Serve one serial line until Ctrl-C.
 #[cfg(unix)]
-fn run_serial(path: &str, baud: u32, device: Device, print: bool) -> Result<(), CliError> {
+fn run_serial(
+    path: &str,
+    baud: u32,
+    device: Device,
+    on_event: cpppo_core::engine::OnEvent<Event>,
+) -> Result<(), CliError> {
     use cpppo_core::engine::Server;
     let port = cpppo_blocking::open_serial(path, baud)
         .map_err(|e| CliError::usage(format!("cannot open serial device {path}: {e}")))?;
@@ -135,7 +145,6 @@ fn run_serial(path: &str, baud: u32, device: Device, print: bool) -> Result<(), 
     let flag = Arc::clone(&stop);
     serve::on_signal(move || flag.store(true, Ordering::Release))?;
     eprintln!("{COMMAND}: serving {path} at {baud} baud (rtu), runtime blocking");
-    let on_event = serve::event_hook(print, event_line);
     let connection = cpppo_core::engine::lock(&device)
         .accept(std::time::Instant::now(), nowhere, nowhere)
         .ok_or_else(|| CliError::failure("the device refused the serial line"))?;
@@ -146,7 +155,12 @@ fn run_serial(path: &str, baud: u32, device: Device, print: bool) -> Result<(), 
 }
 
 #[cfg(not(unix))]
-fn run_serial(path: &str, _: u32, _: Device, _: bool) -> Result<(), CliError> {
+fn run_serial(
+    path: &str,
+    _: u32,
+    _: Device,
+    _: cpppo_core::engine::OnEvent<Event>,
+) -> Result<(), CliError> {
     Err(CliError::usage(format!(
         "cannot open serial device {path}: serial lines are supported on Unix only"
     )))
@@ -156,11 +170,23 @@ fn run_serial(path: &str, _: u32, _: Device, _: bool) -> Result<(), CliError> {
 pub fn run(args: ModbusSimArgs) -> Result<(), CliError> {
     args.serve.init_logging()?;
     let device = device(&args)?;
+    let printing = serve::event_hook(args.serve.print, event_line);
+    let on_event: cpppo_core::engine::OnEvent<Event> = match args.history.recorder(&[])? {
+        Some(recorder) => {
+            recorder.note(std::time::Instant::now(), "Started recording Modbus writes");
+            Arc::new(move |peer, event| {
+                if let Event::Written(write) = &event {
+                    recorder.modbus_write(std::time::Instant::now(), write);
+                }
+                printing(peer, event);
+            })
+        }
+        None => printing,
+    };
     if let Some(path) = &args.serial {
-        return run_serial(path, args.baud, device, args.serve.print);
+        return run_serial(path, args.baud, device, on_event);
     }
     let options = args.serve.serve_options(MODBUS_PORT, false)?;
-    let on_event = serve::event_hook(args.serve.print, event_line);
     let handle = serve::start(args.serve.runtime, device, options, on_event)?;
     serve::run(COMMAND, args.serve.runtime, handle)
 }
