@@ -480,7 +480,7 @@ impl Poller {
             }
         }
         if self.cycle.is_none()
-            && self.waiting.is_none_or(|at| at <= now)
+            && !self.waiting.is_some_and(|at| at > now)
             && self.polled.iter().any(|p| p.due <= now)
         {
             self.waiting = None;

@@ -512,13 +512,15 @@ impl Parameters {
 type Row = (&'static str, &'static str, &'static str, &'static str);
 
 /// cpppo's generic proxy parameters (its `proxy.PARAMETERS`): the Identity object's
-/// product name and all its attributes.
+/// product name and its attributes 1 to 7 (cpppo's list ends with the state, a USINT,
+/// which a ControlLogix and our simulator leave out of Get Attributes All; bytes after
+/// the list are ignored, so a device that sends the state is read too).
 const PROXY_PARAMETERS: &[Row] = &[
     ("Product Name", "@1/1/7", "SSTRING", ""),
     (
         "Identity",
         "@1/1",
-        "INT,INT,INT,INT,INT,DINT,SSTRING,USINT",
+        "INT,INT,INT,INT,INT,DINT,SSTRING",
         "Identity",
     ),
 ];
