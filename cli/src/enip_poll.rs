@@ -19,7 +19,7 @@ use cpppo_core::enip::ENIP_PORT;
 
 use crate::address::parse_address;
 use crate::enip_getattr::client_options;
-use crate::link::{run_linked, Link};
+use crate::link::{report_load, run_linked, Link};
 use crate::serve::{parse_seconds, CliError, Runtime};
 
 /// The command name in messages.
@@ -205,11 +205,7 @@ pub fn run(args: EnipPollArgs) -> Result<(), CliError> {
             }
         }
         if verbose && !moved {
-            let now = format!("{:.2}", poller.load().one.unwrap_or(0.0));
-            if now != load {
-                eprintln!("{COMMAND}: load: {now}");
-                load = now;
-            }
+            report_load(COMMAND, poller.load(), &mut load);
         }
         (moved, false)
     };

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cpppo_core::engine::Driven;
+use cpppo_core::polling::Load;
 
 use crate::serve::{CliError, Runtime};
 
@@ -76,5 +77,15 @@ pub fn run_linked<E: Driven>(
                 })
                 .map_err(socket)
         }
+    }
+}
+
+/// A poller's one-minute load on stderr (`-v`), when its two decimals changed since
+/// `last`.
+pub fn report_load(command: &str, load: Load, last: &mut String) {
+    let now = format!("{:.2}", load.one.unwrap_or(0.0));
+    if now != *last {
+        eprintln!("{command}: load: {now}");
+        *last = now;
     }
 }

@@ -4,6 +4,8 @@
 //!   Modbus/TCP and Modbus/RTU, printing JSON;
 //! - `cpppo enip server`: a simulated Logix controller (cpppo's `enip_server`);
 //! - `cpppo enip client`: read and write its tags (cpppo's `enip.client`);
+//! - `cpppo enip getattr`: get and set CIP attributes (cpppo's `enip_get_attribute`);
+//! - `cpppo enip poll`: poll named parameters, attributes or tags (cpppo's `enip.poll`);
 //! - `cpppo modbus sim`: a simulated Modbus device (cpppo's `modbus_sim`);
 //! - `cpppo modbus poll`: poll a Modbus device and print changes (cpppo's `modbus_poll`).
 

@@ -15,7 +15,7 @@ use cpppo_core::modbus::poller::{PollEvent, Poller, PollerConfig};
 use cpppo_core::modbus::server::Transport;
 
 use crate::address::parse_address;
-use crate::link::{run_linked, Link};
+use crate::link::{report_load, run_linked, Link};
 use crate::modbus_sim::{Framing, MODBUS_PORT};
 use crate::serve::{parse_seconds, CliError, Runtime};
 
@@ -149,7 +149,7 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
     let mut load = String::new();
     // One turn of the loop on whichever runtime: `link(true)` connects (an error is the
     // connect's), `link(false)` drops the connection.
-    let mut step = |poller: &mut Poller, link: &mut Link<'_>| {
+    let step = |poller: &mut Poller, link: &mut Link<'_>| {
         let mut moved = false;
         while let Some(event) = poller.poll_event() {
             moved = true;
@@ -182,11 +182,7 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
             }
         }
         if args.verbose && !moved {
-            let now = format!("{:.2}", poller.load().one.unwrap_or(0.0));
-            if now != load {
-                eprintln!("{COMMAND}: load: {now}");
-                load = now;
-            }
+            report_load(COMMAND, poller.load(), &mut load);
         }
         (moved, false)
     };
@@ -196,7 +192,7 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
         &target,
         args.timeout,
         Duration::from_secs(1),
-        |p, link| step(p, link),
+        step,
     )
 }
 
