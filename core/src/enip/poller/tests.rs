@@ -334,3 +334,38 @@ fn load_is_the_busy_fraction_of_the_period() {
     assert!(near(load.fifteen, 0.25 / 900.0), "{load:?}");
     assert_eq!(sim.poller.statistics().cycles, 2);
 }
+
+proptest::proptest! {
+    /// Whatever a device sends, the poller neither panics nor stops: it always waits on a
+    /// deadline (the next cycle, a timeout or a backoff).
+    #[test]
+    fn arbitrary_reply_bytes_never_panic_the_poller(
+        replies in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 0..12),
+    ) {
+        let t0 = Instant::now();
+        let params = powerflex_750_series();
+        let mut poller = Poller::new(PollerConfig::default());
+        poller.poll(t0, params.get("Output Current").unwrap().clone(), None);
+        poller.poll(t0, params.get("Identity").unwrap().clone(), Some(Duration::from_millis(300)));
+        poller.write(t0, params.get("Motor Velocity").unwrap(), "1.5").unwrap();
+        let mut now = t0;
+        let mut out = Vec::new();
+        for reply in &replies {
+            while let Some(e) = poller.poll_event() {
+                if e == PollEvent::Connect {
+                    poller.handle_connected(now);
+                }
+            }
+            while poller.poll_transmit(now, &mut out) {}
+            poller.handle_input(now, reply);
+            now += Duration::from_millis(700);
+            poller.handle_timeout(now);
+        }
+        while let Some(e) = poller.poll_event() {
+            if e == PollEvent::Connect {
+                poller.handle_connected(now);
+            }
+        }
+        proptest::prop_assert!(poller.poll_timeout().is_some());
+    }
+}
