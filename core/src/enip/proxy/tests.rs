@@ -323,3 +323,50 @@ fn a_closed_connection_fails_what_is_in_flight() {
     assert_eq!(proxy.poll_timeout(), None);
     assert!(!proxy.poll_transmit(now, &mut out));
 }
+
+#[test]
+fn pipelined_and_packed_reads_give_the_same_values() {
+    let now = Instant::now();
+    let params = powerflex_750_series();
+    let names = [
+        "Output Current",
+        "Speed Units",
+        "Motor Velocity",
+        "Product Name",
+    ];
+    let list: Vec<Parameter> = names
+        .iter()
+        .map(|n| params.get(n).unwrap().clone())
+        .collect();
+    let mut seen = Vec::new();
+    for (depth, multiple) in [(1, 0), (3, 0), (2, 500)] {
+        let mut device = Device::new();
+        device.set("Output_Current", Values::Real(vec![7.25]));
+        device.set("Speed_Units", Values::Dint(vec![1]));
+        let mut proxy = Proxy::new(ClientOptions {
+            depth,
+            multiple,
+            ..ClientOptions::simple()
+        });
+        let a = proxy.read(now, &list);
+        let b = proxy.read(now, &list[..2]);
+        let d = done(&run(&mut proxy, &mut device, now));
+        assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), [a, b]);
+        assert_eq!(d[1].1[..], d[0].1[..2]);
+        let shown: Vec<String> = d[0]
+            .1
+            .iter()
+            .map(|r| match r {
+                Ok(Reply::Value(v)) => v.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            ["[7.25]", "[1]", "[0.0]", "['1756-L61/B LOGIX5561']"],
+            "depth {depth}, multiple {multiple}"
+        );
+        seen.push(shown);
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]));
+}
