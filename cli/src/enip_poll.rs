@@ -83,6 +83,13 @@ pub struct EnipPollArgs {
     #[arg(short = 'S', long)]
     simple: bool,
 
+    /// Print every value read, changed or not, as cpppo's poll does
+    /// (`' Output Current: [16.5]'`), besides the changes.
+    ///
+    /// Example: `-e`.
+    #[arg(short, long)]
+    every: bool,
+
     /// Also report connections, backoffs and the load on stderr.
     ///
     /// Example: `-v`.
@@ -139,6 +146,7 @@ fn config(args: &EnipPollArgs) -> Result<PollerConfig, CliError> {
     Ok(PollerConfig {
         client,
         cycle: args.cycle,
+        every_value: args.every,
         ..PollerConfig::default()
     })
 }
@@ -192,7 +200,7 @@ pub fn run(args: EnipPollArgs) -> Result<(), CliError> {
                 PollEvent::Disconnect { .. } => {
                     let _ = link(false);
                 }
-                PollEvent::Changed { .. } | PollEvent::Failed { .. } => {
+                PollEvent::Changed { .. } | PollEvent::Failed { .. } | PollEvent::Polled { .. } => {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{event}");
                     let _ = out.flush();
@@ -263,10 +271,12 @@ mod tests {
             "-d",
             "4",
             "-m",
+            "-e",
             "Output Current",
         ])
         .unwrap();
         let c = config(&args).unwrap();
+        assert!(c.every_value);
         assert_eq!(
             (c.cycle, c.client.timeout, c.client.depth, c.client.multiple),
             (Duration::from_millis(500), Duration::from_secs(2), 4, 500)

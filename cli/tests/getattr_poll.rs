@@ -223,6 +223,7 @@ fn survives_a_restart(runtime: &str) {
         "0.2",
         "-t",
         "0.5",
+        "-e",
         "Output Current",
         "Speed Units#0.5",
     ]);
@@ -232,6 +233,8 @@ fn survives_a_restart(runtime: &str) {
     );
     poll.wait_printed("Output Current == [0.0] Amps (was: None)\n");
     poll.wait_printed("Speed Units == [0] Hz/RPM (was: None)\n");
+    // With -e every value read is printed too, as cpppo's poll prints them.
+    poll.wait_printed("    Speed Units: [0]\n");
     set(addr, "16.5");
     poll.wait_printed("Output Current == [16.5] Amps (was: [0.0])\n");
 

@@ -10,7 +10,8 @@
 //!   with [`ClientOptions::multiple`], packed). The next cycle of a parameter is due one
 //!   rate after the last was due; cycles missed while a slow one ran, or during a
 //!   backoff, are skipped ([`crate::polling::next_due`]), keeping the cadence.
-//! - A value that differs from the last one read is a [`PollEvent::Changed`]; a
+//! - A value that differs from the last one read is a [`PollEvent::Changed`] (with
+//!   [`PollerConfig::every_value`], every value read is a [`PollEvent::Polled`] too); a
 //!   parameter that fails is reported once ([`PollEvent::Failed`]) until it succeeds.
 //! - A cycle in which nothing succeeded because the gateway failed (no answer, the
 //!   connection lost or refused) takes the device offline and waits before the next
@@ -108,6 +109,9 @@ pub struct PollerConfig {
     pub backoff_max: Option<Duration>,
     /// Each wait is the last times this.
     pub backoff_multiplier: f64,
+    /// Report every value read ([`PollEvent::Polled`], as cpppo's poll hands each one
+    /// to its `process`), not only changes.
+    pub every_value: bool,
 }
 
 impl Default for PollerConfig {
@@ -118,6 +122,7 @@ impl Default for PollerConfig {
             backoff_min: None,
             backoff_max: None,
             backoff_multiplier: DEFAULT_BACKOFF_MULTIPLIER,
+            every_value: false,
         }
     }
 }
@@ -174,6 +179,14 @@ pub enum PollEvent {
         /// The value now.
         new: ParamValue,
     },
+    /// A value read, changed or not (with [`PollerConfig::every_value`]; before the
+    /// [`PollEvent::Changed`] when it changed).
+    Polled {
+        /// The parameter's name.
+        name: String,
+        /// The value.
+        value: ParamValue,
+    },
     /// A parameter started failing (reported once until it succeeds again).
     Failed {
         /// The parameter's name.
@@ -227,6 +240,8 @@ impl fmt::Display for PollEvent {
                     None => f.write_str(" (was: None)"),
                 }
             }
+            // cpppo's poll prints each value as `"%15s: %r"`.
+            PollEvent::Polled { name, value } => write!(f, "{name:>15}: {value}"),
             PollEvent::Failed { name, error } => write!(f, "{name}: failed: {error}"),
             PollEvent::Online => f.write_str("online"),
             PollEvent::Offline => f.write_str("offline"),
@@ -537,6 +552,12 @@ impl Poller {
                     if !self.online {
                         self.online = true;
                         self.events.push_back(PollEvent::Online);
+                    }
+                    if self.config.every_value {
+                        self.events.push_back(PollEvent::Polled {
+                            name: p.param.name.clone(),
+                            value: new.clone(),
+                        });
                     }
                     if p.value.as_ref() != Some(&new) {
                         self.events.push_back(PollEvent::Changed {

@@ -278,6 +278,30 @@ fn a_silent_device_times_out_closes_and_backs_off() {
 }
 
 #[test]
+fn every_value_is_reported_when_asked() {
+    let mut sim = Sim::new(PollerConfig {
+        every_value: true,
+        ..PollerConfig::default()
+    });
+    sim.device.set("Output_Current", Values::Real(vec![123.45]));
+    sim.poll("Output Current", 1000);
+    let polled = |events: &[PollEvent]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| matches!(e, PollEvent::Polled { .. }))
+            .map(ToString::to_string)
+            .collect()
+    };
+    let events = sim.step();
+    assert_eq!(polled(&events), [" Output Current: [123.44999694824219]"]);
+    assert_eq!(changed(&events).len(), 1);
+    // Unchanged: polled again, no change.
+    let events = sim.advance();
+    assert_eq!(polled(&events), [" Output Current: [123.44999694824219]"]);
+    assert!(changed(&events).is_empty());
+}
+
+#[test]
 fn writes_go_through_the_same_gateway() {
     let mut sim = Sim::new(PollerConfig::default());
     sim.poll("Motor Velocity", 1000);
