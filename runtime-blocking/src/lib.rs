@@ -63,6 +63,7 @@ use cpppo_core::engine::{
 use tracing::{debug, warn};
 
 pub mod client;
+pub mod proxy;
 mod stream;
 #[cfg(unix)]
 pub use stream::open_serial;
