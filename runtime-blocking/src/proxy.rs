@@ -4,7 +4,6 @@
 //! failure (the next call opens a new one), as cpppo's `close_gateway` does.
 //!
 //! ```no_run
-//! use std::time::Duration;
 //! use cpppo_blocking::proxy::Gateway;
 //! use cpppo_core::enip::client::ClientOptions;
 //! use cpppo_core::enip::proxy::{powerflex_750_series, Reply};
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use cpppo_core::enip::client::ClientOptions;
 use cpppo_core::enip::proxy::{
-    ParamError, Parameter, Proxy, ProxyError, ProxyEvent, Reply, RequestId,
+    Awaited, ParamError, Parameter, Proxy, ProxyError, Reply, RequestId,
 };
 
 use crate::client::{connect, ClientDriver};
@@ -84,10 +83,10 @@ impl Gateway {
         let mut out = None;
         self.driver.run(&mut self.proxy, IDLE, |proxy, driver| {
             let mut moved = false;
-            while let Some(event) = proxy.poll_event() {
+            while let Some(next) = proxy.poll_request(id) {
                 moved = true;
-                match event {
-                    ProxyEvent::Connect => {
+                match next {
+                    Awaited::Connect => {
                         let now = Instant::now();
                         match connect(target, timeout) {
                             Ok(stream) => {
@@ -97,9 +96,8 @@ impl Gateway {
                             Err(e) => proxy.handle_connect_failed(now, &e.to_string()),
                         }
                     }
-                    ProxyEvent::Disconnect { .. } => driver.stream = None,
-                    ProxyEvent::Done { request, results } if request == id => out = Some(results),
-                    ProxyEvent::Done { .. } | ProxyEvent::Opened { .. } => {}
+                    Awaited::Disconnect => driver.stream = None,
+                    Awaited::Done(results) => out = Some(results),
                 }
             }
             (moved, out.is_some())

@@ -5,7 +5,6 @@
 //! does.
 //!
 //! ```no_run
-//! use std::time::Duration;
 //! use cpppo_mio::proxy::Gateway;
 //! use cpppo_core::enip::client::ClientOptions;
 //! use cpppo_core::enip::proxy::{powerflex_750_series, Reply};
@@ -25,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use cpppo_core::enip::client::ClientOptions;
 use cpppo_core::enip::proxy::{
-    ParamError, Parameter, Proxy, ProxyError, ProxyEvent, Reply, RequestId,
+    Awaited, ParamError, Parameter, Proxy, ProxyError, Reply, RequestId,
 };
 
 use crate::client::{connect, ClientDriver};
@@ -86,21 +85,20 @@ impl Gateway {
         let mut out = None;
         self.driver.run(&mut self.proxy, IDLE, |proxy, driver| {
             let mut moved = false;
-            while let Some(event) = proxy.poll_event() {
+            while let Some(next) = proxy.poll_request(id) {
                 moved = true;
-                match event {
-                    ProxyEvent::Connect => {
+                match next {
+                    Awaited::Connect => {
                         let now = Instant::now();
                         match connect(target, timeout).and_then(|s| driver.attach(s)) {
                             Ok(()) => proxy.handle_connected(now),
                             Err(e) => proxy.handle_connect_failed(now, &e.to_string()),
                         }
                     }
-                    ProxyEvent::Disconnect { .. } => {
+                    Awaited::Disconnect => {
                         driver.detach();
                     }
-                    ProxyEvent::Done { request, results } if request == id => out = Some(results),
-                    ProxyEvent::Done { .. } | ProxyEvent::Opened { .. } => {}
+                    Awaited::Done(results) => out = Some(results),
                 }
             }
             (moved, out.is_some())

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use cpppo_core::enip::client::ClientOptions;
 use cpppo_core::enip::proxy::{
-    ParamError, Parameter, Proxy, ProxyError, ProxyEvent, Reply, RequestId,
+    Awaited, ParamError, Parameter, Proxy, ProxyError, Reply, RequestId,
 };
 
 use crate::client::{connect, ClientDriver};
@@ -92,17 +92,14 @@ impl Gateway {
                 .run(&mut self.proxy, IDLE, |proxy, driver| {
                     let mut moved = false;
                     while !wants {
-                        let Some(event) = proxy.poll_event() else {
+                        let Some(next) = proxy.poll_request(id) else {
                             break;
                         };
                         moved = true;
-                        match event {
-                            ProxyEvent::Connect => wants = true,
-                            ProxyEvent::Disconnect { .. } => driver.stream = None,
-                            ProxyEvent::Done { request, results } if request == id => {
-                                out = Some(results)
-                            }
-                            ProxyEvent::Done { .. } | ProxyEvent::Opened { .. } => {}
+                        match next {
+                            Awaited::Connect => wants = true,
+                            Awaited::Disconnect => driver.stream = None,
+                            Awaited::Done(results) => out = Some(results),
                         }
                     }
                     (moved, wants || out.is_some())

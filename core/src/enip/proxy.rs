@@ -632,6 +632,19 @@ pub enum ProxyEvent {
     },
 }
 
+/// What an adapter waiting for one request does next ([`Proxy::poll_request`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Awaited {
+    /// Connect a socket, then [`Proxy::handle_connected`] or
+    /// [`Proxy::handle_connect_failed`].
+    Connect,
+    /// Close the socket.
+    Disconnect,
+    /// The request is done: its results.
+    Done(Vec<Result<Reply, ParamError>>),
+}
+
 /// Counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyStatistics {
@@ -867,6 +880,25 @@ impl Proxy {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<ProxyEvent> {
         self.events.pop_front()
+    }
+
+    /// For an adapter that waits for one request at a time (cpppo's `via.read`): the
+    /// next event that asks something of it, or `request`'s results; `None` when no
+    /// event is left. Other events (a session opened, other requests done) are
+    /// dropped: use [`Proxy::poll_event`] to see them.
+    pub fn poll_request(&mut self, request: RequestId) -> Option<Awaited> {
+        while let Some(event) = self.events.pop_front() {
+            match event {
+                ProxyEvent::Connect => return Some(Awaited::Connect),
+                ProxyEvent::Disconnect { .. } => return Some(Awaited::Disconnect),
+                ProxyEvent::Done {
+                    request: r,
+                    results,
+                } if r == request => return Some(Awaited::Done(results)),
+                ProxyEvent::Done { .. } | ProxyEvent::Opened { .. } => {}
+            }
+        }
+        None
     }
 
     /// When [`Proxy::handle_timeout`] must next be called: the earliest operation (or

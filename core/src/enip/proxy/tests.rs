@@ -370,3 +370,26 @@ fn pipelined_and_packed_reads_give_the_same_values() {
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]));
 }
+
+#[test]
+fn poll_request_says_what_a_waiting_adapter_does_next() {
+    let now = Instant::now();
+    let mut device = Device::new();
+    let params = powerflex_750_series();
+    let p = params.get("Output Frequency").unwrap().clone();
+    let mut proxy = Proxy::new(ClientOptions::simple());
+    let first = proxy.read(now, std::slice::from_ref(&p));
+    let second = proxy.read(now, &[p]);
+    assert_eq!(proxy.poll_request(second), Some(Awaited::Connect));
+    assert!(device.accept(now));
+    proxy.handle_connected(now);
+    device.exchange(now, &mut proxy);
+    // The session opened and the first request are passed over.
+    assert_eq!(
+        proxy.poll_request(second),
+        Some(Awaited::Done(vec![value("0.0")]))
+    );
+    assert_eq!(proxy.poll_request(first), None);
+    proxy.handle_disconnected(now);
+    assert_eq!(proxy.poll_request(first), Some(Awaited::Disconnect));
+}
