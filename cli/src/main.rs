@@ -4,6 +4,8 @@
 //!   Modbus/TCP and Modbus/RTU, printing JSON;
 //! - `cpppo enip server`: a simulated Logix controller (cpppo's `enip_server`);
 //! - `cpppo enip client`: read and write its tags (cpppo's `enip.client`);
+//! - `cpppo enip getattr`: get and set CIP attributes (cpppo's `enip_get_attribute`);
+//! - `cpppo enip poll`: poll named parameters, attributes or tags (cpppo's `enip.poll`);
 //! - `cpppo modbus sim`: a simulated Modbus device (cpppo's `modbus_sim`);
 //! - `cpppo modbus poll`: poll a Modbus device and print changes (cpppo's `modbus_poll`).
 
@@ -17,9 +19,12 @@ use serde_json::Value;
 mod address;
 mod decode;
 mod enip_client;
+mod enip_getattr;
+mod enip_poll;
 mod enip_server;
 mod hex;
 mod history;
+mod link;
 mod modbus_poll;
 mod modbus_sim;
 mod rotate;
@@ -113,6 +118,38 @@ cpppo enip client -a 10.0.0.255 -u -b -i\n  \
 cpppo enip client -a 127.0.0.1 -p -c -r 100 'SCADA[0-9]'"
     )]
     Client(enip_client::EnipClientArgs),
+
+    /// Get and set CIP attributes (Get/Set Attribute Single, Get Attributes All), as
+    /// cpppo's enip_get_attribute.
+    #[command(
+        long_about = "Get and set attributes of an EtherNet/IP CIP device, as cpppo's \
+`python -m cpppo.server.enip.get_attribute` does: `@CLASS/INSTANCE/ATTRIBUTE` is Get Attribute \
+Single, `@CLASS/INSTANCE` Get Attributes All, `...=VALUE,...` Set Attribute Single (SINT unless \
+cast, eg. `=(REAL)1.5`), `...=TYPE` a read converted to that type (or list of types), and a \
+parameter name (`'Output Current'`) a typed read. Each result is printed as cpppo prints it, \
+eg. `Sat Nov 28 17:28:04 2026:   0: Single G_A_S      @0x0001/1/7 == [20, 49, ...]`. The exit \
+status is 1 if any operation failed, 2 for a bad option or attribute.",
+        after_help = "Examples:\n  \
+cpppo enip getattr -a 127.0.0.1 @1/1/7 @1/1\n  \
+cpppo enip getattr -a powerflex -S '@0x93/7/10=REAL' 'Output Current'\n  \
+cpppo enip getattr -a 127.0.0.1 '@0x93/1/10=(REAL)60.0' '@1/1=INT,INT,INT,INT,INT,DINT,SSTRING,USINT'"
+    )]
+    Getattr(enip_getattr::EnipGetattrArgs),
+
+    /// Poll named parameters, attributes or tags at their rates; print every change.
+    #[command(
+        long_about = "Poll parameters of an EtherNet/IP CIP device, as cpppo's \
+`python -m cpppo.server.enip.poll` does: named parameters (cpppo's PowerFlex 750 series: \
+`'Output Current'`, `'Motor Velocity'`...; `'Product Name'`, `Identity`), typed attributes \
+(`@0x93/7/10=REAL`) or tags (`SCADA[0-9]`), each at the --cycle or its own rate \
+(`NAME#SECONDS`), over one connection. Each change is printed on stdout \
+(`Output Current == [16.5] Amps (was: None)`), as is each failure; a lost device is \
+reconnected with exponential backoff. Runs until killed.",
+        after_help = "Examples:\n  \
+cpppo enip poll -a powerflex 'Output Current' 'Motor Velocity#0.5'\n  \
+cpppo enip poll -a 127.0.0.1 --route-path 1/0 --send-path @6/1 -c 2 'SCADA[0-3]' '@1/1/7=SSTRING'"
+    )]
+    Poll(enip_poll::EnipPollArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,6 +400,12 @@ fn main() -> ExitCode {
         }
         Command::Enip(EnipCommand::Client(args)) => {
             return finish("cpppo enip client", enip_client::run(args))
+        }
+        Command::Enip(EnipCommand::Getattr(args)) => {
+            return finish("cpppo enip getattr", enip_getattr::run(args))
+        }
+        Command::Enip(EnipCommand::Poll(args)) => {
+            return finish("cpppo enip poll", enip_poll::run(args))
         }
         Command::Modbus(ModbusCommand::Sim(args)) => {
             return finish("cpppo modbus sim", modbus_sim::run(args))

@@ -2,7 +2,8 @@
 //! loop of the `--runtime` chosen over one TCP connection: write the given values, then
 //! poll the ranges and print each change as cpppo logs it (`40009 == 999 (was: 99)`).
 //! The loops ([`cpppo_blocking::client`] by default, [`cpppo_smol::client`],
-//! [`cpppo_mio::client`]) are shared with `cpppo enip client`.
+//! [`cpppo_mio::client`]) are shared with `cpppo enip client`; connecting on the
+//! poller's request is [`crate::link`], shared with `cpppo enip getattr` and `poll`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use cpppo_core::modbus::poller::{PollEvent, Poller, PollerConfig};
 use cpppo_core::modbus::server::Transport;
 
 use crate::address::parse_address;
+use crate::link::{report_load, run_linked, Link};
 use crate::modbus_sim::{Framing, MODBUS_PORT};
 use crate::serve::{parse_seconds, CliError, Runtime};
 
@@ -147,7 +149,7 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
     let mut load = String::new();
     // One turn of the loop on whichever runtime: `link(true)` connects (an error is the
     // connect's), `link(false)` drops the connection.
-    let mut step = |poller: &mut Poller, link: &mut dyn FnMut(bool) -> std::io::Result<()>| {
+    let step = |poller: &mut Poller, link: &mut Link<'_>| {
         let mut moved = false;
         while let Some(event) = poller.poll_event() {
             moved = true;
@@ -180,67 +182,18 @@ pub fn run(args: ModbusPollArgs) -> Result<(), CliError> {
             }
         }
         if args.verbose && !moved {
-            let now = format!("{:.2}", poller.load().one.unwrap_or(0.0));
-            if now != load {
-                eprintln!("{COMMAND}: load: {now}");
-                load = now;
-            }
+            report_load(COMMAND, poller.load(), &mut load);
         }
         (moved, false)
     };
-    let socket = |e: std::io::Error| CliError::failure(format!("socket: {e}"));
-    let idle = Duration::from_secs(1);
-    let timeout = args.timeout;
-    match args.runtime {
-        Runtime::Blocking => {
-            use cpppo_blocking::client::{connect, ClientDriver};
-            ClientDriver::new(None)
-                .run(&mut poller, idle, |p, d| {
-                    step(p, &mut |up| {
-                        d.stream = if up {
-                            Some(connect(&target, timeout)?)
-                        } else {
-                            None
-                        };
-                        Ok(())
-                    })
-                })
-                .map_err(socket)
-        }
-        Runtime::Smol => {
-            use cpppo_smol::client::ClientDriver;
-            smol::block_on(ClientDriver::new(None).run(&mut poller, idle, |p, d| {
-                step(p, &mut |up| {
-                    // The connect blocks the (single-task) executor, as the loop would
-                    // wait for it anyway.
-                    d.stream = if up {
-                        let s = cpppo_blocking::client::connect(&target, timeout)?;
-                        Some(smol::Async::new(s)?)
-                    } else {
-                        None
-                    };
-                    Ok(())
-                })
-            }))
-            .map_err(socket)
-        }
-        Runtime::Mio => {
-            use cpppo_mio::client::{connect, ClientDriver};
-            ClientDriver::new(None)
-                .map_err(socket)?
-                .run(&mut poller, idle, |p, d| {
-                    step(p, &mut |up| {
-                        if up {
-                            d.attach(connect(&target, timeout)?)
-                        } else {
-                            d.detach();
-                            Ok(())
-                        }
-                    })
-                })
-                .map_err(socket)
-        }
-    }
+    run_linked(
+        args.runtime,
+        &mut poller,
+        &target,
+        args.timeout,
+        Duration::from_secs(1),
+        step,
+    )
 }
 
 #[cfg(test)]

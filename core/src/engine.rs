@@ -76,6 +76,8 @@ macro_rules! driven {
 driven!(crate::modbus::poller::Poller, handle_disconnected);
 driven!(crate::modbus::client::ClientConn, handle_eof);
 driven!(crate::enip::client::ClientConn, handle_eof);
+driven!(crate::enip::proxy::Proxy, handle_disconnected);
+driven!(crate::enip::poller::Poller, handle_disconnected);
 
 /// One TCP connection's protocol state, driven by a runtime.
 pub trait Connection {

@@ -68,6 +68,11 @@
 //! packed into Multiple Service Packets and fragmented as needed, and come out as
 //! `Reply` or `Lost` events; its module documentation runs it against the server engine.
 //!
+//! [`enip::proxy::Proxy`] (cpppo's getattr proxy: named, typed CIP parameters through a
+//! gateway reopened after failures) and [`enip::poller::Poller`] (parameters at their
+//! own rates, with backoff and load) are built on it; both pollers keep their cadence,
+//! backoff and load with [`polling`].
+//!
 //! [`enip::server::ServerConn`] is the EtherNet/IP server's engine (one per TCP
 //! connection, sharing one [`enip::server::Server`] that holds the simulated
 //! [`cip::device::CipDevice`]); its module documentation has a runnable example of the
@@ -81,6 +86,7 @@ pub mod controller;
 pub mod engine;
 pub mod enip;
 pub mod modbus;
+pub mod polling;
 pub mod rng;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -65,6 +65,7 @@ use cpppo_core::engine::{
 use tracing::{debug, warn};
 
 pub mod client;
+pub mod proxy;
 mod stream;
 pub mod web;
 #[cfg(unix)]

@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod proxy;
 
 use std::collections::BTreeSet;
 use std::io::{self, ErrorKind, Read, Write};

@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod proxy;
 
 use std::future::Future;
 use std::io::{self, ErrorKind};

@@ -143,3 +143,55 @@ fn drives_a_modbus_client_until_done() {
     });
     let _ = handle.shutdown().unwrap();
 }
+
+#[test]
+fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
+    use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
+    use cpppo_smol::proxy::Gateway;
+
+    let serve_drive = |addr: &str| {
+        let mut plc = Controller::new(ControllerConfig::default());
+        plc.tags_mut()
+            .add_str("Output_Current@0x93/7/10=REAL")
+            .unwrap();
+        serve(
+            Server::new(plc, ServerOptions::default()),
+            ServeOptions::new(addr.parse().unwrap()),
+        )
+        .unwrap()
+    };
+    let handle = serve_drive("127.0.0.1:0");
+    let addr = reachable(handle.local_addrs()[0]);
+    let params = powerflex_750_series();
+    let current = params.get("Output Current").unwrap();
+    let name = params.get("Product Name").unwrap();
+    let shown = |r: &Result<Reply, ParamError>| match r {
+        Ok(Reply::Value(v)) => v.to_string(),
+        other => format!("{other:?}"),
+    };
+    smol::block_on(async {
+        let mut via = Gateway::new(
+            vec![addr],
+            ClientOptions {
+                timeout: Duration::from_secs(2),
+                ..ClientOptions::simple()
+            },
+        );
+        assert_eq!(
+            via.write(current, "16.5").await.unwrap().unwrap(),
+            Ok(Reply::Written)
+        );
+        let r = via.read(&[current.clone(), name.clone()]).await.unwrap();
+        assert_eq!(
+            r.iter().map(shown).collect::<Vec<_>>(),
+            ["[16.5]", "['1756-L61/B LOGIX5561']"]
+        );
+        let _ = handle.shutdown().unwrap();
+        let r = via.read(std::slice::from_ref(current)).await.unwrap();
+        assert!(matches!(r[0], Err(ref e) if e.is_link_failure()), "{r:?}");
+        let _again = serve_drive(&addr.to_string());
+        let r = via.read(std::slice::from_ref(current)).await.unwrap();
+        assert_eq!(r.iter().map(shown).collect::<Vec<_>>(), ["[0.0]"]);
+        assert_eq!(via.proxy().statistics().connects, 2);
+    });
+}

@@ -501,6 +501,16 @@ impl Controller {
                 }
                 _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]),
             },
+            // A tag served at this address: its data as an attribute.
+            _ if matches!(
+                svc,
+                service::GET_ATTRIBUTE_SINGLE | service::SET_ATTRIBUTE_SINGLE
+            ) && logical.attribute.is_some()
+                && self.db.resolve(&segments).is_ok() =>
+            {
+                self.attribute_service(ctx, req, &segments)
+                    .unwrap_or_else(|| error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]))
+            }
             _ if is_tag_service(svc) => self.tag_service(ctx, req, &segments),
             class::IDENTITY
             | class::TCP_IP_INTERFACE

@@ -168,6 +168,41 @@ impl Controller {
         m
     }
 
+    /// Get/Set Attribute Single on a tag served at a CIP address
+    /// (`NAME@class/instance/attribute=TYPE`), as cpppo's simulator answers them: the
+    /// whole tag's data, without the type, that Read Tag would give; Set writes exactly
+    /// that many bytes. `None` when no tag lives at the path.
+    pub(super) fn attribute_service(
+        &mut self,
+        ctx: &RequestContext,
+        req: &MessageRouterRequest<'_>,
+        segments: &[Segment<'_>],
+    ) -> Option<Reply> {
+        let svc = req.service;
+        let target = self.db.resolve(segments).ok()?;
+        let n = u16::try_from(target.available()).unwrap_or(u16::MAX);
+        let tag_type = self.target_type(&target);
+        if svc == service::SET_ATTRIBUTE_SINGLE {
+            let fixed = target.element != ElementType::Atomic(DataType::SSTRING);
+            let total = usize::from(n) * self.db.element_size(target.element);
+            if fixed && req.data.len() > total {
+                return Some(error(svc, GeneralStatus::TOO_MUCH_DATA, &[]));
+            }
+            return Some(self.write(ctx, svc, &target, tag_type, n, 0, &req.data));
+        }
+        let mut reply = self.read(ctx, svc, &target, n, 0);
+        if reply.general_status == GeneralStatus::PARTIAL_TRANSFER {
+            return Some(error(svc, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]));
+        }
+        if reply.general_status.is_success() {
+            let data = ReadTagReply::decode(&reply.data)
+                .map(|r| r.data.into_owned())
+                .unwrap_or_default();
+            reply.data = Cow::Owned(data);
+        }
+        Some(reply)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn write(
         &mut self,

@@ -2427,3 +2427,64 @@ fn controller_is_send_and_sync() {
     c.set_hook(Some(Arc::new(History::default())));
     shared(&c);
 }
+
+#[test]
+fn tags_at_cip_addresses_answer_get_and_set_attribute_single() {
+    // cpppo's `NAME@class/instance/attribute=TYPE`: the tag's data is the attribute's,
+    // as cpppo's simulator serves a PowerFlex's parameters to getattr.
+    let mut c = controller(&[
+        "Amps@0x93/7/10=REAL",
+        "Name@0x93/1/7=SSTRING",
+        "Pair@0x93/2/10=INT[2]",
+    ]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0x93/7/10", vec![]);
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(r.data.as_ref(), &[0, 0, 0, 0]);
+    let r = exec(
+        &mut c,
+        service::SET_ATTRIBUTE_SINGLE,
+        "@0x93/7/10",
+        16.5f32.to_le_bytes().to_vec(),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    assert_eq!(c.tags().values("Amps"), Some(Values::Real(vec![16.5])));
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0x93/7/10", vec![]);
+    assert_eq!(r.data.as_ref(), &16.5f32.to_le_bytes());
+    // The whole attribute, no more and no less.
+    let r = exec(
+        &mut c,
+        service::SET_ATTRIBUTE_SINGLE,
+        "@0x93/7/10",
+        vec![0, 0, 0],
+    );
+    assert_status(&r, GeneralStatus::NOT_ENOUGH_DATA, &[]);
+    let r = exec(
+        &mut c,
+        service::SET_ATTRIBUTE_SINGLE,
+        "@0x93/7/10",
+        vec![0; 5],
+    );
+    assert_status(&r, GeneralStatus::TOO_MUCH_DATA, &[]);
+    assert_eq!(c.tags().values("Amps"), Some(Values::Real(vec![16.5])));
+    let r = exec(
+        &mut c,
+        service::SET_ATTRIBUTE_SINGLE,
+        "@0x93/2/10",
+        vec![1, 0, 2, 0],
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0x93/2/10", vec![]);
+    assert_eq!(r.data.as_ref(), &[1, 0, 2, 0]);
+    let r = exec(
+        &mut c,
+        service::SET_ATTRIBUTE_SINGLE,
+        "@0x93/1/7",
+        b"\x02hi".to_vec(),
+    );
+    assert_status(&r, GeneralStatus::SUCCESS, &[]);
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0x93/1/7", vec![]);
+    assert_eq!(r.data.as_ref(), b"\x02hi");
+    // No tag there: as before.
+    let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0x93/8/10", vec![]);
+    assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
+}

@@ -99,6 +99,10 @@ use super::pdu::{
     MAX_WRITE_BITS, MAX_WRITE_REGISTERS,
 };
 use super::server::{ErrorInfo, Transport};
+use crate::polling::{next_due, Backoff};
+
+/// Each wait before reconnecting is twice the last.
+pub const BACKOFF_MULTIPLIER: f64 = 2.0;
 
 /// cpppo `modbus_poll`'s default poll rate: once a second.
 pub const DEFAULT_RATE: Duration = Duration::from_secs(1);
@@ -108,8 +112,7 @@ pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// The unit polled unless configured (1: unit 0 is a broadcast on a serial line).
 pub const DEFAULT_UNIT: u8 = 1;
-/// The load's averaging windows, in minutes.
-pub const LOAD_MINUTES: [u32; 3] = [1, 5, 15];
+pub use crate::polling::{Load, LOAD_MINUTES};
 
 /// How a [`Poller`] polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,18 +302,6 @@ impl fmt::Display for PollEvent {
     }
 }
 
-/// cpppo's `load`: the fraction of the poll period spent polling, averaged over about
-/// the last 1, 5 and 15 minutes; `None` before the first cycle ends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Load {
-    /// Over about a minute.
-    pub one: Option<f64>,
-    /// Over about 5 minutes.
-    pub five: Option<f64>,
-    /// Over about 15 minutes.
-    pub fifteen: Option<f64>,
-}
-
 /// Counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollerStatistics {
@@ -488,7 +479,7 @@ pub struct Poller {
     write_ops: HashMap<OpId, WriteId>,
     writes_in_flight: BTreeMap<WriteId, WriteInFlight>,
     next_write: u64,
-    backoff: Duration,
+    backoff: Backoff,
     load: Load,
     events: VecDeque<PollEvent>,
     stats: PollerStatistics,
@@ -511,7 +502,7 @@ impl Poller {
             write_ops: HashMap::new(),
             writes_in_flight: BTreeMap::new(),
             next_write: 0,
-            backoff: config.backoff,
+            backoff: Backoff::new(config.backoff, config.backoff_max, BACKOFF_MULTIPLIER),
             load: Load::default(),
             events,
             stats: PollerStatistics {
@@ -788,13 +779,8 @@ impl Poller {
     }
 
     fn back_off(&mut self, now: Instant) {
-        let retry_in = self.backoff;
+        let retry_in = self.backoff.next_wait();
         self.state = State::Backoff(now.checked_add(retry_in).unwrap_or(now));
-        self.backoff = self
-            .backoff
-            .saturating_mul(2)
-            .min(self.config.backoff_max)
-            .max(self.config.backoff);
         self.events.push_back(PollEvent::Reconnecting { retry_in });
     }
 
@@ -947,14 +933,9 @@ impl Poller {
             runs.push((r.table, r.address, r.quantity));
             period = Some(period.map_or(r.rate, |p| p.min(r.rate)));
             // Keep the cadence; skip the cycles missed.
-            let late = now.saturating_duration_since(r.due);
-            let slipped = late.as_nanos() / r.rate.as_nanos().max(1);
-            self.stats.slipped += u64::try_from(slipped).unwrap_or(u64::MAX);
-            let steps = u32::try_from(slipped.saturating_add(1)).unwrap_or(u32::MAX);
-            r.due = r
-                .due
-                .checked_add(r.rate.saturating_mul(steps))
-                .unwrap_or(now + r.rate);
+            let (due, slipped) = next_due(r.due, r.rate, now);
+            r.due = due;
+            self.stats.slipped = self.stats.slipped.saturating_add(slipped);
         }
         let mut ops = HashMap::new();
         for read in merge(runs, self.config.reach) {
@@ -994,7 +975,7 @@ impl Poller {
         match (values, result) {
             (Some(values), _) => {
                 cycle.succeeded += 1;
-                self.backoff = self.config.backoff;
+                self.backoff.reset();
                 self.failing.remove(&read);
                 if !self.online {
                     self.online = true;
@@ -1057,21 +1038,8 @@ impl Poller {
             return;
         };
         self.stats.cycles += 1;
-        // cpppo: load = busy / rate, averaged with weight 1 / (minutes * polls per
-        // minute) = rate / (60 s * minutes).
-        let period = cycle.period.as_secs_f64();
-        let sample = now.saturating_duration_since(cycle.start).as_secs_f64() / period;
-        for (minutes, slot) in LOAD_MINUTES.iter().zip([
-            &mut self.load.one,
-            &mut self.load.five,
-            &mut self.load.fifteen,
-        ]) {
-            let weight = period / (60.0 * f64::from(*minutes));
-            *slot = Some(match *slot {
-                None => sample,
-                Some(cur) => cur + weight * (sample - cur),
-            });
-        }
+        self.load
+            .sample(now.saturating_duration_since(cycle.start), cycle.period);
         if cycle.succeeded == 0 && self.online {
             self.online = false;
             self.events.push_back(PollEvent::Offline);
