@@ -45,10 +45,9 @@
 //! `ListServices` (UDP, broadcast) are plain functions: [`list_request`] and
 //! [`decode_list_reply`].
 //!
-//! Out of scope here: the runtimes' `synchronous`/`pipeline`/`results` calls, cpppo's
-//! printed result lines and TPS summary (built from [`ClientEvent`]s and
-//! [`crate::cip::operation::Operation::tag_and_element`]), the getattr proxy and the
-//! pollers.
+//! cpppo's `synchronous`/`pipeline`/`results`/`process` calls, its printed result lines
+//! and TPS summary are [`pipeline`]: a runner over this engine that every runtime's
+//! client drives. Out of scope here: the getattr proxy and the pollers.
 //!
 //! ## Fragmentation
 //!
@@ -130,6 +129,7 @@ use crate::enip::encapsulation::{
 };
 use crate::wire::{Encode, Reader, StreamDecoder};
 
+pub mod pipeline;
 #[cfg(test)]
 mod tests;
 
