@@ -32,7 +32,14 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use cpppo_core::cip::operation::Operation;
+use cpppo_core::engine::write_deadline;
 pub use cpppo_core::engine::Driven;
+use cpppo_core::enip::client::pipeline::{Harvested, Pipeline, Pipelining, Summary};
+use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value};
+
+/// The shortest wait a write gets (a deadline already due still gets one try).
+const MIN_WRITE_WAIT: Duration = Duration::from_millis(1);
 
 /// Connect to the first address that answers, within `timeout` each, with `TCP_NODELAY`.
 pub fn connect(target: &[SocketAddr], timeout: Duration) -> std::io::Result<TcpStream> {
@@ -68,21 +75,57 @@ impl ClientDriver {
         }
     }
 
-    /// Write everything the engine has ready; true if it had anything. A failed write
-    /// drops the stream and tells the engine.
+    /// Take everything the engine has ready and write it, with what an earlier flush
+    /// left; true if the engine had anything. A failed write drops the stream and tells
+    /// the engine. A write waits at most until the engine's next deadline (or
+    /// [`DEFAULT_WRITE_TIMEOUT`](cpppo_core::engine::DEFAULT_WRITE_TIMEOUT) without one): a peer that stops reading does not hold us
+    /// past it; the engine hears its deadline (its operations time out) and the rest is
+    /// kept for the next flush, so no frame is cut.
     pub fn flush<E: Driven>(&mut self, engine: &mut E) -> bool {
-        self.out.clear();
+        let before = self.out.len();
         while engine.transmit(Instant::now(), &mut self.out) {}
-        if self.out.is_empty() {
-            return false;
-        }
-        if let Some(s) = &mut self.stream {
-            if s.write_all(&self.out).is_err() {
-                self.stream = None;
-                engine.eof(Instant::now());
+        let had = self.out.len() > before;
+        self.write_pending(engine);
+        had
+    }
+
+    /// Write what is pending, until the engine's next deadline.
+    fn write_pending<E: Driven>(&mut self, engine: &mut E) {
+        let Some(s) = &mut self.stream else {
+            self.out.clear();
+            return;
+        };
+        let deadline = write_deadline(engine, Instant::now());
+        while !self.out.is_empty() {
+            let now = Instant::now();
+            // A deadline already due still gets one short try.
+            let left = deadline.saturating_duration_since(now).max(MIN_WRITE_WAIT);
+            let result = s
+                .set_write_timeout(Some(left))
+                .and_then(|()| s.write(&self.out));
+            match result {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out.drain(..n.min(self.out.len()));
+                    continue;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        engine.timeout(now);
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
             }
         }
-        true
+        if !self.out.is_empty() {
+            self.out.clear();
+            self.stream = None;
+            engine.eof(Instant::now());
+        }
     }
 
     /// Wait once for input or the engine's next deadline (at most `idle` without one),
@@ -140,6 +183,200 @@ impl ClientDriver {
                 }
             }
             self.wait(engine, idle)?;
+        }
+    }
+}
+
+/// cpppo's `client.connector`: one EtherNet/IP session to a controller over a socket,
+/// with cpppo's calls. [`synchronous`](Self::synchronous), [`pipeline`](Self::pipeline)
+/// and [`operate`](Self::operate) yield each operation's [`Harvested`] result in the
+/// order given; [`results`](Self::results) just the values; [`process`](Self::process)
+/// cpppo's `(failures, values)`. What to submit next and how results are collected is
+/// core's [`Pipeline`]; this only moves its bytes and waits. The same calls, with the
+/// same arguments, exist on every runtime (`cpppo_smol::client::Connector`,
+/// `cpppo_mio::client::Connector`).
+///
+/// ```no_run
+/// use cpppo_blocking::client::Connector;
+/// use cpppo_core::cip::operation::parse_operation;
+/// use cpppo_core::enip::client::pipeline::Pipelining;
+/// use cpppo_core::enip::client::ClientOptions;
+///
+/// let mut conn = Connector::connect(&["127.0.0.1:44818".parse()?], ClientOptions::default())?;
+/// let ops = ["SCADA[1-3]=4,5,6", "SCADA[0-9]"].map(|t| parse_operation(t).unwrap());
+/// for done in conn.pipeline(ops, 2) {
+///     println!("{}", done.line());
+/// }
+/// let (failures, values) = conn.process([parse_operation("SCADA[0]")?], Pipelining::default());
+/// assert_eq!((failures, values.len()), (0, 1));
+/// conn.close();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Connector {
+    driver: ClientDriver,
+    client: ClientConn,
+    idle: Duration,
+    error: Option<std::io::Error>,
+}
+
+impl Connector {
+    /// Connect to the first address of `target` that answers (within the options'
+    /// timeout) and start a session there.
+    pub fn connect(target: &[SocketAddr], options: ClientOptions) -> std::io::Result<Self> {
+        let stream = connect(target, options.timeout)?;
+        Ok(Self::new(stream, options))
+    }
+
+    /// A session over `stream`.
+    pub fn new(stream: TcpStream, options: ClientOptions) -> Self {
+        Connector {
+            driver: ClientDriver::new(Some(stream)),
+            idle: options.timeout,
+            client: ClientConn::new(Instant::now(), options),
+            error: None,
+        }
+    }
+
+    /// The client engine (its options, session, counters).
+    pub fn client(&self) -> &ClientConn {
+        &self.client
+    }
+
+    /// Whether the socket is still there.
+    pub fn is_connected(&self) -> bool {
+        self.driver.stream.is_some()
+    }
+
+    /// The socket error that ended the connection, if one did.
+    pub fn error(&self) -> Option<&std::io::Error> {
+        self.error.as_ref()
+    }
+
+    /// Run `ops` as `pipelining` says, yielding each result in order (cpppo's `operate`).
+    pub fn operate<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Harvest<'_, I::IntoIter> {
+        Harvest {
+            pipeline: Pipeline::new(ops.into_iter(), pipelining),
+            connector: self,
+        }
+    }
+
+    /// One transaction at a time (cpppo's `synchronous`), packing as the options say.
+    pub fn synchronous<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+    ) -> Harvest<'_, I::IntoIter> {
+        let pipelining = Pipelining::of(self.client.options()).synchronous();
+        self.operate(ops, pipelining)
+    }
+
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing as the options
+    /// say.
+    pub fn pipeline<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        depth: usize,
+    ) -> Harvest<'_, I::IntoIter> {
+        let pipelining = Pipelining::of(self.client.options()).depth(depth);
+        self.operate(ops, pipelining)
+    }
+
+    /// Just each operation's value, `None` where it failed (cpppo's `results`).
+    pub fn results<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Results<'_, I::IntoIter> {
+        self.operate(ops, pipelining).map(Harvested::into_value)
+    }
+
+    /// Every operation's value and how many failed (cpppo's `process`).
+    pub fn process<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> (usize, Vec<Option<Value>>) {
+        let values: Vec<Option<Value>> = self
+            .operate(ops, pipelining)
+            .map(Harvested::into_value)
+            .collect();
+        (values.iter().filter(|v| v.is_none()).count(), values)
+    }
+
+    /// End the session: finish what is in flight, Forward Close when connected,
+    /// UnRegisterSession, within the options' timeout.
+    pub fn close(mut self) {
+        self.client.close(Instant::now());
+        let Connector {
+            driver,
+            client,
+            idle,
+            ..
+        } = &mut self;
+        let _ = driver.run(client, *idle, |c, d| {
+            (false, c.is_closed() || d.stream.is_none())
+        });
+    }
+}
+
+/// The values of [`Connector::results`], `None` where an operation failed.
+pub type Results<'a, I> = std::iter::Map<Harvest<'a, I>, fn(Harvested) -> Option<Value>>;
+
+/// The results of a [`Connector`] call, in the order the operations were given (an
+/// [`Iterator`] of [`Harvested`]: cpppo's `(index, description, request, reply, status,
+/// value)`).
+#[derive(Debug)]
+pub struct Harvest<'a, I> {
+    connector: &'a mut Connector,
+    pipeline: Pipeline<I>,
+}
+
+impl<I: Iterator<Item = Operation>> Harvest<'_, I> {
+    /// The run so far: operations, failures, transactions, time.
+    pub fn summary(&self) -> Summary {
+        self.pipeline.summary(&self.connector.client)
+    }
+
+    /// A connection event that is not a result (registered, connected, failed).
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.pipeline.poll_event()
+    }
+}
+
+impl<I: Iterator<Item = Operation>> Iterator for Harvest<'_, I> {
+    type Item = Harvested;
+
+    fn next(&mut self) -> Option<Harvested> {
+        let Connector {
+            driver,
+            client,
+            idle,
+            error,
+        } = &mut *self.connector;
+        let pipeline = &mut self.pipeline;
+        loop {
+            pipeline.step(Instant::now(), client);
+            driver.flush(client);
+            if let Some(done) = pipeline.poll_result() {
+                return Some(done);
+            }
+            if pipeline.is_finished() {
+                return None;
+            }
+            let run = driver.run(client, *idle, |c, _| {
+                let moved = pipeline.step(Instant::now(), c);
+                (moved, pipeline.has_result() || pipeline.is_finished())
+            });
+            if let Err(e) = run {
+                // The socket failed: what is left will not be answered.
+                driver.stream = None;
+                client.handle_eof(Instant::now());
+                *error = Some(e);
+            }
         }
     }
 }

@@ -33,7 +33,10 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use cpppo_core::cip::operation::Operation;
 pub use cpppo_core::engine::Driven;
+use cpppo_core::enip::client::pipeline::{Harvested, Pipeline, Pipelining, Summary};
+use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -233,6 +236,198 @@ impl ClientDriver {
                 }
             }
             self.wait(engine, idle)?;
+        }
+    }
+}
+
+/// cpppo's `client.connector` on mio: one EtherNet/IP session to a controller, with
+/// cpppo's calls, the same as `cpppo_blocking::client::Connector`'s:
+/// [`synchronous`](Self::synchronous), [`pipeline`](Self::pipeline) and
+/// [`operate`](Self::operate) yield each operation's [`Harvested`] result in the order
+/// given; [`results`](Self::results) just the values; [`process`](Self::process)
+/// cpppo's `(failures, values)`. What to submit next and how results are collected is
+/// core's [`Pipeline`]; this only moves its bytes and waits on the poll.
+///
+/// ```no_run
+/// use cpppo_mio::client::Connector;
+/// use cpppo_core::cip::operation::parse_operation;
+/// use cpppo_core::enip::client::pipeline::Pipelining;
+/// use cpppo_core::enip::client::ClientOptions;
+///
+/// let mut conn = Connector::connect(&["127.0.0.1:44818".parse()?], ClientOptions::default())?;
+/// let ops = ["SCADA[1-3]=4,5,6", "SCADA[0-9]"].map(|t| parse_operation(t).unwrap());
+/// for done in conn.pipeline(ops, 2) {
+///     println!("{}", done.line());
+/// }
+/// let (failures, values) = conn.process([parse_operation("SCADA[0]")?], Pipelining::default());
+/// assert_eq!((failures, values.len()), (0, 1));
+/// conn.close();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Connector {
+    driver: ClientDriver,
+    client: ClientConn,
+    idle: Duration,
+    error: Option<io::Error>,
+}
+
+impl Connector {
+    /// Connect to the first address of `target` that answers (within the options'
+    /// timeout) and start a session there.
+    pub fn connect(target: &[SocketAddr], options: ClientOptions) -> io::Result<Self> {
+        let stream = connect(target, options.timeout)?;
+        Self::new(stream, options)
+    }
+
+    /// A session over `stream` (from [`connect`]), on a new poll.
+    pub fn new(stream: TcpStream, options: ClientOptions) -> io::Result<Self> {
+        Ok(Connector {
+            driver: ClientDriver::new(Some(stream))?,
+            idle: options.timeout,
+            client: ClientConn::new(Instant::now(), options),
+            error: None,
+        })
+    }
+
+    /// The client engine (its options, session, counters).
+    pub fn client(&self) -> &ClientConn {
+        &self.client
+    }
+
+    /// Whether the socket is still there.
+    pub fn is_connected(&self) -> bool {
+        self.driver.is_connected()
+    }
+
+    /// The poll error that ended the connection, if one did.
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
+    }
+
+    /// Run `ops` as `pipelining` says, yielding each result in order (cpppo's `operate`).
+    pub fn operate<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Harvest<'_, I::IntoIter> {
+        Harvest {
+            pipeline: Pipeline::new(ops.into_iter(), pipelining),
+            connector: self,
+        }
+    }
+
+    /// One transaction at a time (cpppo's `synchronous`), packing as the options say.
+    pub fn synchronous<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+    ) -> Harvest<'_, I::IntoIter> {
+        let pipelining = Pipelining::of(self.client.options()).synchronous();
+        self.operate(ops, pipelining)
+    }
+
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing as the options
+    /// say.
+    pub fn pipeline<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        depth: usize,
+    ) -> Harvest<'_, I::IntoIter> {
+        let pipelining = Pipelining::of(self.client.options()).depth(depth);
+        self.operate(ops, pipelining)
+    }
+
+    /// Just each operation's value, `None` where it failed (cpppo's `results`).
+    pub fn results<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Results<'_, I::IntoIter> {
+        self.operate(ops, pipelining).map(Harvested::into_value)
+    }
+
+    /// Every operation's value and how many failed (cpppo's `process`).
+    pub fn process<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> (usize, Vec<Option<Value>>) {
+        let values: Vec<Option<Value>> = self
+            .operate(ops, pipelining)
+            .map(Harvested::into_value)
+            .collect();
+        (values.iter().filter(|v| v.is_none()).count(), values)
+    }
+
+    /// End the session: finish what is in flight, Forward Close when connected,
+    /// UnRegisterSession, within the options' timeout.
+    pub fn close(mut self) {
+        self.client.close(Instant::now());
+        let Connector {
+            driver,
+            client,
+            idle,
+            ..
+        } = &mut self;
+        let _ = driver.run(client, *idle, |c, d| {
+            (false, c.is_closed() || !d.is_connected())
+        });
+    }
+}
+
+/// The values of [`Connector::results`], `None` where an operation failed.
+pub type Results<'a, I> = std::iter::Map<Harvest<'a, I>, fn(Harvested) -> Option<Value>>;
+
+/// The results of a [`Connector`] call, in the order the operations were given (an
+/// [`Iterator`] of [`Harvested`]: cpppo's `(index, description, request, reply, status,
+/// value)`).
+#[derive(Debug)]
+pub struct Harvest<'a, I> {
+    connector: &'a mut Connector,
+    pipeline: Pipeline<I>,
+}
+
+impl<I: Iterator<Item = Operation>> Harvest<'_, I> {
+    /// The run so far: operations, failures, transactions, time.
+    pub fn summary(&self) -> Summary {
+        self.pipeline.summary(&self.connector.client)
+    }
+
+    /// A connection event that is not a result (registered, connected, failed).
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.pipeline.poll_event()
+    }
+}
+
+impl<I: Iterator<Item = Operation>> Iterator for Harvest<'_, I> {
+    type Item = Harvested;
+
+    fn next(&mut self) -> Option<Harvested> {
+        let Connector {
+            driver,
+            client,
+            idle,
+            error,
+        } = &mut *self.connector;
+        let pipeline = &mut self.pipeline;
+        loop {
+            pipeline.step(Instant::now(), client);
+            driver.flush(client);
+            if let Some(done) = pipeline.poll_result() {
+                return Some(done);
+            }
+            if pipeline.is_finished() {
+                return None;
+            }
+            let run = driver.run(client, *idle, |c, _| {
+                let moved = pipeline.step(Instant::now(), c);
+                (moved, pipeline.has_result() || pipeline.is_finished())
+            });
+            if let Err(e) = run {
+                // The poll failed: what is left will not be answered.
+                driver.lost(client);
+                *error = Some(e);
+            }
         }
     }
 }

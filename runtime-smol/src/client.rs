@@ -35,7 +35,11 @@ use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use cpppo_core::cip::operation::Operation;
+use cpppo_core::engine::write_deadline;
 pub use cpppo_core::engine::Driven;
+use cpppo_core::enip::client::pipeline::{Harvested, Pipeline, Pipelining, Summary};
+use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Timer};
@@ -78,21 +82,51 @@ impl ClientDriver {
         }
     }
 
-    /// Write everything the engine has ready; true if it had anything. A failed write
-    /// drops the stream and tells the engine.
+    /// Take everything the engine has ready and write it, with what an earlier flush
+    /// left; true if the engine had anything. A failed write drops the stream and tells
+    /// the engine. A write waits at most until [`write_deadline`] (the engine's next
+    /// deadline): a peer that stops reading does not hold us past it; the engine hears
+    /// its deadline (its operations time out) and the rest is kept for the next flush,
+    /// so no frame is cut.
     pub async fn flush<E: Driven>(&mut self, engine: &mut E) -> bool {
-        self.out.clear();
+        let before = self.out.len();
         while engine.transmit(Instant::now(), &mut self.out) {}
-        if self.out.is_empty() {
-            return false;
-        }
-        if let Some(s) = &mut self.stream {
-            if s.write_all(&self.out).await.is_err() {
-                self.stream = None;
-                engine.eof(Instant::now());
+        let had = self.out.len() > before;
+        self.write_pending(engine).await;
+        had
+    }
+
+    /// Write what is pending, until the engine's next deadline.
+    async fn write_pending<E: Driven>(&mut self, engine: &mut E) {
+        let ClientDriver { stream, out, .. } = self;
+        let Some(s) = stream else {
+            out.clear();
+            return;
+        };
+        let deadline = write_deadline(engine, Instant::now());
+        while !out.is_empty() {
+            // The write is polled first: a deadline already due still gets one try.
+            let write = async { Some(s.write(out).await) }.or(async {
+                Timer::at(deadline).await;
+                None
+            });
+            match write.await {
+                None => {
+                    engine.timeout(Instant::now());
+                    return;
+                }
+                Some(Ok(n)) if n > 0 => {
+                    out.drain(..n.min(out.len()));
+                }
+                Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+                Some(_) => break,
             }
         }
-        true
+        if !out.is_empty() {
+            out.clear();
+            *stream = None;
+            engine.eof(Instant::now());
+        }
     }
 
     /// Wait once for input or the engine's next deadline (at most `idle` without one),
@@ -153,5 +187,200 @@ impl ClientDriver {
             }
             self.wait(engine, idle).await;
         }
+    }
+}
+
+/// cpppo's `client.connector` on smol: one EtherNet/IP session to a controller, with
+/// cpppo's calls, the same as `cpppo_blocking::client::Connector`'s (awaited):
+/// [`synchronous`](Self::synchronous), [`pipeline`](Self::pipeline) and
+/// [`operate`](Self::operate) give each operation's [`Harvested`] result in the order
+/// given ([`Harvest::next`]); [`results`](Self::results) just the values;
+/// [`process`](Self::process) cpppo's `(failures, values)`. What to submit next and how
+/// results are collected is core's [`Pipeline`]; this only moves its bytes and waits.
+///
+/// ```no_run
+/// use cpppo_smol::client::Connector;
+/// use cpppo_core::cip::operation::parse_operation;
+/// use cpppo_core::enip::client::pipeline::Pipelining;
+/// use cpppo_core::enip::client::ClientOptions;
+///
+/// smol::block_on(async {
+///     let target = ["127.0.0.1:44818".parse()?];
+///     let mut conn = Connector::connect(&target, ClientOptions::default()).await?;
+///     let ops = ["SCADA[1-3]=4,5,6", "SCADA[0-9]"].map(|t| parse_operation(t).unwrap());
+///     let mut harvest = conn.pipeline(ops, 2);
+///     while let Some(done) = harvest.next().await {
+///         println!("{}", done.line());
+///     }
+///     let ops = [parse_operation("SCADA[0]")?];
+///     let (failures, values) = conn.process(ops, Pipelining::default()).await;
+///     assert_eq!((failures, values.len()), (0, 1));
+///     conn.close().await;
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Connector {
+    driver: ClientDriver,
+    client: ClientConn,
+    idle: Duration,
+}
+
+impl Connector {
+    /// Connect to the first address of `target` that answers (within the options'
+    /// timeout) and start a session there.
+    pub async fn connect(target: &[SocketAddr], options: ClientOptions) -> io::Result<Self> {
+        let stream = connect(target, options.timeout).await?;
+        Ok(Self::new(stream, options))
+    }
+
+    /// A session over `stream`.
+    pub fn new(stream: Async<TcpStream>, options: ClientOptions) -> Self {
+        Connector {
+            driver: ClientDriver::new(Some(stream)),
+            idle: options.timeout,
+            client: ClientConn::new(Instant::now(), options),
+        }
+    }
+
+    /// The client engine (its options, session, counters).
+    pub fn client(&self) -> &ClientConn {
+        &self.client
+    }
+
+    /// Whether the socket is still there.
+    pub fn is_connected(&self) -> bool {
+        self.driver.stream.is_some()
+    }
+
+    /// Run `ops` as `pipelining` says, giving each result in order (cpppo's `operate`).
+    pub fn operate<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Harvest<'_, I::IntoIter> {
+        Harvest {
+            pipeline: Pipeline::new(ops.into_iter(), pipelining),
+            connector: self,
+        }
+    }
+
+    /// One transaction at a time (cpppo's `synchronous`), packing as the options say.
+    pub fn synchronous<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+    ) -> Harvest<'_, I::IntoIter> {
+        let pipelining = Pipelining::of(self.client.options()).synchronous();
+        self.operate(ops, pipelining)
+    }
+
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing as the options
+    /// say.
+    pub fn pipeline<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        depth: usize,
+    ) -> Harvest<'_, I::IntoIter> {
+        let pipelining = Pipelining::of(self.client.options()).depth(depth);
+        self.operate(ops, pipelining)
+    }
+
+    /// Just each operation's value, `None` where it failed (cpppo's `results`).
+    pub fn results<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Results<'_, I::IntoIter> {
+        Results(self.operate(ops, pipelining))
+    }
+
+    /// Every operation's value and how many failed (cpppo's `process`).
+    pub async fn process<I: IntoIterator<Item = Operation>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> (usize, Vec<Option<Value>>) {
+        let mut results = self.results(ops, pipelining);
+        let mut values = Vec::new();
+        while let Some(value) = results.next().await {
+            values.push(value);
+        }
+        (values.iter().filter(|v| v.is_none()).count(), values)
+    }
+
+    /// End the session: finish what is in flight, Forward Close when connected,
+    /// UnRegisterSession, within the options' timeout.
+    pub async fn close(mut self) {
+        self.client.close(Instant::now());
+        let Connector {
+            driver,
+            client,
+            idle,
+        } = &mut self;
+        let _ = driver
+            .run(client, *idle, |c, d| {
+                (false, c.is_closed() || d.stream.is_none())
+            })
+            .await;
+    }
+}
+
+/// The results of a [`Connector`] call, in the order the operations were given:
+/// [`next`](Self::next) gives each [`Harvested`] (cpppo's `(index, description,
+/// request, reply, status, value)`).
+#[derive(Debug)]
+pub struct Harvest<'a, I> {
+    connector: &'a mut Connector,
+    pipeline: Pipeline<I>,
+}
+
+impl<I: Iterator<Item = Operation>> Harvest<'_, I> {
+    /// The next result; `None` once every operation's has been given.
+    pub async fn next(&mut self) -> Option<Harvested> {
+        let Connector {
+            driver,
+            client,
+            idle,
+        } = &mut *self.connector;
+        let pipeline = &mut self.pipeline;
+        loop {
+            pipeline.step(Instant::now(), client);
+            driver.flush(client).await;
+            if let Some(done) = pipeline.poll_result() {
+                return Some(done);
+            }
+            if pipeline.is_finished() {
+                return None;
+            }
+            // A lost connection is the engine's to report (its operations are lost).
+            let _ = driver
+                .run(client, *idle, |c, _| {
+                    let moved = pipeline.step(Instant::now(), c);
+                    (moved, pipeline.has_result() || pipeline.is_finished())
+                })
+                .await;
+        }
+    }
+
+    /// The run so far: operations, failures, transactions, time.
+    pub fn summary(&self) -> Summary {
+        self.pipeline.summary(&self.connector.client)
+    }
+
+    /// A connection event that is not a result (registered, connected, failed).
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.pipeline.poll_event()
+    }
+}
+
+/// The values of [`Connector::results`], `None` where an operation failed.
+#[derive(Debug)]
+pub struct Results<'a, I>(Harvest<'a, I>);
+
+impl<I: Iterator<Item = Operation>> Results<'_, I> {
+    /// The next value; `None` once every operation's has been given.
+    pub async fn next(&mut self) -> Option<Option<Value>> {
+        self.0.next().await.map(Harvested::into_value)
     }
 }

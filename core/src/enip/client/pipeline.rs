@@ -191,6 +191,14 @@ impl Harvested {
         }
     }
 
+    /// The value, consuming the result (what cpppo's `results` yields).
+    pub fn into_value(self) -> Option<Value> {
+        match self.outcome {
+            Outcome::Answered(Ok(value)) => Some(value),
+            _ => None,
+        }
+    }
+
     /// Whether it failed (a CIP status, or no answer).
     pub fn failed(&self) -> bool {
         self.value().is_none()
