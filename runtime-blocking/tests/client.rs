@@ -1,70 +1,68 @@
-//! The client drive loop against this runtime's own server: an EtherNet/IP client engine
-//! writes and reads a simulated controller's tags over a real socket, and a lost server
-//! ends its operations.
+//! The shared client suite (`tests/client_common`) on the blocking runtime: its
+//! `Connector` (cpppo's connector calls) and its client drive loop against its own
+//! servers.
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+mod client_common;
 
-use cpppo_blocking::client::{connect, ClientDriver};
-use cpppo_blocking::serve;
-use cpppo_core::cip::data::Values;
-use cpppo_core::cip::operation::parse_operation;
-use cpppo_core::controller::{Controller, ControllerConfig};
-use cpppo_core::engine::{reachable, ServeOptions};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, LostReason, Value};
-use cpppo_core::enip::server::{Server, ServerOptions};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-#[test]
-fn drives_an_enip_client_until_done() {
-    let mut plc = Controller::new(ControllerConfig::default());
-    plc.tags_mut().add_str("SCADA=INT[100]").unwrap();
-    let handle = serve(
-        Server::new(plc, ServerOptions::default()),
-        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
-    let addr = reachable(handle.local_addrs()[0]);
-    let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
-    let now = Instant::now();
-    let mut client = ClientConn::new(
-        now,
-        ClientOptions {
-            depth: 2,
-            ..ClientOptions::default()
-        },
-    );
-    client.submit(now, parse_operation("SCADA[1-3]=4,5,6").unwrap());
-    let read = client.submit(now, parse_operation("SCADA[0-3]").unwrap());
-    let mut replies = Vec::new();
-    let mut driver = ClientDriver::new(Some(stream));
-    driver
-        .run(&mut client, Duration::from_secs(1), |client, _| {
-            while let Some(event) = client.poll_event() {
-                if let ClientEvent::Reply { op, result } = event {
-                    replies.push((op, result));
-                }
-            }
-            (false, replies.len() == 2)
-        })
-        .unwrap();
-    assert_eq!(
-        replies[1],
-        (read, Ok(Value::Values(Values::Int(vec![0, 4, 5, 6]))))
-    );
-    // The server goes away: what is in flight is lost, and the loop sees the end.
-    let _ = handle.shutdown().unwrap();
-    let op = client.submit(Instant::now(), parse_operation("SCADA[0]").unwrap());
-    let mut lost = None;
-    driver
-        .run(&mut client, Duration::from_secs(1), |client, driver| {
-            while let Some(event) = client.poll_event() {
-                if let ClientEvent::Lost { op, why } = event {
-                    lost = Some((op, why));
-                }
-            }
-            (false, lost.is_some() && driver.stream.is_none())
-        })
-        .unwrap();
-    assert_eq!(lost, Some((op, LostReason::Closed)));
+use client_common::{ClientRuntime, Plc};
+use cpppo_blocking::client::{connect, ClientDriver, Connector};
+use cpppo_core::cip::operation::Operation;
+use cpppo_core::engine::{Driven, ServeOptions, Serving};
+use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
+use cpppo_core::enip::client::{ClientOptions, Value};
+use cpppo_core::modbus::device::Device;
+
+struct Blocking;
+
+impl ClientRuntime for Blocking {
+    type Conn = Connector;
+    fn connect(addr: SocketAddr, options: ClientOptions) -> Connector {
+        Connector::connect(&[addr], options).unwrap()
+    }
+    fn operate(c: &mut Connector, ops: Vec<Operation>, p: Pipelining) -> (Vec<Harvested>, Summary) {
+        let mut harvest = c.operate(ops, p);
+        let done: Vec<Harvested> = harvest.by_ref().collect();
+        (done, harvest.summary())
+    }
+    fn synchronous(c: &mut Connector, ops: Vec<Operation>) -> Vec<Harvested> {
+        c.synchronous(ops).collect()
+    }
+    fn pipeline(c: &mut Connector, ops: Vec<Operation>, depth: usize) -> Vec<Harvested> {
+        c.pipeline(ops, depth).collect()
+    }
+    fn results(c: &mut Connector, ops: Vec<Operation>, p: Pipelining) -> Vec<Option<Value>> {
+        c.results(ops, p).collect()
+    }
+    fn process(
+        c: &mut Connector,
+        ops: Vec<Operation>,
+        p: Pipelining,
+    ) -> (usize, Vec<Option<Value>>) {
+        c.process(ops, p)
+    }
+    fn close(c: Connector) {
+        c.close();
+    }
+    fn is_connected(c: &Connector) -> bool {
+        c.is_connected()
+    }
+    fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
+        let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
+        ClientDriver::new(Some(stream))
+            .run(engine, Duration::from_secs(1), |e, _| (false, done(e)))
+            .unwrap();
+    }
+    fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
+        Box::new(cpppo_blocking::serve(server, options).unwrap())
+    }
+    fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>> {
+        Box::new(cpppo_blocking::serve(device, options).unwrap())
+    }
 }
+
+client_tests!(Blocking);
