@@ -15,7 +15,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::{ServeOptions, Server, Serving};
+use cpppo_core::enip::client::pipeline::{Harvested, Pipelining};
+use cpppo_core::enip::client::ClientOptions;
 
 /// The three runtimes every server test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,41 @@ impl Runtime {
             Runtime::Blocking => Box::new(cpppo_blocking::serve(server, options)?),
             Runtime::Smol => Box::new(cpppo_smol::serve(server, options)?),
             Runtime::Mio => Box::new(cpppo_mio::serve(server, options)?),
+        })
+    }
+
+    /// Run `ops` over one EtherNet/IP session to `target` with this runtime's
+    /// `Connector` (cpppo's `operate`), then close it: each operation's result, in order.
+    pub fn operate(
+        self,
+        target: &[SocketAddr],
+        options: ClientOptions,
+        ops: Vec<Operation>,
+        pipelining: Pipelining,
+    ) -> io::Result<Vec<Harvested>> {
+        Ok(match self {
+            Runtime::Blocking => {
+                let mut conn = cpppo_blocking::client::Connector::connect(target, options)?;
+                let done = conn.operate(ops, pipelining).collect();
+                conn.close();
+                done
+            }
+            Runtime::Smol => smol::block_on(async {
+                let mut conn = cpppo_smol::client::Connector::connect(target, options).await?;
+                let mut harvest = conn.operate(ops, pipelining);
+                let mut done = Vec::new();
+                while let Some(d) = harvest.next().await {
+                    done.push(d);
+                }
+                conn.close().await;
+                Ok::<_, io::Error>(done)
+            })?,
+            Runtime::Mio => {
+                let mut conn = cpppo_mio::client::Connector::connect(target, options)?;
+                let done = conn.operate(ops, pipelining).collect();
+                conn.close();
+                done
+            }
         })
     }
 }
