@@ -216,6 +216,8 @@ impl ClientDriver {
 pub struct Connector {
     driver: ClientDriver,
     client: ClientConn,
+    /// The options' own depth, packing and fragmenting, for `synchronous`/`pipeline`.
+    defaults: Pipelining,
     idle: Duration,
     error: Option<std::io::Error>,
 }
@@ -233,6 +235,7 @@ impl Connector {
         Connector {
             driver: ClientDriver::new(Some(stream)),
             idle: options.timeout,
+            defaults: Pipelining::of(&options),
             client: ClientConn::new(Instant::now(), options),
             error: None,
         }
@@ -265,23 +268,24 @@ impl Connector {
         }
     }
 
-    /// One transaction at a time (cpppo's `synchronous`), packing as the options say.
+    /// One transaction at a time (cpppo's `synchronous`), packing and fragmenting as the
+    /// connector's options say (not what an earlier call asked for).
     pub fn synchronous<I: IntoIterator<Item = Operation>>(
         &mut self,
         ops: I,
     ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = Pipelining::of(self.client.options()).synchronous();
+        let pipelining = self.defaults.synchronous();
         self.operate(ops, pipelining)
     }
 
-    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing as the options
-    /// say.
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing and
+    /// fragmenting as the connector's options say (not what an earlier call asked for).
     pub fn pipeline<I: IntoIterator<Item = Operation>>(
         &mut self,
         ops: I,
         depth: usize,
     ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = Pipelining::of(self.client.options()).depth(depth);
+        let pipelining = self.defaults.depth(depth);
         self.operate(ops, pipelining)
     }
 
@@ -356,6 +360,7 @@ impl<I: Iterator<Item = Operation>> Iterator for Harvest<'_, I> {
             client,
             idle,
             error,
+            ..
         } = &mut *self.connector;
         let pipeline = &mut self.pipeline;
         loop {

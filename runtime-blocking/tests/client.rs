@@ -14,7 +14,7 @@ use cpppo_blocking::client::{connect, ClientDriver, Connector};
 use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::{Driven, ServeOptions, Serving};
 use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
-use cpppo_core::enip::client::{ClientOptions, Value};
+use cpppo_core::enip::client::{ClientOptions, ClientStats, Value};
 use cpppo_core::modbus::device::Device;
 
 struct Blocking;
@@ -50,6 +50,9 @@ impl ClientRuntime for Blocking {
     }
     fn is_connected(c: &Connector) -> bool {
         c.is_connected()
+    }
+    fn stats(c: &Connector) -> ClientStats {
+        *c.client().stats()
     }
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
         let stream = connect(&[addr], Duration::from_secs(5)).unwrap();

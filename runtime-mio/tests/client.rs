@@ -17,7 +17,9 @@ use cpppo_core::cip::operation::{parse_operation, Operation};
 use cpppo_core::controller::{Controller, ControllerConfig};
 use cpppo_core::engine::{reachable, Driven, ServeOptions, Serving};
 use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, LostReason, Value};
+use cpppo_core::enip::client::{
+    ClientConn, ClientEvent, ClientOptions, ClientStats, LostReason, Value,
+};
 use cpppo_core::enip::server::{Server, ServerOptions};
 use cpppo_core::modbus::device::Device;
 use cpppo_mio::client::{connect, ClientDriver, Connector};
@@ -56,6 +58,9 @@ impl ClientRuntime for Mio {
     }
     fn is_connected(c: &Connector) -> bool {
         c.is_connected()
+    }
+    fn stats(c: &Connector) -> ClientStats {
+        *c.client().stats()
     }
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
         let stream = connect(&[addr], Duration::from_secs(5)).unwrap();

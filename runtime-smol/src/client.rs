@@ -224,6 +224,8 @@ impl ClientDriver {
 pub struct Connector {
     driver: ClientDriver,
     client: ClientConn,
+    /// The options' own depth, packing and fragmenting, for `synchronous`/`pipeline`.
+    defaults: Pipelining,
     idle: Duration,
 }
 
@@ -240,6 +242,7 @@ impl Connector {
         Connector {
             driver: ClientDriver::new(Some(stream)),
             idle: options.timeout,
+            defaults: Pipelining::of(&options),
             client: ClientConn::new(Instant::now(), options),
         }
     }
@@ -266,23 +269,24 @@ impl Connector {
         }
     }
 
-    /// One transaction at a time (cpppo's `synchronous`), packing as the options say.
+    /// One transaction at a time (cpppo's `synchronous`), packing and fragmenting as the
+    /// connector's options say (not what an earlier call asked for).
     pub fn synchronous<I: IntoIterator<Item = Operation>>(
         &mut self,
         ops: I,
     ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = Pipelining::of(self.client.options()).synchronous();
+        let pipelining = self.defaults.synchronous();
         self.operate(ops, pipelining)
     }
 
-    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing as the options
-    /// say.
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing and
+    /// fragmenting as the connector's options say (not what an earlier call asked for).
     pub fn pipeline<I: IntoIterator<Item = Operation>>(
         &mut self,
         ops: I,
         depth: usize,
     ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = Pipelining::of(self.client.options()).depth(depth);
+        let pipelining = self.defaults.depth(depth);
         self.operate(ops, pipelining)
     }
 
@@ -317,6 +321,7 @@ impl Connector {
             driver,
             client,
             idle,
+            ..
         } = &mut self;
         let _ = driver
             .run(client, *idle, |c, d| {
@@ -342,6 +347,7 @@ impl<I: Iterator<Item = Operation>> Harvest<'_, I> {
             driver,
             client,
             idle,
+            ..
         } = &mut *self.connector;
         let pipeline = &mut self.pipeline;
         loop {

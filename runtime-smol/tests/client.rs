@@ -14,7 +14,7 @@ use client_common::{ClientRuntime, Plc};
 use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::{Driven, ServeOptions, Serving};
 use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
-use cpppo_core::enip::client::{ClientOptions, Value};
+use cpppo_core::enip::client::{ClientOptions, ClientStats, Value};
 use cpppo_core::modbus::device::Device;
 use cpppo_smol::client::{connect, ClientDriver, Connector};
 
@@ -77,6 +77,9 @@ impl ClientRuntime for Smol {
     }
     fn is_connected(c: &Connector) -> bool {
         c.is_connected()
+    }
+    fn stats(c: &Connector) -> ClientStats {
+        *c.client().stats()
     }
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
         smol::block_on(async {

@@ -14,7 +14,9 @@ use cpppo_core::cip::operation::{parse_operation, Operation};
 use cpppo_core::controller::{Controller, ControllerConfig};
 use cpppo_core::engine::{reachable, Driven, ServeOptions, Serving};
 use cpppo_core::enip::client::pipeline::{Harvested, Outcome, Pipelining, Summary};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, LostReason, Value};
+use cpppo_core::enip::client::{
+    ClientConn, ClientEvent, ClientOptions, ClientStats, LostReason, Value,
+};
 use cpppo_core::enip::server::{Server, ServerOptions};
 use cpppo_core::modbus::device::Device;
 
@@ -49,6 +51,8 @@ pub trait ClientRuntime {
     fn close(conn: Self::Conn);
     /// Whether the connector still has its socket.
     fn is_connected(conn: &Self::Conn) -> bool;
+    /// The connector's client engine counters.
+    fn stats(conn: &Self::Conn) -> ClientStats;
     /// Drive `engine` over a connection to `addr` with the runtime's `ClientDriver::run`
     /// until `done` says so (`done` also drains the engine's events).
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool);
@@ -188,6 +192,18 @@ pub fn synchronous_pipeline_results_and_process<R: ClientRuntime>() {
     );
     assert_eq!(failures, 2);
     assert_eq!(values, vec![ints(&[15]), None, None, ints(&[18])]);
+    // `pipeline` packs as the connector's options say, not as `process` last asked.
+    let before = R::stats(&conn);
+    let done = R::pipeline(&mut conn, ops(&["SCADA[5]", "SCADA[6]", "SCADA[7]"]), 3);
+    assert!(done.iter().all(|d| !d.failed()));
+    let after = R::stats(&conn);
+    assert_eq!(
+        (
+            after.transactions - before.transactions,
+            after.requests - before.requests
+        ),
+        (3, 3)
+    );
     // Nothing at all is no failure.
     assert_eq!(
         R::process(&mut conn, Vec::new(), Pipelining::default()),
