@@ -30,6 +30,7 @@ use cpppo_core::enip::ENIP_PORT;
 use crate::address::parse_address;
 use crate::serve::{parse_seconds, CliError, Runtime};
 use cpppo_blocking::client::connect;
+use cpppo_runtimes::Progress;
 
 /// The command name in messages.
 const COMMAND: &str = "cpppo enip client";
@@ -403,67 +404,25 @@ fn run_operations(
         shown: shown.clone(),
         total: ops.len(),
         done: 0,
+        // From the connect: cpppo's rate includes the session's set-up.
         begun: Instant::now(),
         progress: None,
         overwrite: std::io::stderr().is_terminal() && args.verbose == 0 && !args.json,
     };
     let pipelining = Pipelining::of(&options);
-    let summary = match args.runtime {
-        Runtime::Blocking => {
-            use cpppo_blocking::client::Connector;
-            let mut conn = Connector::connect(target, options).map_err(cannot)?;
-            report.begun = Instant::now();
-            let mut harvest = conn.operate(ops, pipelining);
-            while let Some(done) = harvest.next() {
-                while let Some(event) = harvest.poll_event() {
-                    report.event(event);
-                }
-                report.result(&done);
-            }
-            while let Some(event) = harvest.poll_event() {
-                report.event(event);
-            }
-            let summary = harvest.summary();
-            conn.close();
-            summary
-        }
-        Runtime::Smol => smol::block_on(async {
-            use cpppo_smol::client::Connector;
-            let mut conn = Connector::connect(target, options).await.map_err(cannot)?;
-            report.begun = Instant::now();
-            let mut harvest = conn.operate(ops, pipelining);
-            while let Some(done) = harvest.next().await {
-                while let Some(event) = harvest.poll_event() {
-                    report.event(event);
-                }
-                report.result(&done);
-            }
-            while let Some(event) = harvest.poll_event() {
-                report.event(event);
-            }
-            let summary = harvest.summary();
-            conn.close().await;
-            Ok::<_, CliError>(summary)
-        })?,
-        Runtime::Mio => {
-            use cpppo_mio::client::Connector;
-            let mut conn = Connector::connect(target, options).map_err(cannot)?;
-            report.begun = Instant::now();
-            let mut harvest = conn.operate(ops, pipelining);
-            while let Some(done) = harvest.next() {
-                while let Some(event) = harvest.poll_event() {
-                    report.event(event);
-                }
-                report.result(&done);
-            }
-            while let Some(event) = harvest.poll_event() {
-                report.event(event);
-            }
-            let summary = harvest.summary();
-            conn.close();
-            summary
-        }
-    };
+    let summary = args
+        .runtime
+        .operate_with(
+            target,
+            options,
+            ops,
+            pipelining,
+            |progress| match progress {
+                Progress::Event(event) => report.event(event),
+                Progress::Result(done) => report.result(&done),
+            },
+        )
+        .map_err(cannot)?;
     report.finish(&summary);
     Ok(usize::try_from(summary.failures).unwrap_or(usize::MAX))
 }

@@ -10,79 +10,15 @@
 //! Where the peers are not installed, the tests say so on stderr and pass, unless
 //! `CPPPO_REQUIRE_PEERS=1` (as `.ci/run` sets) makes a missing peer a failure.
 
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cpppo_core::cip::operation::Operation;
-use cpppo_core::engine::{ServeOptions, Server, Serving};
-use cpppo_core::enip::client::pipeline::{Harvested, Pipelining};
-use cpppo_core::enip::client::ClientOptions;
+use cpppo_core::engine::ServeOptions;
 
-/// The three runtimes every server test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// `cpppo-blocking`: std threads.
-    Blocking,
-    /// `cpppo-smol`: smol tasks.
-    Smol,
-    /// `cpppo-mio`: one mio event loop.
-    Mio,
-}
-
-impl Runtime {
-    /// All of them, in a fixed order.
-    pub const ALL: [Runtime; 3] = [Runtime::Blocking, Runtime::Smol, Runtime::Mio];
-
-    /// Serve `server` on this runtime.
-    pub fn serve<S>(self, server: S, options: ServeOptions) -> io::Result<Box<dyn Serving<S>>>
-    where
-        S: Server + Send + 'static,
-        S::Connection: Send + 'static,
-    {
-        Ok(match self {
-            Runtime::Blocking => Box::new(cpppo_blocking::serve(server, options)?),
-            Runtime::Smol => Box::new(cpppo_smol::serve(server, options)?),
-            Runtime::Mio => Box::new(cpppo_mio::serve(server, options)?),
-        })
-    }
-
-    /// Run `ops` over one EtherNet/IP session to `target` with this runtime's
-    /// `Connector` (cpppo's `operate`), then close it: each operation's result, in order.
-    pub fn operate(
-        self,
-        target: &[SocketAddr],
-        options: ClientOptions,
-        ops: Vec<Operation>,
-        pipelining: Pipelining,
-    ) -> io::Result<Vec<Harvested>> {
-        Ok(match self {
-            Runtime::Blocking => {
-                let mut conn = cpppo_blocking::client::Connector::connect(target, options)?;
-                let done = conn.operate(ops, pipelining).collect();
-                conn.close();
-                done
-            }
-            Runtime::Smol => smol::block_on(async {
-                let mut conn = cpppo_smol::client::Connector::connect(target, options).await?;
-                let mut harvest = conn.operate(ops, pipelining);
-                let mut done = Vec::new();
-                while let Some(d) = harvest.next().await {
-                    done.push(d);
-                }
-                conn.close().await;
-                Ok::<_, io::Error>(done)
-            })?,
-            Runtime::Mio => {
-                let mut conn = cpppo_mio::client::Connector::connect(target, options)?;
-                let done = conn.operate(ops, pipelining).collect();
-                conn.close();
-                done
-            }
-        })
-    }
-}
+/// The three runtimes every test runs on (servers with [`Runtime::serve`], our client
+/// with [`Runtime::operate`]).
+pub use cpppo_runtimes::Runtime;
 
 /// Options listening on a free loopback port, TCP and UDP.
 pub fn loopback() -> ServeOptions {
