@@ -3,46 +3,15 @@
 //! Multiple Service Packets, connected and unconnected; results in order whatever the
 //! reply order; timeouts and a lost connection harvested in order too.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::cip::operation::{parse_attribute_operation, parse_operation};
-use crate::controller::{Controller, ControllerConfig};
-use crate::enip::encapsulation::EncapsulationFraming;
+use crate::controller::Controller;
 use crate::enip::server::{Server, ServerConn, ServerOptions};
-use crate::wire::StreamDecoder;
 
-const TAGS: &[&str] = &[
-    "SCADA=INT[1000]",
-    "BIG=DINT[1000]",
-    "FLOATS=REAL[10]",
-    "TEXT=SSTRING[4]",
-    "Program:Main.Count=DINT",
-];
-
-fn peer() -> SocketAddr {
-    "127.0.0.1:50000".parse().unwrap()
-}
-
-fn controller() -> Controller {
-    let mut plc = Controller::new(ControllerConfig::default());
-    for t in TAGS {
-        plc.tags_mut().add_str(t).unwrap();
-    }
-    plc
-}
-
-/// The encapsulation frames in a byte stream.
-fn frames(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut d: StreamDecoder<EncapsulationFraming> = EncapsulationFraming::stream_decoder();
-    d.handle_input(bytes);
-    let mut out = Vec::new();
-    while let Some(f) = d.next_frame().unwrap() {
-        out.push(f.to_vec());
-    }
-    out
-}
+// The controller and helpers of the client engine's own tests.
+use super::super::tests::{controller, frames, peer};
 
 /// A client and a server engine joined in memory.
 struct Pair {
