@@ -205,7 +205,7 @@ pub struct ServeOptions {
 }
 
 /// An optional [`Duration`] as seconds, the way people write timeouts in a config file.
-mod seconds {
+pub(crate) mod seconds {
     use serde::de::Error;
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;

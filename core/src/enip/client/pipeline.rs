@@ -82,7 +82,7 @@ pub struct Pipelining {
     pub fragment: bool,
     /// Each operation's deadline after it is submitted; `None` keeps the connection's
     /// [`ClientOptions::timeout`].
-    #[serde(with = "optional_seconds")]
+    #[serde(with = "crate::engine::seconds")]
     pub timeout: Option<Duration>,
 }
 
@@ -127,26 +127,6 @@ impl Pipelining {
         } else {
             depth
         }
-    }
-}
-
-/// An optional [`Duration`] as seconds.
-mod optional_seconds {
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_some(&d.as_secs_f64()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<f64>::deserialize(d)?
-            .map(|secs| Duration::try_from_secs_f64(secs).map_err(D::Error::custom))
-            .transpose()
     }
 }
 
@@ -335,23 +315,8 @@ pub struct Summary {
     /// Message Router requests sent for them (more than transactions when packed).
     pub requests: u64,
     /// From the first step to the last result, seconds in JSON.
-    #[serde(with = "seconds")]
+    #[serde(with = "super::seconds")]
     pub elapsed: Duration,
-}
-
-/// A [`Duration`] as seconds.
-mod seconds {
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(D::Error::custom)
-    }
 }
 
 impl Summary {
