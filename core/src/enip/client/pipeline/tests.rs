@@ -1,7 +1,8 @@
 //! The pipeline runner over the client engine, against the server engine and a simulated
 //! controller, in memory: every operation kind at depths 1, 2 and 20, with and without
 //! Multiple Service Packets, connected and unconnected; results in order whatever the
-//! reply order; timeouts and a lost connection harvested in order too.
+//! reply order, with Set Attribute Single, the tag list and a structure read through its
+//! template among them; timeouts and a lost connection harvested in order too.
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,26 @@ fn op(text: &str) -> Operation {
     } else {
         parse_operation(text).unwrap()
     }
+}
+
+/// A structure type `Motor` and a tag `M` of it, with `M.Speed` 2.5 (written by the
+/// connection's first pipeline); that pipeline's connection events.
+fn motor(pair: &mut Pair) -> Vec<ClientEvent> {
+    let tags = pair.server.device_mut().tags_mut();
+    tags.define_structure(
+        "Motor",
+        &[
+            ("Run", "BOOL", 0),
+            ("Speed", "REAL", 0),
+            ("Hist", "DINT", 4),
+        ],
+    )
+    .unwrap();
+    tags.add_str("M=Motor").unwrap();
+    let mut setup = Pipeline::new([op("M.Speed=(REAL)2.5")].into_iter(), Pipelining::default());
+    let done = pair.run(&mut setup);
+    assert_eq!(done[0].value(), Some(&Value::Written));
+    std::iter::from_fn(|| setup.poll_event()).collect()
 }
 
 /// Every operation kind, and the line cpppo prints for each.
@@ -161,10 +182,12 @@ fn every_operation_kind_at_every_depth_with_and_without_msp_connected_or_not() {
                     connected,
                     ..ClientOptions::default()
                 });
+                let events = motor(&mut pair);
                 let mut ops: Vec<Operation> = EVERY_KIND.iter().map(|(t, _)| op(t)).collect();
                 ops.push(op("@1/1/7"));
                 ops.push(op("@1/1"));
                 ops.push(Operation::list_tags(None).unwrap());
+                ops.push(parse_attribute_operation("@1/1/7=(USINT)1").unwrap());
                 let total = ops.len();
                 let mut pipeline = Pipeline::new(
                     ops.into_iter(),
@@ -192,18 +215,53 @@ fn every_operation_kind_at_every_depth_with_and_without_msp_connected_or_not() {
                     Some(Value::Data(d)) => assert!(d.len() > 20, "{what}: {d:?}"),
                     other => panic!("{what}: {other:?}"),
                 }
-                match results[EVERY_KIND.len() + 2].value() {
+                let template = match results[EVERY_KIND.len() + 2].value() {
                     Some(Value::Symbols(s)) => {
                         let names: Vec<&str> = s.iter().map(|e| e.name.as_str()).collect();
-                        for tag in ["SCADA", "BIG", "FLOATS", "TEXT"] {
+                        for tag in ["SCADA", "BIG", "FLOATS", "TEXT", "M"] {
                             assert!(names.contains(&tag), "{what}: {names:?}");
                         }
+                        s.iter()
+                            .find(|e| e.name == "M")
+                            .and_then(|e| e.symbol_type.template_instance())
+                            .unwrap()
                     }
                     other => panic!("{what}: {other:?}"),
-                }
+                };
+                // The Identity's product name is not settable: a CIP status, not a loss.
+                assert!(
+                    matches!(
+                        &results[EVERY_KIND.len() + 3].outcome,
+                        Outcome::Answered(Err(s)) if !s.general.is_success()
+                    ),
+                    "{what}: {:?}",
+                    results[EVERY_KIND.len() + 3]
+                );
                 let summary = pipeline.summary(&pair.client);
                 assert_eq!(summary.operations, total as u64, "{what}");
-                assert_eq!(summary.failures, 3, "{what}");
+                assert_eq!(summary.failures, 4, "{what}");
+                // A second run on the same connection: the structure's template, then
+                // the structure read and decoded with it.
+                let mut second = Pipeline::new(
+                    [Operation::read_template(template), op("M")].into_iter(),
+                    Pipelining {
+                        depth,
+                        multiple,
+                        ..Pipelining::default()
+                    },
+                );
+                let done = pair.run(&mut second);
+                let (Some(Value::Template(t)), Some(Value::Values(Values::Structure { data, .. }))) =
+                    (done[0].value(), done[1].value())
+                else {
+                    panic!("{what}: {done:?}");
+                };
+                let members = t.decode_value(data).unwrap();
+                assert!(
+                    members.contains(&("Speed".to_string(), Values::Real(vec![2.5]))),
+                    "{what}: {members:?}"
+                );
+                assert_eq!(second.summary(&pair.client).operations, 2, "{what}");
                 if multiple > 0 {
                     assert!(
                         summary.transactions < summary.requests,
@@ -223,15 +281,17 @@ fn every_operation_kind_at_every_depth_with_and_without_msp_connected_or_not() {
                 if depth > 1 {
                     assert!(pair.max_burst > 1, "{what}: no pipelining");
                 }
+                // The session's events went to the connection's first pipeline.
+                assert!(
+                    matches!(events.first(), Some(ClientEvent::Registered { .. })),
+                    "{what}: {events:?}"
+                );
+                assert_eq!(pipeline.poll_event(), None, "{what}");
                 if connected {
                     assert!(pair.client.connection_id().is_some(), "{what}");
                     assert!(
-                        matches!(pipeline.poll_event(), Some(ClientEvent::Registered { .. })),
-                        "{what}"
-                    );
-                    assert!(
-                        matches!(pipeline.poll_event(), Some(ClientEvent::Connected { .. })),
-                        "{what}"
+                        matches!(events.get(1), Some(ClientEvent::Connected { .. })),
+                        "{what}: {events:?}"
                     );
                 }
             }
