@@ -1,7 +1,14 @@
 //! The blocking drive loop of a client engine: one `std::net::TcpStream` and any sans-IO
 //! client engine ([`Driven`]: the Modbus [`Poller`] and client, and the EtherNet/IP
-//! [`ClientConn`] implement it; the trait lives in [`cpppo_core::engine`]). It only moves bytes and time; what the engine's events mean stays with
-//! the caller, which drains them in [`ClientDriver::run`]'s callback.
+//! [`ClientConn`] implement it; the trait lives in [`cpppo_core::engine`]). It only
+//! moves bytes and time; what the engine's events mean stays with the caller, which
+//! drains them in [`ClientDriver::run`]'s callback. A write waits at most until the
+//! engine's next deadline ([`cpppo_core::engine::write_deadline`]), so a peer that stops
+//! reading times the operations out instead of hanging the loop.
+//!
+//! [`Connector`] is cpppo's `client.connector` on this loop: `synchronous`, `pipeline`,
+//! `operate`, `results` and `process` over core's pipeline runner
+//! ([`cpppo_core::enip::client::pipeline`]), the same calls as on smol and mio.
 //!
 //! ```no_run
 //! use std::time::{Duration, Instant};

@@ -7,6 +7,10 @@
 //! callback. [`ClientLoop`] drives several engines, each over its own connection, from
 //! one poll.
 //!
+//! [`Connector`] is cpppo's `client.connector` on this loop: `synchronous`, `pipeline`,
+//! `operate`, `results` and `process` over core's pipeline runner
+//! ([`cpppo_core::enip::client::pipeline`]), the same calls as on blocking and smol.
+//!
 //! ```no_run
 //! use std::time::{Duration, Instant};
 //! use cpppo_mio::client::{connect, ClientDriver};

@@ -2,7 +2,14 @@
 //! engine ([`Driven`]: the Modbus poller and client, and the EtherNet/IP client implement
 //! it). Each wait races a read against the engine's next deadline on an `async-io`
 //! [`Timer`]. It only moves bytes and time; what the engine's events mean stays with the
-//! caller, which drains them in [`ClientDriver::run`]'s callback.
+//! caller, which drains them in [`ClientDriver::run`]'s callback. A write races the
+//! engine's next deadline too ([`cpppo_core::engine::write_deadline`]), so a peer that
+//! stops reading times the operations out instead of hanging the loop.
+//!
+//! [`Connector`] is cpppo's `client.connector` on this loop: `synchronous`, `pipeline`,
+//! `operate`, `results` and `process` over core's pipeline runner
+//! ([`cpppo_core::enip::client::pipeline`]), the same calls as on blocking and mio
+//! (awaited).
 //!
 //! ```no_run
 //! use std::time::{Duration, Instant};
