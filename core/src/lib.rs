@@ -80,6 +80,7 @@ pub mod controller;
 pub mod engine;
 pub mod enip;
 pub mod modbus;
+pub mod pipeline;
 pub mod rng;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -54,7 +54,6 @@
 //! assert_eq!(pipeline.summary(&client).failures, 0);
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -62,41 +61,14 @@ use serde::{Deserialize, Serialize};
 use super::{CipStatus, ClientConn, ClientEvent, ClientOptions, LostReason, OpId, Value};
 use crate::cip::data::Values;
 use crate::cip::operation::{Method, Operation};
+pub use crate::pipeline::{Done, Pipelined, Pipelining, Summary, QUEUE_PER_DEPTH};
 
-/// Operations submitted ahead of those in flight, per unit of depth, when `multiple`
-/// packs them: enough to fill a Multiple Service Packet, while each operation's timeout
-/// still starts near when it is sent.
-pub const QUEUE_PER_DEPTH: usize = 32;
+/// The runner over an EtherNet/IP [`ClientConn`] (see [`crate::pipeline::Pipeline`]).
+pub type Pipeline<I> = crate::pipeline::Pipeline<I, ClientConn>;
 
-/// The keywords of cpppo's `pipeline(operations, depth, multiple, fragment, timeout)`.
-/// Pure data (serde; the timeout in seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Pipelining {
-    /// Transactions in flight at once; 0 and 1 both mean synchronous (cpppo's `operate`
-    /// takes depth 0 for `synchronous`).
-    pub depth: usize,
-    /// Pack operations into Multiple Service Packets of up to this many bytes; 0 never.
-    pub multiple: usize,
-    /// Use Read/Write Tag Fragmented for every read and write.
-    pub fragment: bool,
-    /// Each operation's deadline after it is submitted; `None` keeps the connection's
-    /// [`ClientOptions::timeout`].
-    #[serde(with = "crate::engine::seconds")]
-    pub timeout: Option<Duration>,
-}
-
-impl Default for Pipelining {
-    /// Synchronous, no Multiple Service Packets, fragmenting only what does not fit.
-    fn default() -> Self {
-        Pipelining {
-            depth: 1,
-            multiple: 0,
-            fragment: false,
-            timeout: None,
-        }
-    }
-}
+/// One EtherNet/IP operation's result: its place, the [`Operation`] and its [`Outcome`]
+/// (cpppo's `(index, description, request, reply, status, value)`).
+pub type Harvested = crate::pipeline::Harvested<Operation, Outcome>;
 
 impl Pipelining {
     /// What a connection's own options say (its depth, multiple, fragment and timeout).
@@ -106,26 +78,6 @@ impl Pipelining {
             multiple: options.multiple,
             fragment: options.fragment,
             timeout: Some(options.timeout),
-        }
-    }
-
-    /// The same, with `depth` transactions in flight.
-    pub fn depth(self, depth: usize) -> Self {
-        Pipelining { depth, ..self }
-    }
-
-    /// One transaction at a time (cpppo's `synchronous`).
-    pub fn synchronous(self) -> Self {
-        self.depth(1)
-    }
-
-    /// How many operations may be submitted and unanswered at once.
-    pub fn window(&self) -> usize {
-        let depth = self.depth.max(1);
-        if self.multiple > 0 {
-            depth.saturating_mul(QUEUE_PER_DEPTH)
-        } else {
-            depth
         }
     }
 }
@@ -141,6 +93,57 @@ impl ClientConn {
     }
 }
 
+impl Pipelined for ClientConn {
+    type Op = Operation;
+    type Outcome = Outcome;
+    type Value = Value;
+    type Event = ClientEvent;
+
+    fn begin(&mut self, pipelining: &Pipelining) {
+        self.set_pipelining(pipelining);
+    }
+
+    fn default_timeout(&self) -> Duration {
+        self.options.timeout
+    }
+
+    fn submit_op(&mut self, now: Instant, op: Operation, timeout: Duration) -> u64 {
+        self.submit_until(now + timeout, op).0
+    }
+
+    fn poll_done(&mut self) -> Option<Done<Outcome, ClientEvent>> {
+        Some(match self.poll_event()? {
+            ClientEvent::Reply {
+                op: OpId(id),
+                result,
+            } => Done::Finished {
+                id,
+                outcome: Outcome::Answered(result),
+            },
+            ClientEvent::Lost { op: OpId(id), why } => Done::Finished {
+                id,
+                outcome: Outcome::Lost(why),
+            },
+            other => Done::Other(other),
+        })
+    }
+
+    fn value(outcome: Outcome) -> Option<Value> {
+        match outcome {
+            Outcome::Answered(Ok(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    fn failed(outcome: &Outcome) -> bool {
+        !matches!(outcome, Outcome::Answered(Ok(_)))
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        (self.stats.transactions, self.stats.requests)
+    }
+}
+
 /// How one operation ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,17 +152,6 @@ pub enum Outcome {
     Answered(Result<Value, CipStatus>),
     /// No answer will come.
     Lost(LostReason),
-}
-
-/// One operation's result, cpppo's `(index, description, request, reply, status, value)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Harvested {
-    /// The operation's place in the sequence given (from 0).
-    pub index: u64,
-    /// The operation.
-    pub operation: Operation,
-    /// How it ended.
-    pub outcome: Outcome,
 }
 
 impl Harvested {
@@ -173,15 +165,12 @@ impl Harvested {
 
     /// The value, consuming the result (what cpppo's `results` yields).
     pub fn into_value(self) -> Option<Value> {
-        match self.outcome {
-            Outcome::Answered(Ok(value)) => Some(value),
-            _ => None,
-        }
+        ClientConn::value(self.outcome)
     }
 
     /// Whether it failed (a CIP status, or no answer).
     pub fn failed(&self) -> bool {
-        self.value().is_none()
+        ClientConn::failed(&self.outcome)
     }
 
     /// cpppo's `dsc`: the tag (or numeric address) and element range the operation
@@ -300,181 +289,6 @@ pub fn py_values(values: &Values) -> String {
             py_list(v, |t| py_str(&t.to_string()))
         }
         Values::Structure { data, .. } => ints(data),
-    }
-}
-
-/// What a run of operations came to: cpppo's `(failures, transactions)` and its TPS.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Operations harvested.
-    pub operations: u64,
-    /// Of which failed (a CIP status, or no answer).
-    pub failures: u64,
-    /// Transactions (encapsulated requests) sent for them.
-    pub transactions: u64,
-    /// Message Router requests sent for them (more than transactions when packed).
-    pub requests: u64,
-    /// From the first step to the last result, seconds in JSON.
-    #[serde(with = "super::seconds")]
-    pub elapsed: Duration,
-}
-
-impl Summary {
-    /// Operations per second.
-    pub fn tps(&self) -> f64 {
-        self.operations as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
-
-    /// cpppo's summary: `Client Tag I/O  Average 1234.567 TPS (  0.001s ea).`
-    pub fn line(&self) -> String {
-        let each = self.elapsed.as_secs_f64() / (self.operations.max(1) as f64);
-        format!(
-            "Client Tag I/O  Average {:7.3} TPS ({each:7.3}s ea).",
-            self.tps()
-        )
-    }
-}
-
-/// The sans-IO runner of cpppo's `pipeline` over one [`ClientConn`] (see the module
-/// documentation for the loop).
-#[derive(Debug)]
-pub struct Pipeline<I> {
-    ops: I,
-    pipelining: Pipelining,
-    window: usize,
-    exhausted: bool,
-    next_index: u64,
-    issued: BTreeMap<OpId, (u64, Operation)>,
-    done: BTreeMap<u64, Harvested>,
-    next_result: u64,
-    events: VecDeque<ClientEvent>,
-    begun: Option<Instant>,
-    last: Option<Instant>,
-    baseline: (u64, u64),
-    failures: u64,
-}
-
-impl<I: Iterator<Item = Operation>> Pipeline<I> {
-    /// Run `ops` as `pipelining` says.
-    pub fn new(ops: I, pipelining: Pipelining) -> Self {
-        Pipeline {
-            ops,
-            window: pipelining.window(),
-            pipelining,
-            exhausted: false,
-            next_index: 0,
-            issued: BTreeMap::new(),
-            done: BTreeMap::new(),
-            next_result: 0,
-            events: VecDeque::new(),
-            begun: None,
-            last: None,
-            baseline: (0, 0),
-            failures: 0,
-        }
-    }
-
-    /// The settings it runs with.
-    pub fn pipelining(&self) -> &Pipelining {
-        &self.pipelining
-    }
-
-    /// Drain `client`'s events (results are kept in order for
-    /// [`poll_result`](Self::poll_result), the rest for [`poll_event`](Self::poll_event))
-    /// and submit as many operations as the window allows; true if anything happened.
-    /// Operations submitted to a closed connection come back lost.
-    pub fn step(&mut self, now: Instant, client: &mut ClientConn) -> bool {
-        if self.begun.is_none() {
-            self.begun = Some(now);
-            self.baseline = (client.stats().transactions, client.stats().requests);
-            client.set_pipelining(&self.pipelining);
-        }
-        self.last = Some(now);
-        let mut moved = false;
-        while let Some(event) = client.poll_event() {
-            moved = true;
-            match event {
-                ClientEvent::Reply { op, result } => self.harvest(op, Outcome::Answered(result)),
-                ClientEvent::Lost { op, why } => self.harvest(op, Outcome::Lost(why)),
-                other => self.events.push_back(other),
-            }
-        }
-        let timeout = self.pipelining.timeout.unwrap_or(client.options().timeout);
-        while self.issued.len() < self.window && !self.exhausted {
-            let Some(op) = self.ops.next() else {
-                self.exhausted = true;
-                break;
-            };
-            let id = client.submit_until(now + timeout, op.clone());
-            self.issued.insert(id, (self.next_index, op));
-            self.next_index += 1;
-            moved = true;
-        }
-        moved
-    }
-
-    fn harvest(&mut self, op: OpId, outcome: Outcome) {
-        // An id not issued here belongs to whoever used the connection before.
-        if let Some((index, operation)) = self.issued.remove(&op) {
-            let done = Harvested {
-                index,
-                operation,
-                outcome,
-            };
-            self.done.insert(index, done);
-        }
-    }
-
-    /// The next result, in the order the operations were given.
-    pub fn poll_result(&mut self) -> Option<Harvested> {
-        let done = self.done.remove(&self.next_result)?;
-        self.next_result += 1;
-        if done.failed() {
-            self.failures += 1;
-        }
-        Some(done)
-    }
-
-    /// Whether [`poll_result`](Self::poll_result) has one now.
-    pub fn has_result(&self) -> bool {
-        self.done.contains_key(&self.next_result)
-    }
-
-    /// A connection event that is not a result (registered, connected, identity, the
-    /// connection failed), in order.
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
-    }
-
-    /// Every operation has been taken, answered or lost, and handed out.
-    pub fn is_finished(&self) -> bool {
-        self.exhausted && self.issued.is_empty() && self.done.is_empty()
-    }
-
-    /// Operations given so far whose result has not been handed out.
-    pub fn pending(&self) -> usize {
-        self.issued.len() + self.done.len()
-    }
-
-    /// Harvested so far.
-    pub fn harvested(&self) -> u64 {
-        self.next_result
-    }
-
-    /// The run so far: operations handed out and failed, transactions `client` sent for
-    /// them, and the time from the first step to the latest.
-    pub fn summary(&self, client: &ClientConn) -> Summary {
-        let elapsed = match (self.begun, self.last) {
-            (Some(begun), Some(last)) => last.saturating_duration_since(begun),
-            _ => Duration::ZERO,
-        };
-        Summary {
-            operations: self.next_result,
-            failures: self.failures,
-            transactions: client.stats().transactions.saturating_sub(self.baseline.0),
-            requests: client.stats().requests.saturating_sub(self.baseline.1),
-            elapsed,
-        }
     }
 }
 
