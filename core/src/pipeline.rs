@@ -133,13 +133,13 @@ pub(crate) mod seconds {
 /// gave) or any other event. The EtherNet/IP and Modbus client engines implement it.
 pub trait Pipelined {
     /// One operation.
-    type Op: Clone;
+    type Op: Clone + std::fmt::Debug;
     /// How one operation ended.
-    type Outcome;
+    type Outcome: std::fmt::Debug;
     /// What a successful operation gives (cpppo's `val`).
-    type Value;
+    type Value: std::fmt::Debug;
     /// An event that is not an operation's end (registered, connection lost...).
-    type Event;
+    type Event: std::fmt::Debug;
 
     /// Take the run's depth (and, where the engine has them, packing and fragmenting)
     /// for what is sent from now on.

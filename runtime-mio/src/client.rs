@@ -37,10 +37,11 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cpppo_core::cip::operation::Operation;
 pub use cpppo_core::engine::Driven;
-use cpppo_core::enip::client::pipeline::{Harvested, Pipeline, Pipelining, Summary};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value};
+use cpppo_core::enip::client::{ClientConn, ClientOptions};
+use cpppo_core::modbus::client::{ClientConfig, ClientConn as ModbusConn};
+use cpppo_core::modbus::server::Transport;
+use cpppo_core::pipeline::{Harvested, Pipeline, Pipelined, Pipelining, Summary};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -268,10 +269,13 @@ impl ClientDriver {
 /// conn.close();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// `Connector<ModbusConn>` is the same for Modbus/TCP ([`Connector::connect_modbus`]):
+/// operations are `(unit, request)`, results their responses.
 #[derive(Debug)]
-pub struct Connector {
+pub struct Connector<E = ClientConn> {
     driver: ClientDriver,
-    client: ClientConn,
+    client: E,
     /// The options' own depth, packing and fragmenting, for `synchronous`/`pipeline`.
     defaults: Pipelining,
     idle: Duration,
@@ -297,76 +301,6 @@ impl Connector {
         })
     }
 
-    /// The client engine (its options, session, counters).
-    pub fn client(&self) -> &ClientConn {
-        &self.client
-    }
-
-    /// Whether the socket is still there.
-    pub fn is_connected(&self) -> bool {
-        self.driver.is_connected()
-    }
-
-    /// The poll error that ended the connection, if one did.
-    pub fn error(&self) -> Option<&io::Error> {
-        self.error.as_ref()
-    }
-
-    /// Run `ops` as `pipelining` says, yielding each result in order (cpppo's `operate`).
-    pub fn operate<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        pipelining: Pipelining,
-    ) -> Harvest<'_, I::IntoIter> {
-        Harvest {
-            pipeline: Pipeline::new(ops.into_iter(), pipelining),
-            connector: self,
-        }
-    }
-
-    /// One transaction at a time (cpppo's `synchronous`), packing and fragmenting as the
-    /// connector's options say (not what an earlier call asked for).
-    pub fn synchronous<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-    ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = self.defaults.synchronous();
-        self.operate(ops, pipelining)
-    }
-
-    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing and
-    /// fragmenting as the connector's options say (not what an earlier call asked for).
-    pub fn pipeline<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        depth: usize,
-    ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = self.defaults.depth(depth);
-        self.operate(ops, pipelining)
-    }
-
-    /// Just each operation's value, `None` where it failed (cpppo's `results`).
-    pub fn results<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        pipelining: Pipelining,
-    ) -> Results<'_, I::IntoIter> {
-        self.operate(ops, pipelining).map(Harvested::into_value)
-    }
-
-    /// Every operation's value and how many failed (cpppo's `process`).
-    pub fn process<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        pipelining: Pipelining,
-    ) -> (usize, Vec<Option<Value>>) {
-        let values: Vec<Option<Value>> = self
-            .operate(ops, pipelining)
-            .map(Harvested::into_value)
-            .collect();
-        (values.iter().filter(|v| v.is_none()).count(), values)
-    }
-
     /// End the session: finish what is in flight, Forward Close when connected,
     /// UnRegisterSession, within the options' timeout.
     pub fn close(mut self) {
@@ -383,34 +317,137 @@ impl Connector {
     }
 }
 
+impl Connector<ModbusConn> {
+    /// Connect to the first address of `target` that answers (within the
+    /// configuration's timeout): a Modbus/TCP client.
+    pub fn connect_modbus(target: &[SocketAddr], config: ClientConfig) -> io::Result<Self> {
+        let stream = connect(target, config.timeout)?;
+        Self::new_modbus(stream, config)
+    }
+
+    /// A Modbus/TCP client over `stream`.
+    pub fn new_modbus(stream: TcpStream, config: ClientConfig) -> io::Result<Self> {
+        Ok(Connector {
+            driver: ClientDriver::new(Some(stream))?,
+            idle: config.timeout,
+            defaults: Pipelining::of_modbus(&config),
+            client: ModbusConn::new(Transport::Tcp, config),
+            error: None,
+        })
+    }
+}
+
+impl<E: Pipelined + Driven> Connector<E> {
+    /// The client engine (its options, counters).
+    pub fn client(&self) -> &E {
+        &self.client
+    }
+
+    /// Whether the socket is still there.
+    pub fn is_connected(&self) -> bool {
+        self.driver.is_connected()
+    }
+
+    /// The poll error that ended the connection, if one did.
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
+    }
+
+    /// Run `ops` as `pipelining` says, yielding each result in order (cpppo's `operate`).
+    pub fn operate<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        Harvest {
+            pipeline: Pipeline::new(ops.into_iter(), pipelining),
+            connector: self,
+        }
+    }
+
+    /// One transaction at a time (cpppo's `synchronous`), packing and fragmenting as the
+    /// connector's options say (not what an earlier call asked for).
+    pub fn synchronous<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        let pipelining = self.defaults.synchronous();
+        self.operate(ops, pipelining)
+    }
+
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing and
+    /// fragmenting as the connector's options say (not what an earlier call asked for).
+    pub fn pipeline<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        depth: usize,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        let pipelining = self.defaults.depth(depth);
+        self.operate(ops, pipelining)
+    }
+
+    /// Just each operation's value, `None` where it failed (cpppo's `results`).
+    pub fn results<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Results<'_, I::IntoIter, E> {
+        self.operate(ops, pipelining)
+            .map(|done| E::value(done.outcome))
+    }
+
+    /// Every operation's value and how many failed (cpppo's `process`).
+    pub fn process<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> (usize, Vec<Option<E::Value>>) {
+        let mut failures = 0;
+        let values = self
+            .operate(ops, pipelining)
+            .map(|done| {
+                failures += usize::from(E::failed(&done.outcome));
+                E::value(done.outcome)
+            })
+            .collect();
+        (failures, values)
+    }
+}
+
 /// The values of [`Connector::results`], `None` where an operation failed.
-pub type Results<'a, I> = std::iter::Map<Harvest<'a, I>, fn(Harvested) -> Option<Value>>;
+pub type Results<'a, I, E = ClientConn> = std::iter::Map<
+    Harvest<'a, I, E>,
+    fn(
+        Harvested<<E as Pipelined>::Op, <E as Pipelined>::Outcome>,
+    ) -> Option<<E as Pipelined>::Value>,
+>;
 
 /// The results of a [`Connector`] call, in the order the operations were given (an
 /// [`Iterator`] of [`Harvested`]: cpppo's `(index, description, request, reply, status,
 /// value)`).
 #[derive(Debug)]
-pub struct Harvest<'a, I> {
-    connector: &'a mut Connector,
-    pipeline: Pipeline<I>,
+pub struct Harvest<'a, I, E: Pipelined = ClientConn> {
+    connector: &'a mut Connector<E>,
+    pipeline: Pipeline<I, E>,
 }
 
-impl<I: Iterator<Item = Operation>> Harvest<'_, I> {
+impl<I: Iterator<Item = E::Op>, E: Pipelined + Driven> Harvest<'_, I, E> {
     /// The run so far: operations, failures, transactions, time.
     pub fn summary(&self) -> Summary {
         self.pipeline.summary(&self.connector.client)
     }
 
-    /// A connection event that is not a result (registered, connected, failed).
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+    /// A connection event that is not a result (EtherNet/IP: registered, connected,
+    /// failed; Modbus: lost, unmatched).
+    pub fn poll_event(&mut self) -> Option<E::Event> {
         self.pipeline.poll_event()
     }
 }
 
-impl<I: Iterator<Item = Operation>> Iterator for Harvest<'_, I> {
-    type Item = Harvested;
+impl<I: Iterator<Item = E::Op>, E: Pipelined + Driven> Iterator for Harvest<'_, I, E> {
+    type Item = Harvested<E::Op, E::Outcome>;
 
-    fn next(&mut self) -> Option<Harvested> {
+    fn next(&mut self) -> Option<Self::Item> {
         let Connector {
             driver,
             client,

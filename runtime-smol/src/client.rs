@@ -42,11 +42,12 @@ use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::write_deadline;
 pub use cpppo_core::engine::Driven;
-use cpppo_core::enip::client::pipeline::{Harvested, Pipeline, Pipelining, Summary};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value};
+use cpppo_core::enip::client::{ClientConn, ClientOptions};
+use cpppo_core::modbus::client::{ClientConfig, ClientConn as ModbusConn};
+use cpppo_core::modbus::server::Transport;
+use cpppo_core::pipeline::{Harvested, Pipeline, Pipelined, Pipelining, Summary};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Timer};
@@ -227,10 +228,13 @@ impl ClientDriver {
 /// })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// `Connector<ModbusConn>` is the same for Modbus/TCP ([`Connector::connect_modbus`]):
+/// operations are `(unit, request)`, results their responses.
 #[derive(Debug)]
-pub struct Connector {
+pub struct Connector<E = ClientConn> {
     driver: ClientDriver,
-    client: ClientConn,
+    client: E,
     /// The options' own depth, packing and fragmenting, for `synchronous`/`pipeline`.
     defaults: Pipelining,
     idle: Duration,
@@ -254,72 +258,6 @@ impl Connector {
         }
     }
 
-    /// The client engine (its options, session, counters).
-    pub fn client(&self) -> &ClientConn {
-        &self.client
-    }
-
-    /// Whether the socket is still there.
-    pub fn is_connected(&self) -> bool {
-        self.driver.stream.is_some()
-    }
-
-    /// Run `ops` as `pipelining` says, giving each result in order (cpppo's `operate`).
-    pub fn operate<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        pipelining: Pipelining,
-    ) -> Harvest<'_, I::IntoIter> {
-        Harvest {
-            pipeline: Pipeline::new(ops.into_iter(), pipelining),
-            connector: self,
-        }
-    }
-
-    /// One transaction at a time (cpppo's `synchronous`), packing and fragmenting as the
-    /// connector's options say (not what an earlier call asked for).
-    pub fn synchronous<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-    ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = self.defaults.synchronous();
-        self.operate(ops, pipelining)
-    }
-
-    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing and
-    /// fragmenting as the connector's options say (not what an earlier call asked for).
-    pub fn pipeline<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        depth: usize,
-    ) -> Harvest<'_, I::IntoIter> {
-        let pipelining = self.defaults.depth(depth);
-        self.operate(ops, pipelining)
-    }
-
-    /// Just each operation's value, `None` where it failed (cpppo's `results`).
-    pub fn results<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        pipelining: Pipelining,
-    ) -> Results<'_, I::IntoIter> {
-        Results(self.operate(ops, pipelining))
-    }
-
-    /// Every operation's value and how many failed (cpppo's `process`).
-    pub async fn process<I: IntoIterator<Item = Operation>>(
-        &mut self,
-        ops: I,
-        pipelining: Pipelining,
-    ) -> (usize, Vec<Option<Value>>) {
-        let mut results = self.results(ops, pipelining);
-        let mut values = Vec::new();
-        while let Some(value) = results.next().await {
-            values.push(value);
-        }
-        (values.iter().filter(|v| v.is_none()).count(), values)
-    }
-
     /// End the session: finish what is in flight, Forward Close when connected,
     /// UnRegisterSession, within the options' timeout.
     pub async fn close(mut self) {
@@ -338,18 +276,106 @@ impl Connector {
     }
 }
 
+impl Connector<ModbusConn> {
+    /// Connect to the first address of `target` that answers (within the
+    /// configuration's timeout): a Modbus/TCP client.
+    pub async fn connect_modbus(target: &[SocketAddr], config: ClientConfig) -> io::Result<Self> {
+        let stream = connect(target, config.timeout).await?;
+        Ok(Self::new_modbus(stream, config))
+    }
+
+    /// A Modbus/TCP client over `stream`.
+    pub fn new_modbus(stream: Async<TcpStream>, config: ClientConfig) -> Self {
+        Connector {
+            driver: ClientDriver::new(Some(stream)),
+            idle: config.timeout,
+            defaults: Pipelining::of_modbus(&config),
+            client: ModbusConn::new(Transport::Tcp, config),
+        }
+    }
+}
+
+impl<E: Pipelined + Driven> Connector<E> {
+    /// The client engine (its options, counters).
+    pub fn client(&self) -> &E {
+        &self.client
+    }
+
+    /// Whether the socket is still there.
+    pub fn is_connected(&self) -> bool {
+        self.driver.stream.is_some()
+    }
+
+    /// Run `ops` as `pipelining` says, giving each result in order (cpppo's `operate`).
+    pub fn operate<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        Harvest {
+            pipeline: Pipeline::new(ops.into_iter(), pipelining),
+            connector: self,
+        }
+    }
+
+    /// One transaction at a time (cpppo's `synchronous`), packing and fragmenting as the
+    /// connector's options say (not what an earlier call asked for).
+    pub fn synchronous<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        let pipelining = self.defaults.synchronous();
+        self.operate(ops, pipelining)
+    }
+
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing and
+    /// fragmenting as the connector's options say (not what an earlier call asked for).
+    pub fn pipeline<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        depth: usize,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        let pipelining = self.defaults.depth(depth);
+        self.operate(ops, pipelining)
+    }
+
+    /// Just each operation's value, `None` where it failed (cpppo's `results`).
+    pub fn results<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Results<'_, I::IntoIter, E> {
+        Results(self.operate(ops, pipelining))
+    }
+
+    /// Every operation's value and how many failed (cpppo's `process`).
+    pub async fn process<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> (usize, Vec<Option<E::Value>>) {
+        let mut harvest = self.operate(ops, pipelining);
+        let (mut failures, mut values) = (0, Vec::new());
+        while let Some(done) = harvest.next().await {
+            failures += usize::from(E::failed(&done.outcome));
+            values.push(E::value(done.outcome));
+        }
+        (failures, values)
+    }
+}
+
 /// The results of a [`Connector`] call, in the order the operations were given:
 /// [`next`](Self::next) gives each [`Harvested`] (cpppo's `(index, description,
 /// request, reply, status, value)`).
 #[derive(Debug)]
-pub struct Harvest<'a, I> {
-    connector: &'a mut Connector,
-    pipeline: Pipeline<I>,
+pub struct Harvest<'a, I, E: Pipelined = ClientConn> {
+    connector: &'a mut Connector<E>,
+    pipeline: Pipeline<I, E>,
 }
 
-impl<I: Iterator<Item = Operation>> Harvest<'_, I> {
+impl<I: Iterator<Item = E::Op>, E: Pipelined + Driven> Harvest<'_, I, E> {
     /// The next result; `None` once every operation's has been given.
-    pub async fn next(&mut self) -> Option<Harvested> {
+    pub async fn next(&mut self) -> Option<Harvested<E::Op, E::Outcome>> {
         let Connector {
             driver,
             client,
@@ -381,19 +407,20 @@ impl<I: Iterator<Item = Operation>> Harvest<'_, I> {
         self.pipeline.summary(&self.connector.client)
     }
 
-    /// A connection event that is not a result (registered, connected, failed).
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+    /// A connection event that is not a result (EtherNet/IP: registered, connected,
+    /// failed; Modbus: lost, unmatched).
+    pub fn poll_event(&mut self) -> Option<E::Event> {
         self.pipeline.poll_event()
     }
 }
 
 /// The values of [`Connector::results`], `None` where an operation failed.
 #[derive(Debug)]
-pub struct Results<'a, I>(Harvest<'a, I>);
+pub struct Results<'a, I, E: Pipelined = ClientConn>(Harvest<'a, I, E>);
 
-impl<I: Iterator<Item = Operation>> Results<'_, I> {
+impl<I: Iterator<Item = E::Op>, E: Pipelined + Driven> Results<'_, I, E> {
     /// The next value; `None` once every operation's has been given.
-    pub async fn next(&mut self) -> Option<Option<Value>> {
-        self.0.next().await.map(Harvested::into_value)
+    pub async fn next(&mut self) -> Option<Option<E::Value>> {
+        self.0.next().await.map(|done| E::value(done.outcome))
     }
 }
