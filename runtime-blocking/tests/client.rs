@@ -15,7 +15,12 @@ use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::{Driven, ServeOptions, Serving};
 use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
 use cpppo_core::enip::client::{ClientOptions, ClientStats, Value};
+use cpppo_core::modbus::client::{
+    ClientConfig, ClientConn as ModbusConn, ModbusOp, Outcome as ModbusOutcome,
+};
 use cpppo_core::modbus::device::Device;
+use cpppo_core::modbus::pdu::Response;
+use cpppo_core::pipeline::Harvested as Done;
 
 struct Blocking;
 
@@ -53,6 +58,24 @@ impl ClientRuntime for Blocking {
     }
     fn stats(c: &Connector) -> ClientStats {
         *c.client().stats()
+    }
+    type Modbus = Connector<ModbusConn>;
+    fn connect_modbus(addr: SocketAddr, config: ClientConfig) -> Self::Modbus {
+        Connector::connect_modbus(&[addr], config).unwrap()
+    }
+    fn modbus_pipeline(
+        c: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        depth: usize,
+    ) -> Vec<Done<ModbusOp, ModbusOutcome>> {
+        c.pipeline(ops, depth).collect()
+    }
+    fn modbus_process(
+        c: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        p: Pipelining,
+    ) -> (usize, Vec<Option<Response<'static>>>) {
+        c.process(ops, p)
     }
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
         let stream = connect(&[addr], Duration::from_secs(5)).unwrap();

@@ -15,7 +15,12 @@ use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::{Driven, ServeOptions, Serving};
 use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
 use cpppo_core::enip::client::{ClientOptions, ClientStats, Value};
+use cpppo_core::modbus::client::{
+    ClientConfig, ClientConn as ModbusConn, ModbusOp, Outcome as ModbusOutcome,
+};
 use cpppo_core::modbus::device::Device;
+use cpppo_core::modbus::pdu::Response;
+use cpppo_core::pipeline::Harvested as Done;
 use cpppo_smol::client::{connect, ClientDriver, Connector};
 
 struct Smol;
@@ -80,6 +85,31 @@ impl ClientRuntime for Smol {
     }
     fn stats(c: &Connector) -> ClientStats {
         *c.client().stats()
+    }
+    type Modbus = Connector<ModbusConn>;
+    fn connect_modbus(addr: SocketAddr, config: ClientConfig) -> Self::Modbus {
+        smol::block_on(Connector::connect_modbus(&[addr], config)).unwrap()
+    }
+    fn modbus_pipeline(
+        c: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        depth: usize,
+    ) -> Vec<Done<ModbusOp, ModbusOutcome>> {
+        smol::block_on(async {
+            let mut harvest = c.pipeline(ops, depth);
+            let mut done = Vec::new();
+            while let Some(d) = harvest.next().await {
+                done.push(d);
+            }
+            done
+        })
+    }
+    fn modbus_process(
+        c: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        p: Pipelining,
+    ) -> (usize, Vec<Option<Response<'static>>>) {
+        smol::block_on(c.process(ops, p))
     }
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
         smol::block_on(async {

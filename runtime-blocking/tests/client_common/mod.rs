@@ -18,7 +18,10 @@ use cpppo_core::enip::client::{
     ClientConn, ClientEvent, ClientOptions, ClientStats, LostReason, Value,
 };
 use cpppo_core::enip::server::{Server, ServerOptions};
+use cpppo_core::modbus::client::{ClientConfig, ModbusOp, Outcome as ModbusOutcome};
 use cpppo_core::modbus::device::Device;
+use cpppo_core::modbus::pdu::{Exception, ExceptionCode, Registers, Request, Response};
+use cpppo_core::pipeline::Harvested as Done;
 
 /// A simulated controller served by the runtime under test.
 pub type Plc = Server<Controller>;
@@ -53,6 +56,22 @@ pub trait ClientRuntime {
     fn is_connected(conn: &Self::Conn) -> bool;
     /// The connector's client engine counters.
     fn stats(conn: &Self::Conn) -> ClientStats;
+    /// The runtime's `Connector<ModbusConn>`.
+    type Modbus;
+    /// `Connector::connect_modbus`.
+    fn connect_modbus(addr: SocketAddr, config: ClientConfig) -> Self::Modbus;
+    /// `Connector::pipeline` on a Modbus connector, collected.
+    fn modbus_pipeline(
+        conn: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        depth: usize,
+    ) -> Vec<Done<ModbusOp, ModbusOutcome>>;
+    /// `Connector::process` on a Modbus connector.
+    fn modbus_process(
+        conn: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        p: Pipelining,
+    ) -> (usize, Vec<Option<Response<'static>>>);
     /// Drive `engine` over a connection to `addr` with the runtime's `ClientDriver::run`
     /// until `done` says so (`done` also drains the engine's events).
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool);
@@ -414,6 +433,57 @@ pub fn drives_a_modbus_client_until_done<R: ClientRuntime>() {
     let _ = running.shutdown().unwrap();
 }
 
+/// The Modbus connector: requests pipelined, responses in order, an exception a failure.
+pub fn a_modbus_connector_pipelines_requests<R: ClientRuntime>() {
+    let data = cpppo_core::modbus::device::UnitData::parse(["40001-40010=7"]).unwrap();
+    let running = R::serve_modbus(
+        Device::new(data),
+        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
+    );
+    let addr = reachable(running.local_addrs()[0]);
+    let mut conn = R::connect_modbus(addr, ClientConfig::default());
+    let read = |address, quantity| (1, Request::ReadHoldingRegisters { address, quantity });
+    let mut ops = vec![(
+        1,
+        Request::WriteMultipleRegisters {
+            address: 2,
+            values: Registers::from_values(&[1, 2, 3]),
+        },
+    )];
+    ops.extend((0..8).map(|i| read(i, 2)));
+    ops.push(read(500, 1));
+    let done = R::modbus_pipeline(&mut conn, ops.clone(), 4);
+    assert_eq!(done.len(), 10);
+    let regs = [7, 7, 1, 2, 3, 7, 7, 7, 7];
+    for (i, d) in done.iter().enumerate() {
+        assert_eq!((d.index, &d.operation), (i as u64, &ops[i]));
+    }
+    for (i, d) in done[1..9].iter().enumerate() {
+        let ModbusOutcome::Answered(Ok(Response::ReadHoldingRegisters(r))) = &d.outcome else {
+            panic!("{d:?}");
+        };
+        assert_eq!(r.iter().collect::<Vec<_>>(), regs[i..i + 2], "read {i}");
+    }
+    assert_eq!(
+        done[9].outcome,
+        ModbusOutcome::Answered(Err(Exception {
+            function: 3,
+            code: ExceptionCode::ILLEGAL_DATA_ADDRESS
+        }))
+    );
+    let (failures, values) = R::modbus_process(
+        &mut conn,
+        vec![read(4, 1), read(600, 1)],
+        Pipelining::default().depth(2),
+    );
+    assert_eq!(failures, 1);
+    assert!(
+        matches!(&values[..], [Some(Response::ReadHoldingRegisters(r)), None] if r.iter().eq([3])),
+        "{values:?}"
+    );
+    let _ = running.shutdown().unwrap();
+}
+
 /// One `#[test]` per scenario for the runtime `$rt` (a [`ClientRuntime`]):
 /// `client_tests!(Mio);`
 #[macro_export]
@@ -438,6 +508,10 @@ macro_rules! client_tests {
         #[test]
         fn a_silent_controller_times_operations_out() {
             client_common::a_silent_controller_times_operations_out::<$rt>();
+        }
+        #[test]
+        fn a_modbus_connector_pipelines_requests() {
+            client_common::a_modbus_connector_pipelines_requests::<$rt>();
         }
         #[test]
         fn drives_an_enip_client_until_done() {
