@@ -33,8 +33,12 @@ use serde::{Deserialize, Serialize};
 
 use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::{Connection, OnEvent, ServeOptions, Server, Serving};
-use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
+use cpppo_core::enip::client::pipeline::{Harvested, Outcome, Pipelining, Summary};
 use cpppo_core::enip::client::{ClientEvent, ClientOptions};
+use cpppo_core::modbus::client::{
+    ClientConfig, ClientEvent as ModbusEvent, ModbusOp, Outcome as ModbusOutcome,
+};
+use cpppo_core::pipeline::Harvested as Done;
 
 /// One of the three runtimes. Pure data (serde as `"blocking"`, `"smol"`, `"mio"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,13 +55,73 @@ pub enum Runtime {
 /// The events of a server's connections.
 pub type EventOf<S> = <<S as Server>::Connection as Connection>::Event;
 
-/// What [`Runtime::operate_with`] hands its caller as the operations run.
+/// What [`Runtime::operate_with`] (and, for Modbus, [`Runtime::modbus_with`]) hands its
+/// caller as the operations run.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Progress {
+pub enum Progress<Op = Operation, O = Outcome, Ev = ClientEvent> {
     /// A connection event that is not a result (registered, connected, failed).
-    Event(ClientEvent),
+    Event(Ev),
     /// An operation's result, in the order the operations were given.
-    Result(Harvested),
+    Result(Done<Op, O>),
+}
+
+/// [`Progress`] of a Modbus client.
+pub type ModbusProgress = Progress<ModbusOp, ModbusOutcome, ModbusEvent>;
+
+/// Connect with `$connect` on the runtime chosen, run `$ops` through the connector,
+/// hand each result and event to `$on`, then `$end` the connector (`close` a session,
+/// `drop` a Modbus client); the summary. The blocking and mio loops are the same, over
+/// their own connector; smol's is awaited.
+macro_rules! run_connector {
+    (@close $conn:ident) => { $conn.close() };
+    (@drop $conn:ident) => { drop($conn) };
+    (@async close $conn:ident) => { $conn.close().await };
+    (@async drop $conn:ident) => { drop($conn) };
+    ($runtime:expr, $connect:ident($($arg:expr),*), $ops:expr, $p:expr, $on:expr, $end:ident) => {{
+        let mut on = $on;
+        macro_rules! drain {
+            ($harvest:ident) => {
+                while let Some(event) = $harvest.poll_event() {
+                    on(Progress::Event(event));
+                }
+            };
+        }
+        macro_rules! sync_runtime {
+            ($krate:ident) => {{
+                let mut conn = $krate::client::Connector::$connect($($arg),*)?;
+                let mut harvest = conn.operate($ops, $p);
+                while let Some(done) = harvest.next() {
+                    drain!(harvest);
+                    on(Progress::Result(done));
+                }
+                drain!(harvest);
+                let summary = harvest.summary();
+                end!(conn);
+                summary
+            }};
+        }
+        macro_rules! end {
+            ($conn:ident) => {
+                run_connector!(@$end $conn)
+            };
+        }
+        Ok(match $runtime {
+            Runtime::Blocking => sync_runtime!(cpppo_blocking),
+            Runtime::Smol => smol::block_on(async {
+                let mut conn = cpppo_smol::client::Connector::$connect($($arg),*).await?;
+                let mut harvest = conn.operate($ops, $p);
+                while let Some(done) = harvest.next().await {
+                    drain!(harvest);
+                    on(Progress::Result(done));
+                }
+                drain!(harvest);
+                let summary = harvest.summary();
+                run_connector!(@async $end conn);
+                Ok::<_, io::Error>(summary)
+            })?,
+            Runtime::Mio => sync_runtime!(cpppo_mio),
+        })
+    }};
 }
 
 impl Runtime {
@@ -116,49 +180,56 @@ impl Runtime {
         options: ClientOptions,
         ops: I,
         pipelining: Pipelining,
-        mut on: impl FnMut(Progress),
+        on: impl FnMut(Progress),
     ) -> io::Result<Summary>
     where
         I: IntoIterator<Item = Operation>,
     {
-        macro_rules! drain {
-            ($harvest:ident) => {
-                while let Some(event) = $harvest.poll_event() {
-                    on(Progress::Event(event));
-                }
-            };
-        }
-        // The blocking and mio loops are the same, over their own Connector.
-        macro_rules! sync_runtime {
-            ($krate:ident) => {{
-                let mut conn = $krate::client::Connector::connect(target, options)?;
-                let mut harvest = conn.operate(ops, pipelining);
-                while let Some(done) = harvest.next() {
-                    drain!(harvest);
-                    on(Progress::Result(done));
-                }
-                drain!(harvest);
-                let summary = harvest.summary();
-                conn.close();
-                summary
-            }};
-        }
-        Ok(match self {
-            Runtime::Blocking => sync_runtime!(cpppo_blocking),
-            Runtime::Smol => smol::block_on(async {
-                let mut conn = cpppo_smol::client::Connector::connect(target, options).await?;
-                let mut harvest = conn.operate(ops, pipelining);
-                while let Some(done) = harvest.next().await {
-                    drain!(harvest);
-                    on(Progress::Result(done));
-                }
-                drain!(harvest);
-                let summary = harvest.summary();
-                conn.close().await;
-                Ok::<_, io::Error>(summary)
-            })?,
-            Runtime::Mio => sync_runtime!(cpppo_mio),
-        })
+        run_connector!(self, connect(target, options), ops, pipelining, on, close)
+    }
+
+    /// As [`operate_with`](Self::operate_with) for Modbus/TCP: `(unit, request)`
+    /// operations through this runtime's `client::Connector<ModbusConn>` (pipelined to
+    /// `pipelining.depth`), each response, exception or loss handed to `on` in order.
+    pub fn modbus_with<I>(
+        self,
+        target: &[SocketAddr],
+        config: ClientConfig,
+        ops: I,
+        pipelining: Pipelining,
+        on: impl FnMut(ModbusProgress),
+    ) -> io::Result<Summary>
+    where
+        I: IntoIterator<Item = ModbusOp>,
+    {
+        run_connector!(
+            self,
+            connect_modbus(target, config),
+            ops,
+            pipelining,
+            on,
+            drop
+        )
+    }
+
+    /// [`modbus_with`](Self::modbus_with), every result collected in order.
+    pub fn modbus<I>(
+        self,
+        target: &[SocketAddr],
+        config: ClientConfig,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> io::Result<Vec<Done<ModbusOp, ModbusOutcome>>>
+    where
+        I: IntoIterator<Item = ModbusOp>,
+    {
+        let mut done = Vec::new();
+        self.modbus_with(target, config, ops, pipelining, |p| {
+            if let Progress::Result(r) = p {
+                done.push(r);
+            }
+        })?;
+        Ok(done)
     }
 
     /// [`operate_with`](Self::operate_with), every result collected in order.
