@@ -484,6 +484,69 @@ pub fn a_modbus_connector_pipelines_requests<R: ClientRuntime>() {
     let _ = running.shutdown().unwrap();
 }
 
+/// `impl ClientRuntime for $rt` for a runtime whose `Connector` is synchronous (blocking,
+/// mio): the connector calls written once; the runtime adds `drive` and its servers.
+#[macro_export]
+macro_rules! sync_client_runtime {
+    ($rt:ty, $krate:ident, { $($rest:tt)* }) => {
+        impl ClientRuntime for $rt {
+            type Conn = $krate::client::Connector;
+            fn connect(addr: SocketAddr, options: ClientOptions) -> $krate::client::Connector {
+                $krate::client::Connector::connect(&[addr], options).unwrap()
+            }
+            fn operate(c: &mut $krate::client::Connector, ops: Vec<Operation>, p: Pipelining) -> (Vec<Harvested>, Summary) {
+                let mut harvest = c.operate(ops, p);
+                let done: Vec<Harvested> = harvest.by_ref().collect();
+                (done, harvest.summary())
+            }
+            fn synchronous(c: &mut $krate::client::Connector, ops: Vec<Operation>) -> Vec<Harvested> {
+                c.synchronous(ops).collect()
+            }
+            fn pipeline(c: &mut $krate::client::Connector, ops: Vec<Operation>, depth: usize) -> Vec<Harvested> {
+                c.pipeline(ops, depth).collect()
+            }
+            fn results(c: &mut $krate::client::Connector, ops: Vec<Operation>, p: Pipelining) -> Vec<Option<Value>> {
+                c.results(ops, p).collect()
+            }
+            fn process(
+                c: &mut $krate::client::Connector,
+                ops: Vec<Operation>,
+                p: Pipelining,
+            ) -> (usize, Vec<Option<Value>>) {
+                c.process(ops, p)
+            }
+            fn close(c: $krate::client::Connector) {
+                c.close();
+            }
+            fn is_connected(c: &$krate::client::Connector) -> bool {
+                c.is_connected()
+            }
+            fn stats(c: &$krate::client::Connector) -> ClientStats {
+                *c.client().stats()
+            }
+            type Modbus = $krate::client::Connector<ModbusConn>;
+            fn connect_modbus(addr: SocketAddr, config: ClientConfig) -> Self::Modbus {
+                $krate::client::Connector::connect_modbus(&[addr], config).unwrap()
+            }
+            fn modbus_pipeline(
+                c: &mut Self::Modbus,
+                ops: Vec<ModbusOp>,
+                depth: usize,
+            ) -> Vec<Done<ModbusOp, ModbusOutcome>> {
+                c.pipeline(ops, depth).collect()
+            }
+            fn modbus_process(
+                c: &mut Self::Modbus,
+                ops: Vec<ModbusOp>,
+                p: Pipelining,
+            ) -> (usize, Vec<Option<Response<'static>>>) {
+                c.process(ops, p)
+            }
+            $($rest)*
+        }
+    };
+}
+
 /// One `#[test]` per scenario for the runtime `$rt` (a [`ClientRuntime`]):
 /// `client_tests!(Mio);`
 #[macro_export]
