@@ -45,7 +45,8 @@ use std::time::{Duration, Instant};
 use cpppo_core::engine::write_deadline;
 pub use cpppo_core::engine::Driven;
 use cpppo_core::enip::client::{ClientConn, ClientOptions};
-use cpppo_core::modbus::client::{ClientConfig, ClientConn as ModbusConn};
+use cpppo_core::modbus::client::ClientConfig;
+pub use cpppo_core::modbus::client::ClientConn as ModbusConn;
 use cpppo_core::modbus::server::Transport;
 use cpppo_core::pipeline::{Harvested, Pipeline, Pipelined, Pipelining, Summary};
 use smol::future::FutureExt;
@@ -229,8 +230,9 @@ impl ClientDriver {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// `Connector<ModbusConn>` is the same for Modbus/TCP ([`Connector::connect_modbus`]):
-/// operations are `(unit, request)`, results their responses.
+/// [`ModbusConnector`] (`Connector<ModbusConn>`) is the same for Modbus/TCP
+/// ([`Connector::connect_modbus`]): operations are `(unit, request)`, results their
+/// responses.
 #[derive(Debug)]
 pub struct Connector<E = ClientConn> {
     driver: ClientDriver,
@@ -275,6 +277,10 @@ impl Connector {
             .await;
     }
 }
+
+/// cpppo's connector calls for Modbus/TCP: a [`Connector`] over core's Modbus client
+/// engine ([`ModbusConn`]), made by [`Connector::connect_modbus`].
+pub type ModbusConnector = Connector<ModbusConn>;
 
 impl Connector<ModbusConn> {
     /// Connect to the first address of `target` that answers (within the
