@@ -43,6 +43,25 @@ sync_client_runtime!(Mio, cpppo_mio, {
             .run(engine, Duration::from_secs(1), |e, _| (false, done(e)))
             .unwrap();
     }
+    fn drive_twice<E: Driven>(
+        first: SocketAddr,
+        second: SocketAddr,
+        engine: &mut E,
+        done1: &mut dyn FnMut(&mut E) -> bool,
+        done2: &mut dyn FnMut(&mut E) -> bool,
+    ) {
+        let stream = connect(&[first], Duration::from_secs(5)).unwrap();
+        let mut driver = ClientDriver::new(Some(stream)).unwrap();
+        driver
+            .run(engine, Duration::from_secs(1), |e, _| (false, done1(e)))
+            .unwrap();
+        driver
+            .attach(connect(&[second], Duration::from_secs(5)).unwrap())
+            .unwrap();
+        driver
+            .run(engine, Duration::from_secs(1), |e, _| (false, done2(e)))
+            .unwrap();
+    }
     fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
         Box::new(serve(server, options).unwrap())
     }

@@ -78,6 +78,10 @@ pub struct ClientDriver {
     /// The connection, while there is one.
     pub stream: Option<Async<TcpStream>>,
     out: Vec<u8>,
+    /// The local address of the stream `out` was left for by a write that timed out:
+    /// a stream put in its place since gets none of it (a frame cut short would be
+    /// garbage there).
+    pending_on: Option<SocketAddr>,
     buf: Vec<u8>,
 }
 
@@ -87,6 +91,7 @@ impl ClientDriver {
         ClientDriver {
             stream,
             out: Vec::new(),
+            pending_on: None,
             buf: vec![0; 4096],
         }
     }
@@ -98,10 +103,20 @@ impl ClientDriver {
     /// its deadline (its operations time out) and the rest is kept for the next flush,
     /// so no frame is cut.
     pub async fn flush<E: Driven>(&mut self, engine: &mut E) -> bool {
+        let here = self
+            .stream
+            .as_ref()
+            .and_then(|s| s.get_ref().local_addr().ok());
+        if self.pending_on.take().is_some_and(|on| Some(on) != here) {
+            self.out.clear();
+        }
         let before = self.out.len();
         while engine.transmit(Instant::now(), &mut self.out) {}
         let had = self.out.len() > before;
         self.write_pending(engine).await;
+        if !self.out.is_empty() {
+            self.pending_on = here;
+        }
         had
     }
 

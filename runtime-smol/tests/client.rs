@@ -120,6 +120,27 @@ impl ClientRuntime for Smol {
                 .unwrap();
         });
     }
+    fn drive_twice<E: Driven>(
+        first: SocketAddr,
+        second: SocketAddr,
+        engine: &mut E,
+        done1: &mut dyn FnMut(&mut E) -> bool,
+        done2: &mut dyn FnMut(&mut E) -> bool,
+    ) {
+        smol::block_on(async {
+            let stream = connect(&[first], Duration::from_secs(5)).await.unwrap();
+            let mut driver = ClientDriver::new(Some(stream));
+            driver
+                .run(engine, Duration::from_secs(1), |e, _| (false, done1(e)))
+                .await
+                .unwrap();
+            driver.stream = Some(connect(&[second], Duration::from_secs(5)).await.unwrap());
+            driver
+                .run(engine, Duration::from_secs(1), |e, _| (false, done2(e)))
+                .await
+                .unwrap();
+        });
+    }
     fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
         Box::new(cpppo_smol::serve(server, options).unwrap())
     }

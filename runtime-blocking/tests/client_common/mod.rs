@@ -75,6 +75,15 @@ pub trait ClientRuntime {
     /// Drive `engine` over a connection to `addr` with the runtime's `ClientDriver::run`
     /// until `done` says so (`done` also drains the engine's events).
     fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool);
+    /// Drive `engine` over a connection to `first` until `done1`, then put a connection
+    /// to `second` in its place (as a reconnect does) and drive until `done2`.
+    fn drive_twice<E: Driven>(
+        first: SocketAddr,
+        second: SocketAddr,
+        engine: &mut E,
+        done1: &mut dyn FnMut(&mut E) -> bool,
+        done2: &mut dyn FnMut(&mut E) -> bool,
+    );
     /// Serve a simulated controller.
     fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>>;
     /// Serve a simulated Modbus device.
@@ -328,6 +337,71 @@ pub fn a_peer_that_stops_reading_does_not_hold_the_write<R: ClientRuntime>() {
     holder.join().unwrap();
 }
 
+/// A client engine that first floods (until its deadline passes), then says `HELLO`.
+pub struct FloodThenHello {
+    flood: Flood,
+    hello: bool,
+}
+
+impl Driven for FloodThenHello {
+    fn input(&mut self, _now: Instant, _data: &[u8]) {}
+    fn transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        if self.flood.timed_out.is_none() {
+            return self.flood.transmit(now, out);
+        }
+        if std::mem::take(&mut self.hello) {
+            out.extend_from_slice(b"HELLO");
+            return true;
+        }
+        false
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.flood.deadline()
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.flood.timeout(now);
+    }
+    fn eof(&mut self, _now: Instant) {}
+}
+
+/// Output left by a write that timed out is not sent on the connection put in its
+/// place: the new peer's first bytes are the engine's next frame, not the rest of one
+/// cut short.
+pub fn a_new_connection_gets_none_of_the_old_ones_output<R: ClientRuntime>() {
+    let (deaf_addr, holder) = deaf();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = listener.local_addr().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut got = [0u8; 5];
+        stream.read_exact(&mut got).unwrap();
+        got
+    });
+    let mut engine = FloodThenHello {
+        flood: Flood {
+            deadline: Instant::now() + Duration::from_millis(300),
+            gave: false,
+            sent: 0,
+            timed_out: None,
+        },
+        hello: true,
+    };
+    // First until the flood timed out (part of it still unwritten), then until HELLO has
+    // been handed over.
+    R::drive_twice(
+        deaf_addr,
+        second,
+        &mut engine,
+        &mut |e| e.flood.timed_out.is_some(),
+        &mut |e| !e.hello,
+    );
+    assert_eq!(&reader.join().unwrap(), b"HELLO");
+    holder.join().unwrap();
+}
+
 /// A timeout on a silent controller: each operation is lost as timed out, in order.
 pub fn a_silent_controller_times_operations_out<R: ClientRuntime>() {
     let (addr, holder) = deaf();
@@ -567,6 +641,10 @@ macro_rules! client_tests {
         #[test]
         fn a_peer_that_stops_reading_does_not_hold_the_write() {
             client_common::a_peer_that_stops_reading_does_not_hold_the_write::<$rt>();
+        }
+        #[test]
+        fn a_new_connection_gets_none_of_the_old_ones_output() {
+            client_common::a_new_connection_gets_none_of_the_old_ones_output::<$rt>();
         }
         #[test]
         fn a_silent_controller_times_operations_out() {
