@@ -1,26 +1,27 @@
-//! `cpppo enip client`: cpppo's `python -m cpppo.server.enip.client` on core's
-//! [`ClientConn`], driven by the client loop of the `--runtime` chosen
-//! ([`cpppo_blocking::client`] by default, [`cpppo_smol::client`], [`cpppo_mio::client`]): read and write tags
-//! given in cpppo's operation syntax, print each result as cpppo does with `-p`
-//! (`            SCADA[1][  1-3  ]+  0 <= [10, 20, 30]: 'OK'`), and exit 1 if any
-//! operation failed. `-i`/`-s` send sessionless ListIdentity / ListServices (by UDP with
+//! `cpppo enip client`: cpppo's `python -m cpppo.server.enip.client` on the `Connector`
+//! of the `--runtime` chosen ([`cpppo_blocking::client`] by default,
+//! [`cpppo_smol::client`], [`cpppo_mio::client`]), each running core's pipeline
+//! ([`cpppo_core::enip::client::pipeline`]): read and write tags given in cpppo's
+//! operation syntax, print each result as cpppo does with `-p`
+//! (`            SCADA[1][  1-3  ]+  0 <= [10, 20, 30]: 'OK'`) or as a line of JSON with
+//! `--json`, a progress line each second and cpppo's TPS summary with `-v`, and exit 1
+//! if any operation failed. `-i`/`-s` send sessionless ListIdentity / ListServices (by UDP with
 //! `-u`, to every responder with `-b`).
 //!
 //! Not here: cpppo's `--priority-time-tick`/`--timeout-ticks`, `-I`, `-L`, `-P`, `-l`,
 //! and tag I/O over UDP (`-u` applies to `-i`/`-s`); `-i`/`-s` always use plain sockets,
 //! whatever `--runtime`.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use cpppo_core::cip::data::Values;
-use cpppo_core::cip::operation::{parse_operation, Method, Operation};
+use cpppo_core::cip::operation::{parse_operation, Operation};
+use cpppo_core::enip::client::pipeline::{Harvested, Outcome, Pipelining, Summary};
 use cpppo_core::enip::client::{
-    decode_list_reply, list_request, CipStatus, ClientConn, ClientEvent, ClientOptions, ListReply,
-    Value,
+    decode_list_reply, list_request, ClientEvent, ClientOptions, ListReply, Value,
 };
 use cpppo_core::enip::cpf::Identity;
 use cpppo_core::enip::encapsulation::Command;
@@ -29,6 +30,7 @@ use cpppo_core::enip::ENIP_PORT;
 use crate::address::parse_address;
 use crate::serve::{parse_seconds, CliError, Runtime};
 use cpppo_blocking::client::connect;
+use cpppo_runtimes::Progress;
 
 /// The command name in messages.
 const COMMAND: &str = "cpppo enip client";
@@ -41,11 +43,6 @@ const HEADER_LEN: usize = 24;
 /// The encapsulation header's length field offset (bytes 2..4, little-endian).
 const LENGTH_OFFSET: usize = 2;
 
-/// Operations submitted ahead of those in flight, per unit of depth, so that
-/// `--multiple` has something to pack while each operation's timeout still starts near
-/// when it is sent.
-const QUEUE_PER_DEPTH: usize = 32;
-
 /// `cpppo enip client` options.
 #[derive(Debug, Args)]
 pub struct EnipClientArgs {
@@ -55,7 +52,8 @@ pub struct EnipClientArgs {
     #[arg(short, long, value_name = "ADDRESS", default_value = ":44818")]
     address: String,
 
-    /// Report the session, the connection, each failure and the rate on stderr.
+    /// Report the session, the connection, each failure, a progress line each second and
+    /// the rate (cpppo's `Client Tag I/O  Average ... TPS`) on stderr.
     ///
     /// Example: `-v`.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -158,6 +156,13 @@ pub struct EnipClientArgs {
     #[arg(long, overrides_with = "print")]
     no_print: bool,
 
+    /// Print each result on stdout as one line of JSON (index, tag, method, value,
+    /// status), and the summary (operations, failures, transactions, seconds) last.
+    ///
+    /// Example: `--json`.
+    #[arg(long)]
+    json: bool,
+
     /// Open a CIP connection (Forward Open) and send the operations connected.
     ///
     /// Example: `-c`.
@@ -243,122 +248,147 @@ fn operations(args: &EnipClientArgs, stdin: impl BufRead) -> Result<Vec<Operatio
         .collect())
 }
 
-/// A string as Python's `repr` shows it.
-fn py_str(s: &str) -> String {
-    let mut t = String::with_capacity(s.len() + 2);
-    t.push('\'');
-    for c in s.chars() {
-        match c {
-            '\\' => t.push_str("\\\\"),
-            '\'' => t.push_str("\\'"),
-            '\n' => t.push_str("\\n"),
-            '\r' => t.push_str("\\r"),
-            '\t' => t.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                t.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => t.push(c),
-        }
-    }
-    t.push('\'');
-    t
-}
-
-/// A list as Python's `repr` shows it.
-fn py_list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
-    format!("[{}]", items.iter().map(f).collect::<Vec<_>>().join(", "))
-}
-
-/// A float as Python's `repr` shows it (shortest round-trip, `.0` on whole numbers).
-fn py_float(v: f64) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.into()
-    } else {
-        format!("{v:?}")
-    }
-}
-
-/// Values as cpppo prints them (a Python list).
-fn py_values(values: &Values) -> String {
-    fn ints<T: ToString>(v: &[T]) -> String {
-        py_list(v, T::to_string)
-    }
+/// Values as plain JSON: numbers, strings, or a structure's handle and bytes.
+fn values_json(values: &Values) -> serde_json::Value {
+    use serde_json::json;
     match values {
-        Values::Bool(v) => py_list(v, |b| u8::from(*b).to_string()),
-        Values::Sint(v) => ints(v),
-        Values::Int(v) => ints(v),
-        Values::Dint(v) => ints(v),
-        Values::Lint(v) => ints(v),
-        Values::Usint(v) => ints(v),
-        Values::Uint(v) => ints(v),
-        Values::Udint(v) | Values::Dword(v) => ints(v),
-        Values::Ulint(v) => ints(v),
-        Values::Real(v) => py_list(v, |x| py_float(f64::from(*x))),
-        Values::Lreal(v) => py_list(v, |x| py_float(*x)),
+        Values::Bool(v) => json!(v),
+        Values::Sint(v) => json!(v),
+        Values::Int(v) => json!(v),
+        Values::Dint(v) => json!(v),
+        Values::Lint(v) => json!(v),
+        Values::Usint(v) => json!(v),
+        Values::Uint(v) => json!(v),
+        Values::Udint(v) | Values::Dword(v) => json!(v),
+        Values::Ulint(v) => json!(v),
+        Values::Real(v) => json!(v),
+        Values::Lreal(v) => json!(v),
         Values::Sstring(v) | Values::String(v) | Values::LogixString(v) => {
-            py_list(v, |t| py_str(&t.to_string()))
+            json!(v.iter().map(ToString::to_string).collect::<Vec<_>>())
         }
-        Values::Structure { data, .. } => ints(data),
+        Values::Structure { handle, data } => json!({ "handle": handle, "data": data }),
     }
 }
 
-/// How one operation ended.
-#[derive(Debug, Clone, PartialEq)]
-enum Outcome {
-    /// The device answered: a value or a status.
-    Answered(Result<Value, CipStatus>),
-    /// No answer: the text says why.
-    Lost(String),
-}
-
-impl Outcome {
-    fn failed(&self) -> bool {
-        !matches!(self, Outcome::Answered(Ok(_)))
-    }
-}
-
-/// cpppo's result line for one operation (`client.py`'s `validate`).
-fn result_line(op: &Operation, outcome: &Outcome) -> String {
-    let writes = matches!(op.method, Method::Write | Method::SetAttributeSingle);
-    let act = if writes { "<=" } else { "==" };
-    let (val, count) = match (outcome, &op.values) {
-        (_, Some(values)) if writes => (py_values(values), usize::from(op.elements)),
-        (Outcome::Answered(Ok(Value::Values(values))), _) => (py_values(values), values.len()),
-        (Outcome::Answered(Ok(Value::Data(data))), _) => {
-            (py_list(data, u8::to_string), usize::from(op.elements))
-        }
-        _ => ("None".to_string(), usize::from(op.elements)),
+/// One result as one line of JSON (`--json`): the operation's place, tag and range,
+/// method, value (the values written, for a write) and how it ended.
+fn result_json(done: &Harvested) -> serde_json::Value {
+    let op = &done.operation;
+    let value = match (&done.outcome, &op.values) {
+        (Outcome::Answered(Ok(Value::Written)), Some(values)) => values_json(values),
+        (Outcome::Answered(Ok(Value::Values(values))), _) => values_json(values),
+        (Outcome::Answered(Ok(other)), _) => serde_json::to_value(other).unwrap_or_default(),
+        _ => serde_json::Value::Null,
     };
-    let res = match outcome {
-        Outcome::Answered(Ok(_)) => "OK".to_string(),
-        Outcome::Answered(Err(status)) => format!(
-            "Status {} {}",
-            status.general.0,
-            if status.additional.is_empty() {
-                String::new()
-            } else {
-                py_list(&status.additional, u16::to_string)
+    let (status, additional, error) = match &done.outcome {
+        Outcome::Answered(Ok(_)) => (Some(0), Vec::new(), None),
+        Outcome::Answered(Err(s)) => (Some(s.general.0), s.additional.clone(), None),
+        Outcome::Lost(why) => (None, Vec::new(), Some(why.to_string())),
+    };
+    serde_json::json!({
+        "index": done.index,
+        "tag": done.description(),
+        "method": op.method,
+        "elements": op.elements,
+        "offset": op.offset,
+        "value": value,
+        "ok": !done.failed(),
+        "status": status,
+        "additional_status": additional,
+        "error": error,
+    })
+}
+
+/// How often, at most, the progress line is written.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the command does with each result and connection event, whatever the runtime.
+struct Report<'a> {
+    args: &'a EnipClientArgs,
+    shown: String,
+    total: usize,
+    done: usize,
+    begun: Instant,
+    progress: Option<Instant>,
+    /// Write the progress line over itself (stderr is a terminal).
+    overwrite: bool,
+}
+
+impl Report<'_> {
+    /// A connection event: a failure always, the rest with `-v`.
+    fn event(&mut self, event: ClientEvent) {
+        match event {
+            ClientEvent::Failed(why) => eprintln!("{COMMAND}: {}: {why}", self.shown),
+            other if self.args.verbose > 0 => eprintln!("{COMMAND}: {}: {other:?}", self.shown),
+            _ => {}
+        }
+    }
+
+    /// One result, in operation order: printed with `-p` (cpppo's line) or `--json`, its
+    /// failure reported with `-v`, and the progress line now and then.
+    fn result(&mut self, done: &Harvested) {
+        self.done += 1;
+        if done.failed() && self.args.verbose > 0 {
+            eprintln!(
+                "{COMMAND}: {} failed: {}",
+                done.operation.path,
+                done.line().trim()
+            );
+        }
+        let mut out = std::io::stdout().lock();
+        if self.args.json {
+            let _ = writeln!(out, "{}", result_json(done));
+        } else if self.args.print {
+            let _ = writeln!(out, "{}", done.line());
+        }
+        let _ = out.flush();
+        if self.args.verbose > 0 || self.overwrite {
+            let now = Instant::now();
+            let since = self.progress.unwrap_or(self.begun);
+            if now.saturating_duration_since(since) >= PROGRESS_INTERVAL {
+                self.progress = Some(now);
+                let rate = self.done as f64
+                    / now
+                        .saturating_duration_since(self.begun)
+                        .as_secs_f64()
+                        .max(f64::MIN_POSITIVE);
+                let line = format!(
+                    "{COMMAND}: progress {}/{} operations, {rate:.1} TPS",
+                    self.done, self.total
+                );
+                if self.overwrite {
+                    eprint!("\r{line}");
+                } else {
+                    eprintln!("{line}");
+                }
             }
-        ),
-        Outcome::Lost(why) => why.clone(),
-    };
-    let tag = op.path.to_string();
-    match op.tag_and_element().1 {
-        None => format!("{tag:>20}              {act} {val}: {}", py_str(&res)),
-        Some(first) => {
-            let last = i64::from(first) + count.max(1) as i64 - 1;
-            format!(
-                "{tag:>20}[{first:>3}-{last:<3}]+{:>3} {act} {val}: {}",
-                op.offset.unwrap_or(0),
-                py_str(&res)
-            )
+        }
+    }
+
+    /// The run is over: end an overwritten progress line; the summary with `-v` (and as
+    /// the last JSON line with `--json`).
+    fn finish(&mut self, summary: &Summary) {
+        if self.overwrite && self.progress.is_some() {
+            eprintln!();
+        }
+        if self.args.json {
+            println!("{}", serde_json::json!({ "summary": summary }));
+        }
+        if self.args.verbose > 0 && summary.operations > 0 {
+            eprintln!(
+                "{COMMAND}: {} operations in {:.3}s using {} transactions, {} failed",
+                summary.operations,
+                summary.elapsed.as_secs_f64(),
+                summary.transactions,
+                summary.failures
+            );
+            eprintln!("{COMMAND}: {}", summary.line());
         }
     }
 }
 
-/// Run the operations over one session; returns how many failed.
+/// Run the operations over one session on the `--runtime` chosen, each runtime's
+/// `Connector` with the same calls; returns how many failed.
 fn run_operations(
     args: &EnipClientArgs,
     target: &[SocketAddr],
@@ -368,139 +398,33 @@ fn run_operations(
     let shown = target
         .first()
         .map_or_else(|| args.address.clone(), SocketAddr::to_string);
-    let window = options.depth.saturating_mul(if options.multiple > 0 {
-        QUEUE_PER_DEPTH
-    } else {
-        1
-    });
-    let total = ops.len();
-    let mut pending = ops.into_iter().enumerate();
-    let mut issued: BTreeMap<u64, (usize, Operation)> = BTreeMap::new();
-    let mut done: BTreeMap<usize, (Operation, Outcome)> = BTreeMap::new();
-    let mut next_print = 0usize;
-    let mut failures = 0usize;
-    let mut closing = false;
-    let verbose = args.verbose;
-    let stdout = std::io::stdout();
-    // One turn of the loop on whichever runtime: drain events, print, submit; `connected`
-    // is whether the runtime still has the socket.
-    let mut step = |client: &mut ClientConn, connected: bool| {
-        let mut moved = false;
-        while let Some(event) = client.poll_event() {
-            moved = true;
-            let (op, outcome) = match event {
-                ClientEvent::Reply { op, result } => (op, Outcome::Answered(result)),
-                ClientEvent::Lost { op, why } => (op, Outcome::Lost(why.to_string())),
-                ClientEvent::Failed(why) => {
-                    eprintln!("{COMMAND}: {shown}: {why}");
-                    continue;
-                }
-                other => {
-                    if verbose > 0 {
-                        eprintln!("{COMMAND}: {shown}: {other:?}");
-                    }
-                    continue;
-                }
-            };
-            if let Some((index, op)) = issued.remove(&op.0) {
-                if outcome.failed() {
-                    failures += 1;
-                    if verbose > 0 {
-                        eprintln!(
-                            "{COMMAND}: {} failed: {}",
-                            op.path,
-                            result_line(&op, &outcome).trim()
-                        );
-                    }
-                }
-                done.insert(index, (op, outcome));
-            }
-        }
-        // Print in submission order, as cpppo does.
-        while let Some((op, outcome)) = done.remove(&next_print) {
-            if args.print {
-                let mut out = stdout.lock();
-                let _ = writeln!(out, "{}", result_line(&op, &outcome));
-                let _ = out.flush();
-            }
-            next_print += 1;
-        }
-        let now = Instant::now();
-        while client.outstanding() < window && !closing {
-            let Some((index, op)) = pending.next() else {
-                break;
-            };
-            let id = client.submit(now, op.clone());
-            issued.insert(id.0, (index, op));
-            moved = true;
-        }
-        if next_print == total && !closing {
-            closing = true;
-            client.close(now);
-            moved = true;
-        }
-        let finished = closing && (client.is_closed() || !connected);
-        if !connected && !closing && !moved {
-            // The connection is gone; whatever is left will not be answered.
-            return (moved, true);
-        }
-        (moved, finished)
-    };
     let cannot = |e: std::io::Error| CliError::failure(format!("cannot connect to {shown}: {e}"));
-    let socket = |e: std::io::Error| CliError::failure(format!("socket: {e}"));
-    let idle = args.timeout;
-    // The clock of the rate starts once connected.
-    let begun;
-    match args.runtime {
-        Runtime::Blocking => {
-            use cpppo_blocking::client::ClientDriver;
-            let stream = connect(target, args.timeout).map_err(cannot)?;
-            begun = Instant::now();
-            let mut client = ClientConn::new(begun, options);
-            ClientDriver::new(Some(stream))
-                .run(&mut client, idle, |c, d| step(c, d.stream.is_some()))
-                .map_err(socket)?;
-        }
-        Runtime::Smol => {
-            use cpppo_smol::client::{connect, ClientDriver};
-            begun = smol::block_on(async {
-                let stream = connect(target, args.timeout).await.map_err(cannot)?;
-                let begun = Instant::now();
-                let mut client = ClientConn::new(begun, options);
-                ClientDriver::new(Some(stream))
-                    .run(&mut client, idle, |c, d| step(c, d.stream.is_some()))
-                    .await
-                    .map_err(socket)?;
-                Ok::<_, CliError>(begun)
-            })?;
-        }
-        Runtime::Mio => {
-            use cpppo_mio::client::{connect, ClientDriver};
-            let stream = connect(target, args.timeout).map_err(cannot)?;
-            begun = Instant::now();
-            let mut client = ClientConn::new(begun, options);
-            ClientDriver::new(Some(stream))
-                .map_err(socket)?
-                .run(&mut client, idle, |c, d| step(c, d.is_connected()))
-                .map_err(socket)?;
-        }
-    }
-    // Operations never submitted (the connection was lost first) failed too.
-    failures += total - next_print - done.len();
-    for (_, (op, outcome)) in done {
-        if args.print {
-            println!("{}", result_line(&op, &outcome));
-        }
-    }
-    if verbose > 0 && total > 0 {
-        let elapsed = begun.elapsed().as_secs_f64();
-        eprintln!(
-            "{COMMAND}: {total} operations in {elapsed:.3}s: {:.3} TPS ({:.3}s each), {failures} failed",
-            total as f64 / elapsed.max(f64::MIN_POSITIVE),
-            elapsed / total as f64
-        );
-    }
-    Ok(failures)
+    let mut report = Report {
+        args,
+        shown: shown.clone(),
+        total: ops.len(),
+        done: 0,
+        // From the connect: cpppo's rate includes the session's set-up.
+        begun: Instant::now(),
+        progress: None,
+        overwrite: std::io::stderr().is_terminal() && args.verbose == 0 && !args.json,
+    };
+    let pipelining = Pipelining::of(&options);
+    let summary = args
+        .runtime
+        .operate_with(
+            target,
+            options,
+            ops,
+            pipelining,
+            |progress| match progress {
+                Progress::Event(event) => report.event(event),
+                Progress::Result(done) => report.result(&done),
+            },
+        )
+        .map_err(cannot)?;
+    report.finish(&summary);
+    Ok(usize::try_from(summary.failures).unwrap_or(usize::MAX))
 }
 
 /// An identity as one line of JSON.
@@ -703,47 +627,50 @@ mod tests {
         let ops = operations(&parse(&["A", "-", "D"]).unwrap(), stdin).unwrap();
         let paths: Vec<String> = ops.iter().map(|o| o.path.to_string()).collect();
         assert_eq!(paths, ["A", "B[1]", "C[0]", "D"]);
-        assert_eq!(ops[1].method, Method::Write);
+        assert_eq!(ops[1].method, cpppo_core::cip::operation::Method::Write);
         let e = operations(&parse(&["-", "-"]).unwrap(), none).unwrap_err();
         assert_eq!(e.code, crate::serve::EXIT_USAGE);
     }
 
     #[test]
-    fn lines_look_like_cpppos() {
-        let write = parse_operation("SCADA[1-3]=10,20,30").unwrap();
-        assert_eq!(
-            result_line(&write, &Outcome::Answered(Ok(Value::Written))),
-            "            SCADA[1][  1-3  ]+  0 <= [10, 20, 30]: 'OK'"
-        );
-        let read = parse_operation("SCADA[0-4]").unwrap();
-        let got = Values::Int(vec![0, 10, 20, 30, 0]);
-        assert_eq!(
-            result_line(&read, &Outcome::Answered(Ok(Value::Values(got)))),
-            "            SCADA[0][  0-4  ]+  0 == [0, 10, 20, 30, 0]: 'OK'"
-        );
-        let scalar = parse_operation("SCADA").unwrap();
-        assert_eq!(
-            result_line(
-                &scalar,
-                &Outcome::Answered(Ok(Value::Values(Values::Int(vec![0]))))
-            ),
-            "               SCADA              == [0]: 'OK'"
-        );
-        let bad = parse_operation("SCADA[200]").unwrap();
-        let status = CipStatus {
-            general: GeneralStatus(0xFF),
-            additional: vec![8453],
+    fn json_lines_carry_values_and_status() {
+        use cpppo_core::enip::client::{CipStatus, LostReason};
+        let done = |text: &str, outcome| Harvested {
+            index: 2,
+            operation: parse_operation(text).unwrap(),
+            outcome,
         };
+        let write = done("SCADA[1-3]=10,20,30", Outcome::Answered(Ok(Value::Written)));
         assert_eq!(
-            result_line(&bad, &Outcome::Answered(Err(status))),
-            "          SCADA[200][200-200]+  0 == None: 'Status 255 [8453]'"
+            result_json(&write).to_string(),
+            r#"{"additional_status":[],"elements":3,"error":null,"index":2,"method":"write","offset":null,"ok":true,"status":0,"tag":"SCADA[1-3]","value":[10,20,30]}"#
         );
-        let real = parse_operation("R[0-1]=(REAL)1.5,2").unwrap();
+        let read = done(
+            "TEXT[0-1]",
+            Outcome::Answered(Ok(Value::Values(Values::Sstring(vec![
+                "a".into(),
+                "b'c".into(),
+            ])))),
+        );
+        assert_eq!(result_json(&read)["value"], serde_json::json!(["a", "b'c"]));
+        let bad = done(
+            "SCADA[200]",
+            Outcome::Answered(Err(CipStatus {
+                general: GeneralStatus(0xFF),
+                additional: vec![8453],
+            })),
+        );
+        let j = result_json(&bad);
         assert_eq!(
-            result_line(&real, &Outcome::Answered(Ok(Value::Written))),
-            "                R[0][  0-1  ]+  0 <= [1.5, 2.0]: 'OK'"
+            (&j["ok"], &j["status"], &j["additional_status"], &j["value"]),
+            (
+                &serde_json::json!(false),
+                &serde_json::json!(255),
+                &serde_json::json!([8453]),
+                &serde_json::Value::Null
+            )
         );
-        assert_eq!(py_str("it's"), "'it\\'s'");
-        assert_eq!(py_float(f64::from(0.1f32)), "0.10000000149011612");
+        let lost = done("SCADA", Outcome::Lost(LostReason::Timeout));
+        assert_eq!(result_json(&lost)["error"], "timed out");
     }
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
-use cpppo_core::engine::{Connection, OnEvent, ServeOptions, Server, Serving};
+use clap::Args;
+use cpppo_core::engine::{OnEvent, ServeOptions, Server, Serving};
 
 use crate::address::parse_address;
 use crate::rotate::RotatingFile;
@@ -56,26 +56,9 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The runtime that drives the server's sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Runtime {
-    /// std threads: one per listener and per connection.
-    Blocking,
-    /// smol / async-io tasks.
-    Smol,
-    /// One mio event loop thread for every socket.
-    Mio,
-}
-
-impl fmt::Display for Runtime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Runtime::Blocking => "blocking",
-            Runtime::Smol => "smol",
-            Runtime::Mio => "mio",
-        })
-    }
-}
+/// The runtime that drives the sockets (`--runtime blocking|smol|mio`), held once in
+/// `cpppo-runtimes`.
+pub use cpppo_runtimes::Runtime;
 
 /// The options every server command takes.
 #[derive(Debug, Args)]
@@ -213,7 +196,7 @@ impl ServeArgs {
 }
 
 /// The events of a server's connections.
-pub type EventOf<S> = <<S as Server>::Connection as Connection>::Event;
+pub use cpppo_runtimes::EventOf;
 
 /// Start `server` on `runtime`. Everything is bound before this returns, so a port in
 /// use is an error here (exit status 2, naming the address).
@@ -233,15 +216,9 @@ where
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let handle: std::io::Result<Box<dyn Serving<S>>> = match runtime {
-        Runtime::Blocking => cpppo_blocking::serve_with(server, options, on_event)
-            .map(|h| Box::new(h) as Box<dyn Serving<S>>),
-        Runtime::Smol => cpppo_smol::serve_with(server, options, on_event)
-            .map(|h| Box::new(h) as Box<dyn Serving<S>>),
-        Runtime::Mio => cpppo_mio::serve_with(server, options, on_event)
-            .map(|h| Box::new(h) as Box<dyn Serving<S>>),
-    };
-    handle.map_err(|e| CliError::usage(format!("cannot listen on {wanted}: {e}")))
+    runtime
+        .serve_with(server, options, on_event)
+        .map_err(|e| CliError::usage(format!("cannot listen on {wanted}: {e}")))
 }
 
 /// The start-up line: `listening on 127.0.0.1:44818 (tcp, udp), runtime mio`.

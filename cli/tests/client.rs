@@ -419,3 +419,78 @@ fn every_runtime_gives_the_same_results() {
         assert!(err.contains("cannot connect"), "{runtime}: {err}");
     }
 }
+
+#[test]
+fn json_lines_on_every_runtime() {
+    let s = server(&["SCADA=INT[100]"]);
+    let address = s.addr.to_string();
+    for runtime in ["blocking", "smol", "mio"] {
+        let (code, out, err) = client(&[
+            "-a",
+            &address,
+            "--json",
+            "--runtime",
+            runtime,
+            "-d",
+            "2",
+            "SCADA[1-3]=10,20,30",
+            "SCADA[0-4]",
+            "NOPE",
+        ]);
+        assert_eq!(code, 1, "{runtime}: {err}");
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4, "{runtime}: {out}");
+        assert_eq!(lines[0]["method"], "write", "{runtime}");
+        assert_eq!(
+            lines[0]["value"],
+            serde_json::json!([10, 20, 30]),
+            "{runtime}"
+        );
+        assert_eq!(lines[1]["tag"], "SCADA[0-4]", "{runtime}");
+        assert_eq!(
+            lines[1]["value"],
+            serde_json::json!([0, 10, 20, 30, 0]),
+            "{runtime}"
+        );
+        assert_eq!(lines[1]["ok"], true, "{runtime}");
+        assert_eq!(
+            (&lines[2]["ok"], &lines[2]["status"], &lines[2]["index"]),
+            (
+                &serde_json::json!(false),
+                &serde_json::json!(4),
+                &serde_json::json!(2)
+            ),
+            "{runtime}"
+        );
+        let summary = &lines[3]["summary"];
+        assert_eq!(
+            (&summary["operations"], &summary["failures"]),
+            (&serde_json::json!(3), &serde_json::json!(1)),
+            "{runtime}"
+        );
+        assert!(summary["transactions"].as_u64().unwrap() >= 3, "{runtime}");
+    }
+}
+
+#[test]
+fn a_long_run_shows_progress_and_cpppos_tps_summary() {
+    // Every reply 0.2 s late: eight operations one at a time take over a second.
+    let s = server(&["-d", "0.2", "SCADA=INT[10]"]);
+    let (code, out, err) = client(&["-a", &s.addr.to_string(), "-v", "-r", "8", "SCADA[0]"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty(), "no -p: {out}");
+    let progress: Vec<&str> = err.lines().filter(|l| l.contains(" progress ")).collect();
+    assert!(!progress.is_empty(), "{err}");
+    assert!(
+        progress[0].starts_with("cpppo enip client: progress ")
+            && progress[0].contains("/8 operations, ")
+            && progress[0].ends_with(" TPS"),
+        "{err}"
+    );
+    assert!(err.contains("8 operations in "), "{err}");
+    assert!(err.contains("using 8 transactions, 0 failed"), "{err}");
+    assert!(err.contains("Client Tag I/O  Average "), "{err}");
+}

@@ -16,36 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cpppo_core::engine::{ServeOptions, Server, Serving};
+use cpppo_core::engine::ServeOptions;
 
-/// The three runtimes every server test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// `cpppo-blocking`: std threads.
-    Blocking,
-    /// `cpppo-smol`: smol tasks.
-    Smol,
-    /// `cpppo-mio`: one mio event loop.
-    Mio,
-}
-
-impl Runtime {
-    /// All of them, in a fixed order.
-    pub const ALL: [Runtime; 3] = [Runtime::Blocking, Runtime::Smol, Runtime::Mio];
-
-    /// Serve `server` on this runtime.
-    pub fn serve<S>(self, server: S, options: ServeOptions) -> io::Result<Box<dyn Serving<S>>>
-    where
-        S: Server + Send + 'static,
-        S::Connection: Send + 'static,
-    {
-        Ok(match self {
-            Runtime::Blocking => Box::new(cpppo_blocking::serve(server, options)?),
-            Runtime::Smol => Box::new(cpppo_smol::serve(server, options)?),
-            Runtime::Mio => Box::new(cpppo_mio::serve(server, options)?),
-        })
-    }
-}
+/// The three runtimes every test runs on (servers with [`Runtime::serve`], our client
+/// with [`Runtime::operate`]).
+pub use cpppo_runtimes::Runtime;
 
 /// Options listening on a free loopback port, TCP and UDP.
 pub fn loopback() -> ServeOptions {

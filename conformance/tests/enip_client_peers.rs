@@ -1,7 +1,8 @@
-//! Our EtherNet/IP client engine against cpppo's own Python simulator
-//! (`python -m cpppo.server.enip`), driven by the blocking client loop
-//! (`cpppo_blocking::client`): writes and reads of several types, pipelined, packed into
-//! Multiple Service Packets, connected, and a read large enough to be fragmented; each
+//! Our EtherNet/IP client on each runtime (the `Connector` of `cpppo_blocking`,
+//! `cpppo_smol` and `cpppo_mio`) against cpppo's own Python simulator
+//! (`python -m cpppo.server.enip`, a real third-party server) and against our server on
+//! each runtime: writes and reads of several types, pipelined, packed into Multiple
+//! Service Packets, connected, and a write and read large enough to be fragmented; each
 //! value read back is compared.
 
 #![allow(clippy::unwrap_used)]
@@ -11,11 +12,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cpppo_blocking::client::{connect, ClientDriver};
-use cpppo_conformance::python;
+use cpppo_conformance::{loopback, python, Runtime};
 use cpppo_core::cip::data::Values;
-use cpppo_core::cip::operation::parse_operation;
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, Value};
+use cpppo_core::cip::operation::{parse_operation, Operation};
+use cpppo_core::controller::{Controller, ControllerConfig};
+use cpppo_core::engine::reachable;
+use cpppo_core::enip::client::pipeline::{Outcome, Pipelining};
+use cpppo_core::enip::client::{ClientOptions, Value};
+use cpppo_core::enip::server::{Server, ServerOptions};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -56,124 +60,162 @@ fn simulator(python: &Path, tags: &[&str]) -> Simulator {
     sim
 }
 
-/// Run `ops` over one session; each operation's result, in order.
-fn run(addr: SocketAddr, options: ClientOptions, ops: &[&str]) -> Vec<Result<Value, String>> {
-    let stream = connect(&[addr], PATIENCE).unwrap();
-    let now = Instant::now();
-    let mut client = ClientConn::new(now, options);
-    let ids: Vec<_> = ops
-        .iter()
-        .map(|op| client.submit(now, parse_operation(op).unwrap()))
-        .collect();
-    let mut results = std::collections::BTreeMap::new();
-    let mut closing = false;
-    ClientDriver::new(Some(stream))
-        .run(&mut client, Duration::from_secs(1), |client, driver| {
-            while let Some(event) = client.poll_event() {
-                match event {
-                    ClientEvent::Reply { op, result } => {
-                        results.insert(op, result.map_err(|s| format!("{s:?}")));
-                    }
-                    ClientEvent::Lost { op, why } => {
-                        results.insert(op, Err(why.to_string()));
-                    }
-                    ClientEvent::Failed(why) => panic!("{why}"),
-                    _ => {}
-                }
-            }
-            if results.len() == ids.len() && !closing {
-                closing = true;
-                client.close(Instant::now());
-                return (true, false);
-            }
-            (
-                false,
-                closing && (client.is_closed() || driver.stream.is_none()),
-            )
+/// Run `ops` over one session on `runtime`, `depth` transactions in flight and packed
+/// into Multiple Service Packets of `multiple` bytes; each operation's result, in order.
+fn run(
+    runtime: Runtime,
+    addr: SocketAddr,
+    options: ClientOptions,
+    ops: &[&str],
+) -> Vec<Result<Value, String>> {
+    let ops: Vec<Operation> = ops.iter().map(|op| parse_operation(op).unwrap()).collect();
+    let pipelining = Pipelining::of(&options);
+    let done = runtime
+        .operate(&[addr], options, ops, pipelining)
+        .unwrap_or_else(|e| panic!("{runtime:?}: {e}"));
+    done.into_iter()
+        .map(|d| match d.outcome {
+            Outcome::Answered(result) => result.map_err(|s| format!("{s:?}")),
+            Outcome::Lost(why) => Err(why.to_string()),
         })
-        .unwrap();
-    ids.iter().map(|id| results.remove(id).unwrap()).collect()
+        .collect()
 }
+
+/// Writes of several types (one large enough to be fragmented) plain, pipelined, packed
+/// and connected, each read back; on every runtime.
+fn writes_and_reads_back(addr: SocketAddr) {
+    let big: Vec<String> = (0..600).map(|i| (i * 3 - 1000).to_string()).collect();
+    let big_write = format!("BIG[0-599]=(DINT){}", big.join(","));
+    for runtime in Runtime::ALL {
+        for (what, options) in [
+            ("plain", ClientOptions::default()),
+            (
+                "pipelined",
+                ClientOptions {
+                    depth: 3,
+                    ..ClientOptions::default()
+                },
+            ),
+            (
+                "packed",
+                ClientOptions {
+                    depth: 2,
+                    multiple: 500,
+                    ..ClientOptions::default()
+                },
+            ),
+            (
+                "connected",
+                ClientOptions {
+                    connected: true,
+                    depth: 2,
+                    ..ClientOptions::default()
+                },
+            ),
+        ] {
+            let what = format!("{runtime:?} {what}");
+            let n = options.depth as i16;
+            let results = run(
+                runtime,
+                addr,
+                options.clone(),
+                &[
+                    &format!("SCADA[1-3]={n},20,30"),
+                    "Speed[1]=(REAL)2.5",
+                    "Count=(DINT)-70000",
+                    &big_write,
+                ],
+            );
+            assert!(
+                results.iter().all(|r| *r == Ok(Value::Written)),
+                "{what}: {results:?}"
+            );
+            let results = run(
+                runtime,
+                addr,
+                options,
+                &["SCADA[0-4]", "Speed[0-1]", "Count", "BIG[0-599]"],
+            );
+            let want = [
+                Values::Int(vec![0, n, 20, 30, 0]),
+                Values::Real(vec![0.0, 2.5]),
+                Values::Dint(vec![-70000]),
+                Values::Dint((0..600).map(|i| i * 3 - 1000).collect()),
+            ];
+            assert_eq!(results.len(), want.len(), "{what}");
+            for (got, want) in results.into_iter().zip(want) {
+                assert_eq!(got, Ok(Value::Values(want)), "{what}");
+            }
+        }
+    }
+}
+
+const TAGS: &[&str] = &[
+    "SCADA=INT[100]",
+    "Speed=REAL[4]",
+    "Count=DINT",
+    "BIG=DINT[600]",
+];
 
 #[test]
 fn reads_and_writes_cpppos_simulator() {
     let Some(python) = python() else { return };
-    let sim = simulator(
-        &python,
-        &[
-            "SCADA=INT[100]",
-            "Speed=REAL[4]",
-            "Count=DINT",
-            "BIG=DINT[600]",
-        ],
-    );
-    let big: Vec<String> = (0..600).map(|i| (i * 3 - 1000).to_string()).collect();
-    let big_write = format!("BIG[0-599]=(DINT){}", big.join(","));
-    for (what, options) in [
-        ("plain", ClientOptions::default()),
-        (
-            "pipelined",
-            ClientOptions {
-                depth: 3,
-                ..ClientOptions::default()
-            },
-        ),
-        (
-            "packed",
-            ClientOptions {
-                depth: 2,
-                multiple: 500,
-                ..ClientOptions::default()
-            },
-        ),
-        (
-            "connected",
-            ClientOptions {
-                connected: true,
-                ..ClientOptions::default()
-            },
-        ),
-    ] {
-        let results = run(
-            sim.addr,
-            options,
-            &[
-                "SCADA[1-3]=10,20,30",
-                "Speed[1]=(REAL)2.5",
-                "Count=(DINT)-70000",
-                &big_write,
-            ],
-        );
-        assert!(
-            results.iter().all(|r| *r == Ok(Value::Written)),
-            "{what}: {results:?}"
-        );
-        let results = run(
-            sim.addr,
-            ClientOptions::default(),
-            &["SCADA[0-4]", "Speed[0-1]", "Count", "BIG[0-599]"],
-        );
-        let want = [
-            Values::Int(vec![0, 10, 20, 30, 0]),
-            Values::Real(vec![0.0, 2.5]),
-            Values::Dint(vec![-70000]),
-            Values::Dint((0..600).map(|i| i * 3 - 1000).collect()),
-        ];
-        for (got, want) in results.into_iter().zip(want) {
-            assert_eq!(got, Ok(Value::Values(want)), "{what}");
-        }
-    }
+    let sim = simulator(&python, TAGS);
+    writes_and_reads_back(sim.addr);
     // cpppo answers an unknown tag with encapsulation status 0x08 (unsupported command)
     // and hangs up: that operation fails with the status, the next is lost, and a new
     // session works.
-    let results = run(sim.addr, ClientOptions::default(), &["NOPE[1]", "SCADA[1]"]);
-    assert_eq!(
-        results,
-        [
-            Err("encapsulation status 0x0008".to_string()),
-            Err("connection closed".to_string())
-        ]
-    );
-    let results = run(sim.addr, ClientOptions::default(), &["SCADA[1]"]);
-    assert_eq!(results, [Ok(Value::Values(Values::Int(vec![10])))]);
+    for runtime in Runtime::ALL {
+        let results = run(
+            runtime,
+            sim.addr,
+            ClientOptions::default(),
+            &["NOPE[1]", "SCADA[1]"],
+        );
+        assert_eq!(
+            results,
+            [
+                Err("encapsulation status 0x0008".to_string()),
+                Err("connection closed".to_string())
+            ],
+            "{runtime:?}"
+        );
+        let results = run(runtime, sim.addr, ClientOptions::default(), &["SCADA[2]"]);
+        assert_eq!(
+            results,
+            [Ok(Value::Values(Values::Int(vec![20])))],
+            "{runtime:?}"
+        );
+    }
+}
+
+#[test]
+fn reads_and_writes_our_server_on_every_runtime() {
+    for server_runtime in Runtime::ALL {
+        let mut plc = Controller::new(ControllerConfig::default());
+        for tag in TAGS {
+            plc.tags_mut().add_str(tag).unwrap();
+        }
+        let running = server_runtime
+            .serve(Server::new(plc, ServerOptions::default()), loopback())
+            .unwrap();
+        let addr = reachable(running.local_addrs()[0]);
+        writes_and_reads_back(addr);
+        // Ours answers an unknown tag with a CIP status and keeps the session.
+        for runtime in Runtime::ALL {
+            let results = run(
+                runtime,
+                addr,
+                ClientOptions::default(),
+                &["NOPE[1]", "SCADA[2]"],
+            );
+            assert!(results[0].is_err(), "{runtime:?}");
+            assert_eq!(
+                results[1],
+                Ok(Value::Values(Values::Int(vec![20]))),
+                "{runtime:?} client, {server_runtime:?} server"
+            );
+        }
+        let _ = running.shutdown().unwrap();
+    }
 }

@@ -1,7 +1,8 @@
 //! Our Modbus client engine and poller against real third-party servers: pymodbus'
 //! `ModbusTcpServer` (Modbus/TCP and its RTU framer over TCP) and pyModbusTCP's
-//! `ModbusServer`, driven by the blocking client loop (`cpppo_blocking::client`). Each asserts the
-//! values read back after the writes.
+//! `ModbusServer`, driven by the blocking client loop (`cpppo_blocking::client`), and the
+//! Modbus `Connector` of every runtime. Each asserts the values read back after the
+//! writes.
 
 // Helpers outside `#[test]` functions unwrap too: a failed set-up is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -13,11 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cpppo_blocking::client::ClientDriver;
-use cpppo_conformance::python;
-use cpppo_core::modbus::client::{ClientConfig, ClientConn, ClientEvent};
+use cpppo_conformance::{python, Runtime};
+use cpppo_core::modbus::client::{ClientConfig, ClientConn, ClientEvent, Outcome};
 use cpppo_core::modbus::pdu::{Bits, Exception, ExceptionCode, Registers, Request, Response};
 use cpppo_core::modbus::poller::{PollEvent, Poller, PollerConfig};
 use cpppo_core::modbus::server::Transport;
+use cpppo_core::pipeline::Pipelining;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -479,4 +481,54 @@ fn client_against_pymodbustcp() {
             }),
         ]
     );
+}
+
+/// The Modbus `Connector` of each runtime (through `Runtime::modbus`) against
+/// pymodbus' server: writes, then reads back, in order.
+#[test]
+fn connector_on_every_runtime_against_pymodbus() {
+    let Some(python) = python() else { return };
+    let server = start_pymodbus(&python, "socket");
+    for (n, runtime) in Runtime::ALL.into_iter().enumerate() {
+        let base = 40 + 10 * n as u16;
+        let values = [n as u16 + 1, 200, 300];
+        let ops = vec![
+            (
+                1,
+                Request::WriteMultipleRegisters {
+                    address: base,
+                    values: Registers::from_values(&values),
+                },
+            ),
+            (
+                1,
+                Request::ReadHoldingRegisters {
+                    address: base,
+                    quantity: 3,
+                },
+            ),
+        ];
+        // pymodbus answers one request per TCP segment: depth 1.
+        let done = runtime
+            .modbus(
+                &[server.addr],
+                ClientConfig::default(),
+                ops,
+                Pipelining::default(),
+            )
+            .unwrap();
+        assert_eq!(done.len(), 2, "{runtime}");
+        assert!(
+            matches!(
+                done[0].outcome,
+                Outcome::Answered(Ok(Response::WriteMultipleRegisters { .. }))
+            ),
+            "{runtime}: {:?}",
+            done[0]
+        );
+        let Outcome::Answered(Ok(Response::ReadHoldingRegisters(read))) = &done[1].outcome else {
+            panic!("{runtime}: {:?}", done[1]);
+        };
+        assert_eq!(read.iter().collect::<Vec<_>>(), values, "{runtime}");
+    }
 }

@@ -49,6 +49,20 @@ pub trait Driven {
     fn eof(&mut self, now: Instant);
 }
 
+/// How long a runtime lets a write to a client connection take when the engine has no
+/// deadline of its own.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// By when a runtime must have written a client engine's output: its next deadline (an
+/// operation's timeout), so that a peer that stops reading cannot hold the loop past
+/// it; [`DEFAULT_WRITE_TIMEOUT`] from `now` without one. Past it, the runtime calls
+/// [`Driven::timeout`] and keeps the rest of the output for later, so no frame is cut.
+pub fn write_deadline<E: Driven + ?Sized>(engine: &E, now: Instant) -> Instant {
+    engine
+        .deadline()
+        .unwrap_or_else(|| now + DEFAULT_WRITE_TIMEOUT)
+}
+
 /// `Driven` for an engine whose methods carry the contract's names; `$eof` is the one
 /// it calls when the connection is gone.
 macro_rules! driven {

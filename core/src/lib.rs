@@ -86,6 +86,7 @@ pub mod controller;
 pub mod engine;
 pub mod enip;
 pub mod modbus;
+pub mod pipeline;
 pub mod polling;
 pub mod rng;
 #[cfg(feature = "testing")]

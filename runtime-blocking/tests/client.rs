@@ -1,78 +1,79 @@
-//! The client drive loop against this runtime's own server: an EtherNet/IP client engine
-//! writes and reads a simulated controller's tags over a real socket, and a lost server
-//! ends its operations.
+//! The shared client suite (`tests/client_common`) on the blocking runtime: its
+//! `Connector` (cpppo's connector calls) and its client drive loop against its own
+//! servers.
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+mod client_common;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use client_common::{ClientRuntime, Plc};
 use cpppo_blocking::client::{connect, ClientDriver};
-use cpppo_blocking::serve;
-use cpppo_core::cip::data::Values;
-use cpppo_core::cip::operation::parse_operation;
-use cpppo_core::controller::{Controller, ControllerConfig};
-use cpppo_core::engine::{reachable, ServeOptions};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, LostReason, Value};
-use cpppo_core::enip::server::{Server, ServerOptions};
+use cpppo_core::cip::operation::Operation;
+use cpppo_core::engine::{Driven, ServeOptions, Serving};
+use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
+use cpppo_core::enip::client::{ClientOptions, ClientStats, Value};
+use cpppo_core::modbus::client::{
+    ClientConfig, ClientConn as ModbusConn, ModbusOp, Outcome as ModbusOutcome,
+};
+use cpppo_core::modbus::device::Device;
+use cpppo_core::modbus::pdu::Response;
+use cpppo_core::pipeline::Harvested as Done;
 
-#[test]
-fn drives_an_enip_client_until_done() {
-    let mut plc = Controller::new(ControllerConfig::default());
-    plc.tags_mut().add_str("SCADA=INT[100]").unwrap();
-    let handle = serve(
-        Server::new(plc, ServerOptions::default()),
-        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
-    let addr = reachable(handle.local_addrs()[0]);
-    let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
-    let now = Instant::now();
-    let mut client = ClientConn::new(
-        now,
-        ClientOptions {
-            depth: 2,
-            ..ClientOptions::default()
-        },
-    );
-    client.submit(now, parse_operation("SCADA[1-3]=4,5,6").unwrap());
-    let read = client.submit(now, parse_operation("SCADA[0-3]").unwrap());
-    let mut replies = Vec::new();
-    let mut driver = ClientDriver::new(Some(stream));
-    driver
-        .run(&mut client, Duration::from_secs(1), |client, _| {
-            while let Some(event) = client.poll_event() {
-                if let ClientEvent::Reply { op, result } = event {
-                    replies.push((op, result));
-                }
-            }
-            (false, replies.len() == 2)
-        })
-        .unwrap();
-    assert_eq!(
-        replies[1],
-        (read, Ok(Value::Values(Values::Int(vec![0, 4, 5, 6]))))
-    );
-    // The server goes away: what is in flight is lost, and the loop sees the end.
-    let _ = handle.shutdown().unwrap();
-    let op = client.submit(Instant::now(), parse_operation("SCADA[0]").unwrap());
-    let mut lost = None;
-    driver
-        .run(&mut client, Duration::from_secs(1), |client, driver| {
-            while let Some(event) = client.poll_event() {
-                if let ClientEvent::Lost { op, why } = event {
-                    lost = Some((op, why));
-                }
-            }
-            (false, lost.is_some() && driver.stream.is_none())
-        })
-        .unwrap();
-    assert_eq!(lost, Some((op, LostReason::Closed)));
-}
+struct Blocking;
+
+sync_client_runtime!(Blocking, cpppo_blocking, {
+    fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
+        let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
+        ClientDriver::new(Some(stream))
+            .run(engine, Duration::from_secs(1), |e, _| (false, done(e)))
+            .unwrap();
+    }
+    fn drive_twice<E: Driven>(
+        first: SocketAddr,
+        second: SocketAddr,
+        engine: &mut E,
+        done1: &mut dyn FnMut(&mut E) -> bool,
+        done2: &mut dyn FnMut(&mut E) -> bool,
+    ) {
+        let stream = connect(&[first], Duration::from_secs(5)).unwrap();
+        let mut driver = ClientDriver::new(Some(stream));
+        driver
+            .run(engine, Duration::from_secs(1), |e, _| (false, done1(e)))
+            .unwrap();
+        driver.stream = Some(connect(&[second], Duration::from_secs(5)).unwrap());
+        driver
+            .run(engine, Duration::from_secs(1), |e, _| (false, done2(e)))
+            .unwrap();
+    }
+    fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
+        Box::new(cpppo_blocking::serve(server, options).unwrap())
+    }
+    fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>> {
+        Box::new(cpppo_blocking::serve(device, options).unwrap())
+    }
+});
+
+client_tests!(Blocking);
 
 #[test]
 fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
     use cpppo_blocking::proxy::Gateway;
+    #[allow(unused_imports)]
+    use cpppo_blocking::serve;
+    #[allow(unused_imports)]
+    use cpppo_core::controller::{Controller, ControllerConfig};
+    #[allow(unused_imports)]
+    use cpppo_core::engine::{reachable, ServeOptions};
+    #[allow(unused_imports)]
+    use cpppo_core::enip::client::ClientOptions;
     use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
+    #[allow(unused_imports)]
+    use cpppo_core::enip::server::{Server, ServerOptions};
+    #[allow(unused_imports)]
+    use std::time::Duration;
 
     let serve_drive = |addr: &str| {
         let mut plc = Controller::new(ControllerConfig::default());

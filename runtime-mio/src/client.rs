@@ -7,6 +7,10 @@
 //! callback. [`ClientLoop`] drives several engines, each over its own connection, from
 //! one poll.
 //!
+//! [`Connector`] is cpppo's `client.connector` on this loop: `synchronous`, `pipeline`,
+//! `operate`, `results` and `process` over core's pipeline runner
+//! ([`cpppo_core::enip::client::pipeline`]), the same calls as on blocking and smol.
+//!
 //! ```no_run
 //! use std::time::{Duration, Instant};
 //! use cpppo_mio::client::{connect, ClientDriver};
@@ -34,6 +38,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use cpppo_core::engine::Driven;
+use cpppo_core::enip::client::{ClientConn, ClientOptions};
+use cpppo_core::modbus::client::ClientConfig;
+pub use cpppo_core::modbus::client::ClientConn as ModbusConn;
+use cpppo_core::modbus::server::Transport;
+use cpppo_core::pipeline::{Harvested, Pipeline, Pipelined, Pipelining, Summary};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -233,6 +242,244 @@ impl ClientDriver {
                 }
             }
             self.wait(engine, idle)?;
+        }
+    }
+}
+
+/// cpppo's `client.connector` on mio: one EtherNet/IP session to a controller, with
+/// cpppo's calls, the same as `cpppo_blocking::client::Connector`'s:
+/// [`synchronous`](Self::synchronous), [`pipeline`](Self::pipeline) and
+/// [`operate`](Self::operate) yield each operation's [`Harvested`] result in the order
+/// given; [`results`](Self::results) just the values; [`process`](Self::process)
+/// cpppo's `(failures, values)`. What to submit next and how results are collected is
+/// core's [`Pipeline`]; this only moves its bytes and waits on the poll.
+///
+/// ```no_run
+/// use cpppo_mio::client::Connector;
+/// use cpppo_core::cip::operation::parse_operation;
+/// use cpppo_core::enip::client::pipeline::Pipelining;
+/// use cpppo_core::enip::client::ClientOptions;
+///
+/// let mut conn = Connector::connect(&["127.0.0.1:44818".parse()?], ClientOptions::default())?;
+/// let ops = ["SCADA[1-3]=4,5,6", "SCADA[0-9]"].map(|t| parse_operation(t).unwrap());
+/// for done in conn.pipeline(ops, 2) {
+///     println!("{}", done.line());
+/// }
+/// let (failures, values) = conn.process([parse_operation("SCADA[0]")?], Pipelining::default());
+/// assert_eq!((failures, values.len()), (0, 1));
+/// conn.close();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// [`ModbusConnector`] (`Connector<ModbusConn>`) is the same for Modbus/TCP
+/// ([`Connector::connect_modbus`]): operations are `(unit, request)`, results their
+/// responses.
+#[derive(Debug)]
+pub struct Connector<E = ClientConn> {
+    driver: ClientDriver,
+    client: E,
+    /// The options' own depth, packing and fragmenting, for `synchronous`/`pipeline`.
+    defaults: Pipelining,
+    idle: Duration,
+    error: Option<io::Error>,
+}
+
+impl Connector {
+    /// Connect to the first address of `target` that answers (within the options'
+    /// timeout) and start a session there.
+    pub fn connect(target: &[SocketAddr], options: ClientOptions) -> io::Result<Self> {
+        let stream = connect(target, options.timeout)?;
+        Self::new(stream, options)
+    }
+
+    /// A session over `stream` (from [`connect`]), on a new poll.
+    pub fn new(stream: TcpStream, options: ClientOptions) -> io::Result<Self> {
+        Ok(Connector {
+            driver: ClientDriver::new(Some(stream))?,
+            idle: options.timeout,
+            defaults: Pipelining::of(&options),
+            client: ClientConn::new(Instant::now(), options),
+            error: None,
+        })
+    }
+
+    /// End the session: finish what is in flight, Forward Close when connected,
+    /// UnRegisterSession, within the options' timeout.
+    pub fn close(mut self) {
+        self.client.close(Instant::now());
+        let Connector {
+            driver,
+            client,
+            idle,
+            ..
+        } = &mut self;
+        let _ = driver.run(client, *idle, |c, d| {
+            (false, c.is_closed() || !d.is_connected())
+        });
+    }
+}
+
+/// cpppo's connector calls for Modbus/TCP: a [`Connector`] over core's Modbus client
+/// engine ([`ModbusConn`]), made by [`Connector::connect_modbus`].
+pub type ModbusConnector = Connector<ModbusConn>;
+
+impl Connector<ModbusConn> {
+    /// Connect to the first address of `target` that answers (within the
+    /// configuration's timeout): a Modbus/TCP client.
+    pub fn connect_modbus(target: &[SocketAddr], config: ClientConfig) -> io::Result<Self> {
+        let stream = connect(target, config.timeout)?;
+        Self::new_modbus(stream, config)
+    }
+
+    /// A Modbus/TCP client over `stream`.
+    pub fn new_modbus(stream: TcpStream, config: ClientConfig) -> io::Result<Self> {
+        Ok(Connector {
+            driver: ClientDriver::new(Some(stream))?,
+            idle: config.timeout,
+            defaults: Pipelining::of_modbus(&config),
+            client: ModbusConn::new(Transport::Tcp, config),
+            error: None,
+        })
+    }
+}
+
+impl<E: Pipelined + Driven> Connector<E> {
+    /// The client engine (its options, counters).
+    pub fn client(&self) -> &E {
+        &self.client
+    }
+
+    /// Whether the socket is still there.
+    pub fn is_connected(&self) -> bool {
+        self.driver.is_connected()
+    }
+
+    /// The poll error that ended the connection, if one did.
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
+    }
+
+    /// Run `ops` as `pipelining` says, yielding each result in order (cpppo's `operate`).
+    pub fn operate<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        Harvest {
+            pipeline: Pipeline::new(ops.into_iter(), pipelining),
+            connector: self,
+        }
+    }
+
+    /// One transaction at a time (cpppo's `synchronous`), packing and fragmenting as the
+    /// connector's options say (not what an earlier call asked for).
+    pub fn synchronous<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        let pipelining = self.defaults.synchronous();
+        self.operate(ops, pipelining)
+    }
+
+    /// Up to `depth` transactions in flight (cpppo's `pipeline`), packing and
+    /// fragmenting as the connector's options say (not what an earlier call asked for).
+    pub fn pipeline<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        depth: usize,
+    ) -> Harvest<'_, I::IntoIter, E> {
+        let pipelining = self.defaults.depth(depth);
+        self.operate(ops, pipelining)
+    }
+
+    /// Just each operation's value, `None` where it failed (cpppo's `results`).
+    pub fn results<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> Results<'_, I::IntoIter, E> {
+        self.operate(ops, pipelining)
+            .map(|done| E::value(done.outcome))
+    }
+
+    /// Every operation's value and how many failed (cpppo's `process`).
+    pub fn process<I: IntoIterator<Item = E::Op>>(
+        &mut self,
+        ops: I,
+        pipelining: Pipelining,
+    ) -> (usize, Vec<Option<E::Value>>) {
+        let mut failures = 0;
+        let values = self
+            .operate(ops, pipelining)
+            .map(|done| {
+                failures += usize::from(E::failed(&done.outcome));
+                E::value(done.outcome)
+            })
+            .collect();
+        (failures, values)
+    }
+}
+
+/// The values of [`Connector::results`], `None` where an operation failed.
+pub type Results<'a, I, E = ClientConn> = std::iter::Map<
+    Harvest<'a, I, E>,
+    fn(
+        Harvested<<E as Pipelined>::Op, <E as Pipelined>::Outcome>,
+    ) -> Option<<E as Pipelined>::Value>,
+>;
+
+/// The results of a [`Connector`] call, in the order the operations were given (an
+/// [`Iterator`] of [`Harvested`]: cpppo's `(index, description, request, reply, status,
+/// value)`).
+#[derive(Debug)]
+pub struct Harvest<'a, I, E: Pipelined = ClientConn> {
+    connector: &'a mut Connector<E>,
+    pipeline: Pipeline<I, E>,
+}
+
+impl<I: Iterator<Item = E::Op>, E: Pipelined + Driven> Harvest<'_, I, E> {
+    /// The run so far: operations, failures, transactions, time.
+    pub fn summary(&self) -> Summary {
+        self.pipeline.summary(&self.connector.client)
+    }
+
+    /// A connection event that is not a result (EtherNet/IP: registered, connected,
+    /// failed; Modbus: lost, unmatched).
+    pub fn poll_event(&mut self) -> Option<E::Event> {
+        self.pipeline.poll_event()
+    }
+}
+
+impl<I: Iterator<Item = E::Op>, E: Pipelined + Driven> Iterator for Harvest<'_, I, E> {
+    type Item = Harvested<E::Op, E::Outcome>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Connector {
+            driver,
+            client,
+            idle,
+            error,
+            ..
+        } = &mut *self.connector;
+        let pipeline = &mut self.pipeline;
+        loop {
+            pipeline.step(Instant::now(), client);
+            driver.flush(client);
+            if let Some(done) = pipeline.poll_result() {
+                return Some(done);
+            }
+            if pipeline.is_finished() {
+                return None;
+            }
+            let run = driver.run(client, *idle, |c, _| {
+                let moved = pipeline.step(Instant::now(), c);
+                (moved, pipeline.has_result() || pipeline.is_finished())
+            });
+            if let Err(e) = run {
+                // The poll failed: what is left will not be answered.
+                driver.lost(client);
+                *error = Some(e);
+            }
         }
     }
 }

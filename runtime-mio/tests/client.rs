@@ -1,76 +1,76 @@
-//! The mio client drive loop against this runtime's own server: an EtherNet/IP client engine
-//! writes and reads a simulated controller's tags over a real socket, and a lost server
-//! ends its operations.
+//! The shared client suite (`runtime-blocking/tests/client_common`) on the mio runtime:
+//! its `Connector` (cpppo's connector calls) and its client drive loop against its own
+//! servers; and what only mio has: deadlines without a stream, and one loop driving
+//! several connections ([`ClientLoop`](cpppo_mio::client::ClientLoop)).
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../runtime-blocking/tests/client_common/mod.rs"]
+mod client_common;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use client_common::{ClientRuntime, Plc};
 use cpppo_core::cip::data::Values;
-use cpppo_core::cip::operation::parse_operation;
+use cpppo_core::cip::operation::{parse_operation, Operation};
 use cpppo_core::controller::{Controller, ControllerConfig};
-use cpppo_core::engine::{reachable, ServeOptions};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, LostReason, Value};
+use cpppo_core::engine::{reachable, Driven, ServeOptions, Serving};
+use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
+use cpppo_core::enip::client::{
+    ClientConn, ClientEvent, ClientOptions, ClientStats, LostReason, Value,
+};
 use cpppo_core::enip::server::{Server, ServerOptions};
+use cpppo_core::modbus::client::{
+    ClientConfig, ClientConn as ModbusConn, ModbusOp, Outcome as ModbusOutcome,
+};
+use cpppo_core::modbus::device::Device;
+use cpppo_core::modbus::pdu::Response;
+use cpppo_core::pipeline::Harvested as Done;
 use cpppo_mio::client::{connect, ClientDriver};
 use cpppo_mio::serve;
 
-#[test]
-fn drives_an_enip_client_until_done() {
-    let mut plc = Controller::new(ControllerConfig::default());
-    plc.tags_mut().add_str("SCADA=INT[100]").unwrap();
-    let handle = serve(
-        Server::new(plc, ServerOptions::default()),
-        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
-    let addr = reachable(handle.local_addrs()[0]);
-    let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
-    let now = Instant::now();
-    let mut client = ClientConn::new(
-        now,
-        ClientOptions {
-            depth: 2,
-            ..ClientOptions::default()
-        },
-    );
-    client.submit(now, parse_operation("SCADA[1-3]=4,5,6").unwrap());
-    let read = client.submit(now, parse_operation("SCADA[0-3]").unwrap());
-    let mut replies = Vec::new();
-    // Attached after the start, as a reconnect would.
-    let mut driver = ClientDriver::new(None).unwrap();
-    assert!(!driver.is_connected());
-    driver.attach(stream).unwrap();
-    driver
-        .run(&mut client, Duration::from_secs(1), |client, _| {
-            while let Some(event) = client.poll_event() {
-                if let ClientEvent::Reply { op, result } = event {
-                    replies.push((op, result));
-                }
-            }
-            (false, replies.len() == 2)
-        })
-        .unwrap();
-    assert_eq!(
-        replies[1],
-        (read, Ok(Value::Values(Values::Int(vec![0, 4, 5, 6]))))
-    );
-    // The server goes away: what is in flight is lost, and the loop sees the end.
-    let _ = handle.shutdown().unwrap();
-    let op = client.submit(Instant::now(), parse_operation("SCADA[0]").unwrap());
-    let mut lost = None;
-    driver
-        .run(&mut client, Duration::from_secs(1), |client, driver| {
-            while let Some(event) = client.poll_event() {
-                if let ClientEvent::Lost { op, why } = event {
-                    lost = Some((op, why));
-                }
-            }
-            (false, lost.is_some() && !driver.is_connected())
-        })
-        .unwrap();
-    assert_eq!(lost, Some((op, LostReason::Closed)));
-}
+struct Mio;
+
+sync_client_runtime!(Mio, cpppo_mio, {
+    fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
+        let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
+        // Attached after the start, as a reconnect would.
+        let mut driver = ClientDriver::new(None).unwrap();
+        assert!(!driver.is_connected());
+        driver.attach(stream).unwrap();
+        driver
+            .run(engine, Duration::from_secs(1), |e, _| (false, done(e)))
+            .unwrap();
+    }
+    fn drive_twice<E: Driven>(
+        first: SocketAddr,
+        second: SocketAddr,
+        engine: &mut E,
+        done1: &mut dyn FnMut(&mut E) -> bool,
+        done2: &mut dyn FnMut(&mut E) -> bool,
+    ) {
+        let stream = connect(&[first], Duration::from_secs(5)).unwrap();
+        let mut driver = ClientDriver::new(Some(stream)).unwrap();
+        driver
+            .run(engine, Duration::from_secs(1), |e, _| (false, done1(e)))
+            .unwrap();
+        driver
+            .attach(connect(&[second], Duration::from_secs(5)).unwrap())
+            .unwrap();
+        driver
+            .run(engine, Duration::from_secs(1), |e, _| (false, done2(e)))
+            .unwrap();
+    }
+    fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
+        Box::new(serve(server, options).unwrap())
+    }
+    fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>> {
+        Box::new(serve(device, options).unwrap())
+    }
+});
+
+client_tests!(Mio);
 
 #[test]
 fn without_a_stream_the_engine_still_gets_its_deadlines() {
@@ -98,64 +98,6 @@ fn without_a_stream_the_engine_still_gets_its_deadlines() {
         .unwrap();
     assert_eq!(ended, Some((op, LostReason::Timeout)));
     assert!(now.elapsed() >= Duration::from_millis(50));
-}
-
-#[test]
-fn drives_a_modbus_client_until_done() {
-    use cpppo_core::modbus::client::{ClientConfig, ClientConn, ClientEvent};
-    use cpppo_core::modbus::device::{Device, UnitData};
-    use cpppo_core::modbus::pdu::{Registers, Request, Response};
-    use cpppo_core::modbus::server::Transport;
-
-    let data = UnitData::parse(["40001-40010=7"]).unwrap();
-    let handle = serve(
-        Device::new(data),
-        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
-    let addr = reachable(handle.local_addrs()[0]);
-    let stream = connect(&[addr], Duration::from_secs(5)).unwrap();
-    let now = Instant::now();
-    let mut client = ClientConn::new(
-        Transport::Tcp,
-        ClientConfig {
-            depth: 2,
-            ..ClientConfig::default()
-        },
-    );
-    let values = Registers::from_values(&[1, 2, 3]);
-    client.submit(
-        now,
-        Request::WriteMultipleRegisters { address: 2, values },
-        1,
-    );
-    let read = client.submit(
-        now,
-        Request::ReadHoldingRegisters {
-            address: 0,
-            quantity: 6,
-        },
-        1,
-    );
-    let mut got = None;
-    ClientDriver::new(Some(stream))
-        .unwrap()
-        .run(&mut client, Duration::from_secs(1), |client, _| {
-            while let Some(event) = client.poll_event() {
-                if let ClientEvent::Reply { op, response, .. } = event {
-                    if op == read {
-                        got = Some(response);
-                    }
-                }
-            }
-            (false, got.is_some())
-        })
-        .unwrap();
-    let Some(Ok(Response::ReadHoldingRegisters(registers))) = got else {
-        panic!("{got:?}");
-    };
-    assert_eq!(registers.iter().collect::<Vec<_>>(), [7, 7, 1, 2, 3, 7]);
-    let _ = handle.shutdown().unwrap();
 }
 
 #[test]
@@ -244,8 +186,20 @@ fn one_loop_drives_several_connections() {
 
 #[test]
 fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
+    #[allow(unused_imports)]
+    use cpppo_core::controller::{Controller, ControllerConfig};
+    #[allow(unused_imports)]
+    use cpppo_core::engine::{reachable, ServeOptions};
+    #[allow(unused_imports)]
+    use cpppo_core::enip::client::ClientOptions;
     use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
+    #[allow(unused_imports)]
+    use cpppo_core::enip::server::{Server, ServerOptions};
     use cpppo_mio::proxy::Gateway;
+    #[allow(unused_imports)]
+    use cpppo_mio::serve;
+    #[allow(unused_imports)]
+    use std::time::Duration;
 
     let serve_drive = |addr: &str| {
         let mut plc = Controller::new(ControllerConfig::default());

@@ -1,77 +1,155 @@
-//! The async client drive loop against this runtime's own server: an EtherNet/IP client
-//! engine writes and reads a simulated controller's tags over a real socket, and a lost
-//! server ends its operations.
+//! The shared client suite (`runtime-blocking/tests/client_common`) on the smol runtime:
+//! its `Connector` (cpppo's connector calls, awaited) and its client drive loop against
+//! its own servers.
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+#[path = "../../runtime-blocking/tests/client_common/mod.rs"]
+mod client_common;
 
-use cpppo_core::cip::data::Values;
-use cpppo_core::cip::operation::parse_operation;
-use cpppo_core::controller::{Controller, ControllerConfig};
-use cpppo_core::engine::{reachable, ServeOptions};
-use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, LostReason, Value};
-use cpppo_core::enip::server::{Server, ServerOptions};
-use cpppo_smol::client::{connect, ClientDriver};
-use cpppo_smol::serve;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-#[test]
-fn drives_an_enip_client_until_done() {
-    let mut plc = Controller::new(ControllerConfig::default());
-    plc.tags_mut().add_str("SCADA=INT[100]").unwrap();
-    let handle = serve(
-        Server::new(plc, ServerOptions::default()),
-        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
-    let addr = reachable(handle.local_addrs()[0]);
-    smol::block_on(async {
-        let stream = connect(&[addr], Duration::from_secs(5)).await.unwrap();
-        let now = Instant::now();
-        let mut client = ClientConn::new(
-            now,
-            ClientOptions {
-                depth: 2,
-                ..ClientOptions::default()
-            },
-        );
-        client.submit(now, parse_operation("SCADA[1-3]=4,5,6").unwrap());
-        let read = client.submit(now, parse_operation("SCADA[0-3]").unwrap());
-        let mut replies = Vec::new();
-        let mut driver = ClientDriver::new(Some(stream));
-        driver
-            .run(&mut client, Duration::from_secs(1), |client, _| {
-                while let Some(event) = client.poll_event() {
-                    if let ClientEvent::Reply { op, result } = event {
-                        replies.push((op, result));
-                    }
-                }
-                (false, replies.len() == 2)
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            replies[1],
-            (read, Ok(Value::Values(Values::Int(vec![0, 4, 5, 6]))))
-        );
-        // The server goes away: what is in flight is lost, and the loop sees the end.
-        let _ = handle.shutdown().unwrap();
-        let op = client.submit(Instant::now(), parse_operation("SCADA[0]").unwrap());
-        let mut lost = None;
-        driver
-            .run(&mut client, Duration::from_secs(1), |client, driver| {
-                while let Some(event) = client.poll_event() {
-                    if let ClientEvent::Lost { op, why } = event {
-                        lost = Some((op, why));
-                    }
-                }
-                (false, lost.is_some() && driver.stream.is_none())
-            })
-            .await
-            .unwrap();
-        assert_eq!(lost, Some((op, LostReason::Closed)));
-    });
+use client_common::{ClientRuntime, Plc};
+use cpppo_core::cip::operation::Operation;
+use cpppo_core::engine::{Driven, ServeOptions, Serving};
+use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
+use cpppo_core::enip::client::{ClientOptions, ClientStats, Value};
+use cpppo_core::modbus::client::{
+    ClientConfig, ClientConn as ModbusConn, ModbusOp, Outcome as ModbusOutcome,
+};
+use cpppo_core::modbus::device::Device;
+use cpppo_core::modbus::pdu::Response;
+use cpppo_core::pipeline::Harvested as Done;
+use cpppo_smol::client::{connect, ClientDriver, Connector};
+
+struct Smol;
+
+impl ClientRuntime for Smol {
+    type Conn = Connector;
+    fn connect(addr: SocketAddr, options: ClientOptions) -> Connector {
+        smol::block_on(Connector::connect(&[addr], options)).unwrap()
+    }
+    fn operate(c: &mut Connector, ops: Vec<Operation>, p: Pipelining) -> (Vec<Harvested>, Summary) {
+        smol::block_on(async {
+            let mut harvest = c.operate(ops, p);
+            let mut done = Vec::new();
+            while let Some(d) = harvest.next().await {
+                done.push(d);
+            }
+            (done, harvest.summary())
+        })
+    }
+    fn synchronous(c: &mut Connector, ops: Vec<Operation>) -> Vec<Harvested> {
+        smol::block_on(async {
+            let mut harvest = c.synchronous(ops);
+            let mut done = Vec::new();
+            while let Some(d) = harvest.next().await {
+                done.push(d);
+            }
+            done
+        })
+    }
+    fn pipeline(c: &mut Connector, ops: Vec<Operation>, depth: usize) -> Vec<Harvested> {
+        smol::block_on(async {
+            let mut harvest = c.pipeline(ops, depth);
+            let mut done = Vec::new();
+            while let Some(d) = harvest.next().await {
+                done.push(d);
+            }
+            done
+        })
+    }
+    fn results(c: &mut Connector, ops: Vec<Operation>, p: Pipelining) -> Vec<Option<Value>> {
+        smol::block_on(async {
+            let mut results = c.results(ops, p);
+            let mut values = Vec::new();
+            while let Some(v) = results.next().await {
+                values.push(v);
+            }
+            values
+        })
+    }
+    fn process(
+        c: &mut Connector,
+        ops: Vec<Operation>,
+        p: Pipelining,
+    ) -> (usize, Vec<Option<Value>>) {
+        smol::block_on(c.process(ops, p))
+    }
+    fn close(c: Connector) {
+        smol::block_on(c.close());
+    }
+    fn is_connected(c: &Connector) -> bool {
+        c.is_connected()
+    }
+    fn stats(c: &Connector) -> ClientStats {
+        *c.client().stats()
+    }
+    type Modbus = Connector<ModbusConn>;
+    fn connect_modbus(addr: SocketAddr, config: ClientConfig) -> Self::Modbus {
+        smol::block_on(Connector::connect_modbus(&[addr], config)).unwrap()
+    }
+    fn modbus_pipeline(
+        c: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        depth: usize,
+    ) -> Vec<Done<ModbusOp, ModbusOutcome>> {
+        smol::block_on(async {
+            let mut harvest = c.pipeline(ops, depth);
+            let mut done = Vec::new();
+            while let Some(d) = harvest.next().await {
+                done.push(d);
+            }
+            done
+        })
+    }
+    fn modbus_process(
+        c: &mut Self::Modbus,
+        ops: Vec<ModbusOp>,
+        p: Pipelining,
+    ) -> (usize, Vec<Option<Response<'static>>>) {
+        smol::block_on(c.process(ops, p))
+    }
+    fn drive<E: Driven>(addr: SocketAddr, engine: &mut E, done: &mut dyn FnMut(&mut E) -> bool) {
+        smol::block_on(async {
+            let stream = connect(&[addr], Duration::from_secs(5)).await.unwrap();
+            ClientDriver::new(Some(stream))
+                .run(engine, Duration::from_secs(1), |e, _| (false, done(e)))
+                .await
+                .unwrap();
+        });
+    }
+    fn drive_twice<E: Driven>(
+        first: SocketAddr,
+        second: SocketAddr,
+        engine: &mut E,
+        done1: &mut dyn FnMut(&mut E) -> bool,
+        done2: &mut dyn FnMut(&mut E) -> bool,
+    ) {
+        smol::block_on(async {
+            let stream = connect(&[first], Duration::from_secs(5)).await.unwrap();
+            let mut driver = ClientDriver::new(Some(stream));
+            driver
+                .run(engine, Duration::from_secs(1), |e, _| (false, done1(e)))
+                .await
+                .unwrap();
+            driver.stream = Some(connect(&[second], Duration::from_secs(5)).await.unwrap());
+            driver
+                .run(engine, Duration::from_secs(1), |e, _| (false, done2(e)))
+                .await
+                .unwrap();
+        });
+    }
+    fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
+        Box::new(cpppo_smol::serve(server, options).unwrap())
+    }
+    fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>> {
+        Box::new(cpppo_smol::serve(device, options).unwrap())
+    }
 }
+
+client_tests!(Smol);
 
 #[test]
 fn connect_to_nothing_is_an_error() {
@@ -85,69 +163,21 @@ fn connect_to_nothing_is_an_error() {
 }
 
 #[test]
-fn drives_a_modbus_client_until_done() {
-    use cpppo_core::modbus::client::{ClientConfig, ClientConn, ClientEvent};
-    use cpppo_core::modbus::device::{Device, UnitData};
-    use cpppo_core::modbus::pdu::{Registers, Request, Response};
-    use cpppo_core::modbus::server::Transport;
-
-    let data = UnitData::parse(["40001-40010=7"]).unwrap();
-    let handle = serve(
-        Device::new(data),
-        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
-    let addr = reachable(handle.local_addrs()[0]);
-    smol::block_on(async {
-        let stream = connect(&[addr], Duration::from_secs(5)).await.unwrap();
-        let now = Instant::now();
-        let mut client = ClientConn::new(
-            Transport::Tcp,
-            ClientConfig {
-                depth: 2,
-                ..ClientConfig::default()
-            },
-        );
-        let values = Registers::from_values(&[1, 2, 3]);
-        client.submit(
-            now,
-            Request::WriteMultipleRegisters { address: 2, values },
-            1,
-        );
-        let read = client.submit(
-            now,
-            Request::ReadHoldingRegisters {
-                address: 0,
-                quantity: 6,
-            },
-            1,
-        );
-        let mut got = None;
-        ClientDriver::new(Some(stream))
-            .run(&mut client, Duration::from_secs(1), |client, _| {
-                while let Some(event) = client.poll_event() {
-                    if let ClientEvent::Reply { op, response, .. } = event {
-                        if op == read {
-                            got = Some(response);
-                        }
-                    }
-                }
-                (false, got.is_some())
-            })
-            .await
-            .unwrap();
-        let Some(Ok(Response::ReadHoldingRegisters(registers))) = got else {
-            panic!("{got:?}");
-        };
-        assert_eq!(registers.iter().collect::<Vec<_>>(), [7, 7, 1, 2, 3, 7]);
-    });
-    let _ = handle.shutdown().unwrap();
-}
-
-#[test]
 fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
+    #[allow(unused_imports)]
+    use cpppo_core::controller::{Controller, ControllerConfig};
+    #[allow(unused_imports)]
+    use cpppo_core::engine::{reachable, ServeOptions};
+    #[allow(unused_imports)]
+    use cpppo_core::enip::client::ClientOptions;
     use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
+    #[allow(unused_imports)]
+    use cpppo_core::enip::server::{Server, ServerOptions};
     use cpppo_smol::proxy::Gateway;
+    #[allow(unused_imports)]
+    use cpppo_smol::serve;
+    #[allow(unused_imports)]
+    use std::time::Duration;
 
     let serve_drive = |addr: &str| {
         let mut plc = Controller::new(ControllerConfig::default());

@@ -719,6 +719,83 @@ pub fn answers(request: &Request<'_>, response: &Response<'_>) -> Result<(), Str
     }
 }
 
+/// How one Modbus request ended, for the pipeline runner ([`crate::pipeline`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The server answered: the response, or its exception.
+    Answered(Result<Response<'static>, Exception>),
+    /// A broadcast: sent, no reply expected (not a failure, no value).
+    Broadcast,
+    /// No reply within its timeout.
+    Timeout,
+    /// The reply did not answer the request.
+    Invalid(ErrorInfo),
+    /// The connection was lost first.
+    Aborted,
+}
+
+/// One Modbus operation for the pipeline runner: the unit and its request.
+pub type ModbusOp = (u8, Request<'static>);
+
+impl crate::pipeline::Pipelined for ClientConn {
+    type Op = ModbusOp;
+    type Outcome = Outcome;
+    type Value = Response<'static>;
+    type Event = ClientEvent;
+
+    fn begin(&mut self, pipelining: &crate::pipeline::Pipelining) {
+        self.config.depth = pipelining.depth.clamp(1, MAX_DEPTH);
+    }
+
+    fn default_timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    fn submit_op(&mut self, now: Instant, (unit, request): ModbusOp, timeout: Duration) -> u64 {
+        self.submit_with_timeout(now, request, unit, timeout).0
+    }
+
+    fn poll_done(&mut self) -> Option<crate::pipeline::Done<Outcome, ClientEvent>> {
+        use crate::pipeline::Done;
+        let finished = |OpId(id), outcome| Done::Finished { id, outcome };
+        Some(match self.poll_event()? {
+            ClientEvent::Reply { op, response, .. } => finished(op, Outcome::Answered(response)),
+            ClientEvent::Broadcast { op } => finished(op, Outcome::Broadcast),
+            ClientEvent::Timeout { op } => finished(op, Outcome::Timeout),
+            ClientEvent::Invalid { op, error } => finished(op, Outcome::Invalid(error)),
+            ClientEvent::Aborted { op } => finished(op, Outcome::Aborted),
+            other => Done::Other(other),
+        })
+    }
+
+    fn value(outcome: Outcome) -> Option<Response<'static>> {
+        match outcome {
+            Outcome::Answered(Ok(response)) => Some(response),
+            _ => None,
+        }
+    }
+
+    fn failed(outcome: &Outcome) -> bool {
+        !matches!(outcome, Outcome::Answered(Ok(_)) | Outcome::Broadcast)
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        (self.statistics().requests, self.statistics().requests)
+    }
+}
+
+impl crate::pipeline::Pipelining {
+    /// What a Modbus client's own configuration says (its depth and timeout).
+    pub fn of_modbus(config: &ClientConfig) -> Self {
+        crate::pipeline::Pipelining {
+            depth: config.depth,
+            timeout: Some(config.timeout),
+            ..crate::pipeline::Pipelining::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,13 +900,24 @@ mod tests {
     const SILENCE: Duration = Duration::from_millis(5);
 
     fn pump(
-        mut now: Instant,
+        now: Instant,
         client: &mut ClientConn,
         server: &mut ServerConn,
         dev: &mut Device,
         chunk: usize,
     ) -> Vec<ClientEvent> {
-        let mut events = Vec::new();
+        exchange(now, client, server, dev, chunk);
+        std::iter::from_fn(|| client.poll_event()).collect()
+    }
+
+    /// As [`pump`], leaving the client's events to whoever polls them.
+    fn exchange(
+        mut now: Instant,
+        client: &mut ClientConn,
+        server: &mut ServerConn,
+        dev: &mut Device,
+        chunk: usize,
+    ) {
         loop {
             let (mut up, mut down) = (Vec::new(), Vec::new());
             while client.poll_transmit(now, &mut up) {}
@@ -840,7 +928,6 @@ mod tests {
             for piece in down.chunks(chunk) {
                 client.handle_input(now, piece);
             }
-            events.extend(std::iter::from_fn(|| client.poll_event()));
             if up.is_empty() && down.is_empty() {
                 // A serial line's frames without a length end at the silence.
                 match crate::engine::earliest(client.poll_timeout(), server.poll_timeout()) {
@@ -849,7 +936,7 @@ mod tests {
                         server.handle_timeout(now, dev);
                         client.handle_timeout(now);
                     }
-                    _ => return events,
+                    _ => return,
                 }
             }
         }
@@ -916,6 +1003,101 @@ mod tests {
                 run_all(Transport::Tcp, depth, chunk);
             }
         }
+    }
+
+    #[test]
+    fn the_pipeline_runner_gives_every_reply_in_order() {
+        use crate::pipeline::{Pipeline, Pipelining};
+        for (transport, depth) in [
+            (Transport::Tcp, 1),
+            (Transport::Tcp, 2),
+            (Transport::Tcp, 20),
+            (Transport::RtuOverTcp, 4),
+        ] {
+            let what = format!("{transport:?} depth {depth}");
+            let t0 = Instant::now();
+            let mut dev = device();
+            let mut server = ServerConn::new(transport);
+            let mut client = ClientConn::new(transport, ClientConfig::default());
+            let requests = every_request();
+            let mut pipeline = Pipeline::new(
+                requests.iter().cloned().map(|r| (1, r)),
+                Pipelining::of_modbus(client.config()).depth(depth),
+            );
+            let mut got = Vec::new();
+            let mut most = 0;
+            while !pipeline.is_finished() {
+                pipeline.step(t0, &mut client);
+                most = most.max(client.in_flight() + client.queued());
+                exchange(t0, &mut client, &mut server, &mut dev, 300);
+                pipeline.step(t0, &mut client);
+                got.extend(std::iter::from_fn(|| pipeline.poll_result()));
+                assert!(got.len() <= requests.len(), "{what}");
+            }
+            let want = expected(&requests, 1);
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (i, (h, w)) in got.iter().zip(want).enumerate() {
+                assert_eq!(h.index, i as u64, "{what}");
+                assert_eq!(h.operation, (1, requests[i].clone()), "{what}");
+                assert_eq!(h.outcome, Outcome::Answered(w), "{what}");
+            }
+            // The window is the depth: never more submitted and unanswered.
+            assert_eq!(most, depth.min(requests.len()), "{what}");
+            let summary = pipeline.summary(&client);
+            assert_eq!(
+                (summary.operations, summary.failures, summary.transactions),
+                (requests.len() as u64, 1, requests.len() as u64),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pipeline_runner_reports_timeouts_and_a_lost_connection() {
+        use crate::pipeline::{Pipeline, Pipelining};
+        let t0 = Instant::now();
+        let mut client = ClientConn::new(Transport::Tcp, ClientConfig::default());
+        let read = |address| {
+            (
+                1,
+                Request::ReadHoldingRegisters {
+                    address,
+                    quantity: 1,
+                },
+            )
+        };
+        let mut pipeline = Pipeline::new(
+            [read(0), read(1), read(2)].into_iter(),
+            Pipelining {
+                depth: 1,
+                timeout: Some(Duration::from_secs(1)),
+                ..Pipelining::default()
+            },
+        );
+        pipeline.step(t0, &mut client);
+        let mut sent = Vec::new();
+        while client.poll_transmit(t0, &mut sent) {}
+        // No answer: the first times out; then the server hangs up on the second.
+        let t1 = t0 + Duration::from_secs(1);
+        client.handle_timeout(t1);
+        pipeline.step(t1, &mut client);
+        while client.poll_transmit(t1, &mut sent) {}
+        client.handle_eof(t1);
+        let mut got = Vec::new();
+        while !pipeline.is_finished() {
+            pipeline.step(t1, &mut client);
+            got.extend(std::iter::from_fn(|| pipeline.poll_result()));
+        }
+        let outcomes: Vec<Outcome> = got.into_iter().map(|h| h.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [Outcome::Timeout, Outcome::Aborted, Outcome::Aborted]
+        );
+        assert_eq!(
+            pipeline.poll_event(),
+            Some(ClientEvent::Lost(LostReason::Closed))
+        );
+        assert_eq!(pipeline.summary(&client).failures, 3);
     }
 
     #[test]

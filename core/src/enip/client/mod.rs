@@ -45,10 +45,9 @@
 //! `ListServices` (UDP, broadcast) are plain functions: [`list_request`] and
 //! [`decode_list_reply`].
 //!
-//! Out of scope here: the runtimes' `synchronous`/`pipeline`/`results` calls, cpppo's
-//! printed result lines and TPS summary (built from [`ClientEvent`]s and
-//! [`crate::cip::operation::Operation::tag_and_element`]), the getattr proxy and the
-//! pollers.
+//! cpppo's `synchronous`/`pipeline`/`results`/`process` calls, its printed result lines
+//! and TPS summary are [`pipeline`]: a runner over this engine that every runtime's
+//! client drives. Out of scope here: the getattr proxy and the pollers.
 //!
 //! ## Fragmentation
 //!
@@ -130,6 +129,7 @@ use crate::enip::encapsulation::{
 };
 use crate::wire::{Encode, Reader, StreamDecoder};
 
+pub mod pipeline;
 #[cfg(test)]
 mod tests;
 
@@ -170,7 +170,7 @@ pub struct ClientOptions {
     /// Use the Fragmented services for every read and write (cpppo's `fragment`).
     pub fragment: bool,
     /// Each operation's deadline after `submit` (cpppo's `--timeout`; seconds in JSON).
-    #[serde(with = "seconds")]
+    #[serde(with = "crate::pipeline::seconds")]
     pub timeout: Duration,
     /// The route path of Unconnected Send and of the Forward Open connection path
     /// (`--route-path`; default backplane port 1, link 0). `None` for no route.
@@ -239,21 +239,6 @@ impl ClientOptions {
             send_path: None,
             ..ClientOptions::default()
         }
-    }
-}
-
-/// A [`Duration`] as seconds, as people write timeouts in a configuration file.
-mod seconds {
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(D::Error::custom)
     }
 }
 

@@ -19,11 +19,11 @@ const TAGS: &[&str] = &[
     "Program:Main.Count=DINT",
 ];
 
-fn peer() -> SocketAddr {
+pub(super) fn peer() -> SocketAddr {
     "127.0.0.1:50000".parse().unwrap()
 }
 
-fn controller() -> Controller {
+pub(super) fn controller() -> Controller {
     let mut plc = Controller::new(ControllerConfig::default());
     for t in TAGS {
         plc.tags_mut().add_str(t).unwrap();
@@ -32,7 +32,7 @@ fn controller() -> Controller {
 }
 
 /// Split a byte stream into its encapsulation frames.
-fn frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+pub(super) fn frames(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut d = EncapsulationFraming::stream_decoder();
     d.handle_input(bytes);
     let mut out = Vec::new();
