@@ -598,7 +598,10 @@ impl EnipWorld {
             match self.rng.below(3) {
                 0 | 1 => {
                     let k = self.rng.below(self.slots.len() as u64) as usize;
-                    self.drop_link(k);
+                    // A third of the drops are half-open: the server side is never
+                    // told (no FIN, no RST reaches it) until its timeouts notice.
+                    let silent = self.rng.below(3) == 0;
+                    self.drop_link(k, silent);
                 }
                 _ => self.restart(),
             }
@@ -786,9 +789,9 @@ impl EnipWorld {
         self.report.connects += 1;
     }
 
-    /// The network drops slot `k`'s connection: what is in flight is lost, both ends
-    /// see end of file.
-    fn drop_link(&mut self, k: usize) {
+    /// The network drops slot `k`'s connection: what is in flight is lost, the client
+    /// sees end of file, and so does the server unless the drop is `silent`.
+    fn drop_link(&mut self, k: usize, silent: bool) {
         let now = self.at();
         let Some(l) = self.slots[k].link.as_mut() else {
             return;
@@ -801,7 +804,9 @@ impl EnipWorld {
             l.client.handle_eof(now);
         }
         if let Some(mut sc) = l.server.take() {
-            sc.handle_eof(now, &mut self.server);
+            if !silent {
+                sc.handle_eof(now, &mut self.server);
+            }
             self.dying.push((l.id, sc));
         }
     }
@@ -809,7 +814,7 @@ impl EnipWorld {
     fn restart(&mut self) {
         self.report.restarts += 1;
         for k in 0..self.slots.len() {
-            self.drop_link(k);
+            self.drop_link(k, false);
         }
         let keep = self.rng.coin();
         let fresh =
@@ -1001,6 +1006,10 @@ impl EnipWorld {
             if let Some(l) = s.link.as_mut() {
                 l.client.close(now);
             }
+        }
+        // Half-open connections are found out at last (TCP keepalive).
+        for (_, c) in &mut self.dying {
+            c.handle_eof(now, &mut self.server);
         }
         for _ in 0..100_000 {
             self.flush()?;
