@@ -56,8 +56,9 @@ use cpppo_core::modbus::client::{
     OpId as ModbusOp,
 };
 use cpppo_core::modbus::device::{Delay, Device, UnitData};
-use cpppo_core::modbus::numbering::Table;
+use cpppo_core::modbus::numbering::{Address, Table};
 use cpppo_core::modbus::pdu::{Bits, ExceptionCode, Registers, Request, Response};
+use cpppo_core::modbus::poller::{Failure, PollEvent, Poller, PollerConfig, WriteId};
 use cpppo_core::modbus::rtu::RtuTiming;
 use cpppo_core::modbus::server::{ServerConn as ModbusServerConn, Transport};
 use cpppo_core::rng::SplitMix64;
@@ -109,6 +110,8 @@ pub struct Report {
     pub restarts: u64,
     /// Connections opened.
     pub connects: u64,
+    /// Values the Modbus poller reported changed, each checked against the model.
+    pub polled: u64,
 }
 
 /// A violated invariant, with the simulated time it was found at.
@@ -1068,7 +1071,10 @@ const MODBUS_BLOCKS: &[(Table, u16, u16)] = &[
     (Table::Coils, 16, 5),
 ];
 
-const MODBUS_SPECS: &[&str] = &["1-21", "40001-40021", "40101-40220"];
+const MODBUS_SPECS: &[&str] = &["1-21", "40001-40021", "40101-40220", "40301-40310"];
+
+/// The holding registers (zero-based) only the poller reads and writes.
+const POLLED: std::ops::Range<u16> = 300..310;
 
 fn modbus_device(transport: Transport) -> Result<Device, Violation> {
     let mut d = Device::from_specs(MODBUS_SPECS.iter().copied()).map_err(|e| e.to_string())?;
@@ -1259,7 +1265,28 @@ struct ModbusSlot {
     ops: BTreeMap<ModbusOp, (u64, ModbusOpKind)>,
 }
 
+/// A poller (cpppo's `modbus_poll`) on its own connection, polling and writing
+/// registers nothing else touches.
+struct PollerSlot {
+    poller: Poller,
+    link: Option<PollerLink>,
+    /// Writes not yet finished: (register, values).
+    writes: BTreeMap<WriteId, (u16, Vec<u16>)>,
+    /// One model per register of [`POLLED`].
+    models: Vec<Model<Vec<u16>>>,
+    written: u64,
+}
+
+struct PollerLink {
+    id: u64,
+    server: Option<ModbusServerConn>,
+    up: Pipe,
+    down: Pipe,
+    server_eof: bool,
+}
+
 struct ModbusWorld {
+    poll: Option<PollerSlot>,
     rng: SplitMix64,
     t0: Instant,
     now: Duration,
@@ -1278,6 +1305,7 @@ struct ModbusWorld {
 
 impl ModbusWorld {
     fn new(mut rng: SplitMix64) -> Self {
+        let t0 = Instant::now();
         let net = Netem::random(&mut rng);
         let mut device =
             modbus_device(Transport::Tcp).unwrap_or_else(|_| Device::new(UnitData::new()));
@@ -1307,9 +1335,31 @@ impl ModbusWorld {
         let faults = rng.below(4) != 0;
         let to_submit = 10 + rng.below(80);
         let next_fault = Duration::from_millis(rng.below(800));
+        let poll = rng.coin().then(|| {
+            let mut config = PollerConfig::default();
+            config.client.depth = 1 + rng.below(3) as usize;
+            config.client.timeout = Duration::from_millis(200 + rng.below(800));
+            config.backoff = Duration::from_millis(10 + rng.below(100));
+            config.backoff_max = Duration::from_millis(500);
+            config.multi = rng.coin();
+            let mut poller = Poller::new(config);
+            let rate = Some(Duration::from_millis(20 + rng.below(200)));
+            let _ = poller.poll(t0, "40301-40305", rate);
+            let _ = poller.poll(t0, "40306-40310", rate);
+            PollerSlot {
+                poller,
+                link: None,
+                writes: BTreeMap::new(),
+                models: POLLED
+                    .map(|a| Model::new(polled_register(&device, a)))
+                    .collect(),
+                written: 0,
+            }
+        });
         ModbusWorld {
+            poll,
             rng,
-            t0: Instant::now(),
+            t0,
             now: Duration::ZERO,
             net,
             device,
@@ -1376,16 +1426,22 @@ impl ModbusWorld {
                 }
             }
         }
+        self.poller_due(&mut due);
         due.into_iter().min().map(|d| d.max(self.now))
     }
 
     fn step(&mut self) -> Result<(), Violation> {
+        self.poller_step()?;
         let now = self.at();
         if self.faults && self.to_submit > 0 && self.next_fault <= self.now {
             self.next_fault = self.now + Duration::from_millis(50 + self.rng.below(1500));
             if self.rng.below(3) < 2 {
-                let k = self.rng.below(self.slots.len() as u64) as usize;
-                self.drop_link(k);
+                let k = self.rng.below(self.slots.len() as u64 + 1) as usize;
+                if k == self.slots.len() {
+                    self.drop_poller()?;
+                } else {
+                    self.drop_link(k);
+                }
             } else {
                 self.restart()?;
             }
@@ -1555,6 +1611,7 @@ impl ModbusWorld {
         for k in 0..self.slots.len() {
             self.drop_link(k);
         }
+        self.drop_poller()?;
         if self.rng.coin() {
             // A fresh device: the values are lost.
             let faults = self.device.faults.clone();
@@ -1564,6 +1621,11 @@ impl ModbusWorld {
             for b in 0..MODBUS_BLOCKS.len() {
                 let initial = device_block(&self.device, b).unwrap_or_default();
                 self.models[b].reset(initial);
+            }
+            if let Some(p) = self.poll.as_mut() {
+                for (i, a) in POLLED.enumerate() {
+                    p.models[i].reset(polled_register(&self.device, a));
+                }
             }
         }
         self.down_until = self.now + Duration::from_millis(self.rng.below(200));
@@ -1602,6 +1664,25 @@ impl ModbusWorld {
             self.drop_link(k);
         }
         self.flush()?;
+        // The poller's writes all finish (the network is quiet now).
+        let end = self.now + Duration::from_secs(30);
+        while self.poll.as_ref().is_some_and(|p| !p.writes.is_empty()) {
+            let next = self.next_due().unwrap_or(end);
+            ensure!(next < end, "poller writes never finished");
+            self.now = next;
+            self.step()?;
+        }
+        self.drop_poller()?;
+        if let Some(p) = &self.poll {
+            for (i, a) in POLLED.enumerate() {
+                let v = polled_register(&self.device, a);
+                ensure!(
+                    p.models[i].allows(&v),
+                    "polled register {a} ends as {v:?}, the model allows {:?}",
+                    p.models[i].possible
+                );
+            }
+        }
         for b in 0..MODBUS_BLOCKS.len() {
             let v = device_block(&self.device, b).ok_or_else(|| format!("block {b} gone"))?;
             ensure!(
@@ -1609,6 +1690,222 @@ impl ModbusWorld {
                 "block {b} ends as {v:?}, the model allows {:?}",
                 self.models[b].possible
             );
+        }
+        Ok(())
+    }
+}
+
+/// One register of the device (unit 1's holding registers), as a model value.
+fn polled_register(device: &Device, address: u16) -> Vec<u16> {
+    device
+        .unit(1)
+        .and_then(|u| u.read(Table::HoldingRegisters, address, 1))
+        .unwrap_or_default()
+}
+
+impl ModbusWorld {
+    fn poller_due(&self, due: &mut Vec<Duration>) {
+        let at = |i: Option<Instant>| i.map(|i| i.saturating_duration_since(self.t0));
+        if let Some(p) = &self.poll {
+            if self.to_submit > 0 || !p.writes.is_empty() {
+                due.extend(at(p.poller.poll_timeout()));
+            }
+            if let Some(l) = &p.link {
+                due.extend(l.up.next_due());
+                due.extend(l.down.next_due());
+                if let Some(c) = &l.server {
+                    due.extend(at(c.poll_timeout()));
+                }
+            }
+        }
+    }
+
+    /// The poller's side of a step: sometimes a write, deliveries, deadlines.
+    fn poller_step(&mut self) -> Result<(), Violation> {
+        let now = self.at();
+        let Some(p) = self.poll.as_mut() else {
+            return Ok(());
+        };
+        if self.to_submit > 0 && p.writes.len() < 2 && self.rng.below(4) == 0 {
+            let span = u64::from(POLLED.end - POLLED.start);
+            let first = POLLED.start + self.rng.below(span) as u16;
+            let n = (1 + self.rng.below(3) as u16).min(POLLED.end - first);
+            let values: Vec<u16> = (0..n).map(|_| 9000 + self.rng.below(1000) as u16).collect();
+            let address = Address {
+                table: Table::HoldingRegisters,
+                address: first,
+            };
+            let id = p
+                .poller
+                .write(now, address, &values)
+                .map_err(|e| format!("poller write: {e}"))?;
+            ensure!(
+                p.writes.insert(id, (first, values)).is_none(),
+                "{id:?} twice"
+            );
+            p.written += 1;
+        }
+        if let Some(l) = p.link.as_mut() {
+            if let Some(sc) = l.server.as_mut() {
+                let data = l.up.recv(self.now, &self.net);
+                if !data.is_empty() {
+                    sc.handle_input(now, &data, &mut self.device);
+                }
+                if sc.poll_timeout().is_some_and(|t| t <= now) {
+                    sc.handle_timeout(now, &mut self.device);
+                }
+            }
+            let data = l.down.recv(self.now, &self.net);
+            if !data.is_empty() {
+                p.poller.handle_input(now, &data);
+            }
+        }
+        if p.poller.poll_timeout().is_some_and(|t| t <= now) {
+            p.poller.handle_timeout(now);
+        }
+        self.poller_flush()
+    }
+
+    fn poller_flush(&mut self) -> Result<(), Violation> {
+        let now = self.at();
+        for _ in 0..100 {
+            let Some(p) = self.poll.as_mut() else {
+                return Ok(());
+            };
+            let mut out = Vec::new();
+            while p.poller.poll_transmit(now, &mut out) {}
+            if let Some(l) = p.link.as_mut() {
+                if !out.is_empty() {
+                    l.up.send(self.now, &out, &self.net, &mut self.rng);
+                }
+                if let Some(sc) = l.server.as_mut() {
+                    let mut back = Vec::new();
+                    while sc.poll_transmit(now, &mut back) {}
+                    if !back.is_empty() {
+                        l.down.send(self.now, &back, &self.net, &mut self.rng);
+                    }
+                    while sc.poll_event().is_some() {}
+                }
+            } else {
+                ensure!(out.is_empty(), "the poller sent while not connected");
+            }
+            let events: Vec<PollEvent> = std::iter::from_fn(|| p.poller.poll_event()).collect();
+            if events.is_empty() {
+                return Ok(());
+            }
+            for e in events {
+                self.poller_event(e)?;
+            }
+        }
+        Err("the poller's events never end".into())
+    }
+
+    fn poller_event(&mut self, e: PollEvent) -> Result<(), Violation> {
+        let now = self.at();
+        let down = self.now < self.down_until;
+        let Some(p) = self.poll.as_mut() else {
+            return Ok(());
+        };
+        let link = p.link.as_ref().map_or(0, |l| l.id);
+        match e {
+            PollEvent::Connect => {
+                ensure!(p.link.is_none(), "connect while connected");
+                if down {
+                    p.poller.handle_connect_failed(now);
+                } else {
+                    let id = self.next_link;
+                    self.next_link += 1;
+                    p.link = Some(PollerLink {
+                        id,
+                        server: Some(ModbusServerConn::tcp()),
+                        up: Pipe::default(),
+                        down: Pipe::default(),
+                        server_eof: false,
+                    });
+                    p.poller.handle_connected(now);
+                    self.report.connects += 1;
+                }
+            }
+            PollEvent::Disconnect { .. } => self.poller_link_gone(),
+            PollEvent::Changed(c) => {
+                let a = c.address.address;
+                if c.address.table == Table::HoldingRegisters && POLLED.contains(&a) {
+                    let m = &mut p.models[usize::from(a - POLLED.start)];
+                    m.read(&vec![c.new])
+                        .map_err(|e| format!("poller read {}: {e}", c.address.modicon()))?;
+                    self.report.polled += 1;
+                }
+            }
+            PollEvent::Failed { failure, .. } => ensure!(
+                matches!(failure, Failure::Timeout | Failure::Disconnected),
+                "poller read failed: {failure}"
+            ),
+            PollEvent::Written { write, .. } => {
+                let (first, values) = p
+                    .writes
+                    .remove(&write)
+                    .ok_or_else(|| format!("{write:?} finished, but not outstanding"))?;
+                for (i, v) in values.into_iter().enumerate() {
+                    p.models[usize::from(first - POLLED.start) + i].written(vec![v]);
+                }
+                self.report.ok += 1;
+            }
+            PollEvent::WriteFailed { write, failure } => {
+                ensure!(
+                    matches!(failure, Failure::Timeout | Failure::Disconnected),
+                    "poller write failed: {failure}"
+                );
+                let (first, values) = p
+                    .writes
+                    .remove(&write)
+                    .ok_or_else(|| format!("{write:?} failed, but not outstanding"))?;
+                for (i, v) in values.into_iter().enumerate() {
+                    p.models[usize::from(first - POLLED.start) + i].lost_write(
+                        link,
+                        vec![v],
+                        false,
+                    );
+                }
+                self.report.lost += 1;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The poller's connection is gone (it dropped it, or the network did).
+    fn poller_link_gone(&mut self) {
+        let now = self.at();
+        let Some(p) = self.poll.as_mut() else {
+            return;
+        };
+        if let Some(mut l) = p.link.take() {
+            if let Some(sc) = l.server.as_mut() {
+                if !l.server_eof {
+                    l.server_eof = true;
+                    sc.handle_eof(now, &mut self.device);
+                }
+            }
+            for m in &mut p.models {
+                m.conn_gone(l.id);
+            }
+        }
+    }
+
+    /// The network drops the poller's connection: the poller is told, what it had in
+    /// flight fails (on this connection), then the connection is gone.
+    fn drop_poller(&mut self) -> Result<(), Violation> {
+        let now = self.at();
+        let Some(p) = self.poll.as_mut() else {
+            return Ok(());
+        };
+        if let Some(l) = p.link.as_mut() {
+            self.report.drops += 1;
+            l.up.cut();
+            l.down.cut();
+            p.poller.handle_disconnected(now);
+            self.poller_flush()?;
+            self.poller_link_gone();
         }
         Ok(())
     }

@@ -56,6 +56,7 @@ fn seeded_scenarios_keep_every_invariant() {
         t.1.drops += r.drops;
         t.1.restarts += r.restarts;
         t.1.connects += r.connects;
+        t.1.polled += r.polled;
     }
     for (kind, (count, t)) in &totals {
         eprintln!("{kind:?}: {count} scenarios, {t:?}");
@@ -76,6 +77,9 @@ fn seeded_scenarios_keep_every_invariant() {
             );
             if *kind != Kind::ModbusRtu {
                 assert!(t.drops > 0 && t.restarts > 0, "{kind:?}: no faults: {t:?}");
+            }
+            if *kind == Kind::ModbusTcp {
+                assert!(t.polled > 0, "the poller's values were never checked");
             }
         }
     }
