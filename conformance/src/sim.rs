@@ -472,9 +472,11 @@ impl EnipWorld {
         }
         let mut slots = Vec::new();
         for _ in 0..1 + rng.below(3) {
-            let mut o = ClientOptions::default();
-            o.connected = connected;
-            o.depth = 1 + rng.below(4) as usize;
+            let mut o = ClientOptions {
+                connected,
+                depth: 1 + rng.below(4) as usize,
+                ..ClientOptions::default()
+            };
             if rng.coin() {
                 o.multiple = 150 + rng.below(400) as usize;
             }
@@ -1614,7 +1616,7 @@ impl ModbusWorld {
         self.drop_poller()?;
         if self.rng.coin() {
             // A fresh device: the values are lost.
-            let faults = self.device.faults.clone();
+            let faults = self.device.faults;
             self.device = modbus_device(Transport::Tcp)?;
             self.device.faults = faults;
             self.device.seed(self.rng.next_u64());
