@@ -370,6 +370,78 @@ impl<V: Clone + PartialEq + std::fmt::Debug + Elements> Model<V> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The loop every world with connections runs
+
+/// A simulated world: engines, network, workload and reference model.
+trait World {
+    /// The simulated time, from the world's start.
+    fn now(&self) -> Duration;
+    fn set_now(&mut self, now: Duration);
+    /// Everything due now, then flush every engine.
+    fn step(&mut self) -> Result<(), Violation>;
+    fn check_bounds(&self) -> Result<(), Violation>;
+    /// The workload is submitted and every operation has finished.
+    fn quiet(&self) -> bool;
+    /// Close up and check the end state.
+    fn finish(&mut self) -> Result<(), Violation>;
+    /// When something happens next.
+    fn next_due(&self) -> Option<Duration>;
+}
+
+/// Run `w` from due moment to due moment until its workload is done, then finish it;
+/// a violation says when it was found.
+fn drive(w: &mut impl World) -> Result<(), Violation> {
+    let result = (|| {
+        for _ in 0..200_000 {
+            w.step()?;
+            w.check_bounds()?;
+            if w.quiet() {
+                return w.finish();
+            }
+            let next = w
+                .next_due()
+                .ok_or("nothing left to happen, ops outstanding")?;
+            ensure!(next >= w.now(), "time went backwards");
+            w.set_now(next);
+        }
+        Err("no progress after 200000 steps".to_string())
+    })();
+    result.map_err(|e| format!("at {:?}: {e}", w.now()))
+}
+
+/// [`World`] for a world with these fields and inherent methods.
+macro_rules! world {
+    ($world:ty) => {
+        impl World for $world {
+            fn now(&self) -> Duration {
+                self.now
+            }
+            fn set_now(&mut self, now: Duration) {
+                self.now = now;
+            }
+            fn step(&mut self) -> Result<(), Violation> {
+                <$world>::step(self)
+            }
+            fn check_bounds(&self) -> Result<(), Violation> {
+                <$world>::check_bounds(self)
+            }
+            fn quiet(&self) -> bool {
+                self.to_submit == 0 && self.slots.iter().all(|s| s.ops.is_empty())
+            }
+            fn finish(&mut self) -> Result<(), Violation> {
+                <$world>::finish(self)
+            }
+            fn next_due(&self) -> Option<Duration> {
+                <$world>::next_due(self)
+            }
+        }
+    };
+}
+
+world!(EnipWorld);
+world!(ModbusWorld);
+
+// ---------------------------------------------------------------------------------------
 // EtherNet/IP
 
 /// The tags of the simulated controller: name, definition, element count. Each has its
@@ -541,25 +613,8 @@ impl EnipWorld {
     }
 
     fn run(mut self) -> Result<Report, Violation> {
-        let result = self.run_inner();
-        result.map_err(|e| format!("at {:?}: {e}", self.now))?;
+        drive(&mut self)?;
         Ok(self.report)
-    }
-
-    fn run_inner(&mut self) -> Result<(), Violation> {
-        for _ in 0..200_000 {
-            self.step()?;
-            self.check_bounds()?;
-            if self.to_submit == 0 && self.slots.iter().all(|s| s.ops.is_empty()) {
-                return self.finish();
-            }
-            let next = self
-                .next_due()
-                .ok_or("nothing left to happen, ops outstanding")?;
-            ensure!(next >= self.now, "time went backwards");
-            self.now = next;
-        }
-        Err("no progress after 200000 steps".into())
     }
 
     fn next_due(&self) -> Option<Duration> {
@@ -1382,24 +1437,8 @@ impl ModbusWorld {
     }
 
     fn run(mut self) -> Result<Report, Violation> {
-        let result = self.run_inner();
-        result.map_err(|e| format!("at {:?}: {e}", self.now))?;
+        drive(&mut self)?;
         Ok(self.report)
-    }
-
-    fn run_inner(&mut self) -> Result<(), Violation> {
-        for _ in 0..200_000 {
-            self.step()?;
-            self.check_bounds()?;
-            if self.to_submit == 0 && self.slots.iter().all(|s| s.ops.is_empty()) {
-                return self.finish();
-            }
-            let next = self
-                .next_due()
-                .ok_or("nothing left to happen, ops outstanding")?;
-            self.now = next;
-        }
-        Err("no progress after 200000 steps".into())
     }
 
     fn next_due(&self) -> Option<Duration> {
