@@ -67,6 +67,8 @@ use cpppo_core::rng::SplitMix64;
 pub const SEED_VAR: &str = "CPPPO_SIM_SEED";
 /// The environment variable that sets how many scenarios the test runs.
 pub const SCENARIOS_VAR: &str = "CPPPO_SIM_SCENARIOS";
+/// The environment variable that sets the first scenario the test runs.
+pub const FIRST_VAR: &str = "CPPPO_SIM_FIRST";
 
 /// The command that runs the scenario of `seed` alone.
 pub fn repro_command(seed: u64) -> String {

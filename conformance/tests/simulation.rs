@@ -3,8 +3,9 @@
 //! for lost or duplicated operations, replies matched to the wrong request, values the
 //! reference model does not allow, and unbounded memory.
 //!
-//! `CPPPO_SIM_SCENARIOS=N` runs N scenarios (default 2000); `CPPPO_SIM_SEED=0x...`
-//! runs one scenario alone, as a failure's message says.
+//! `CPPPO_SIM_SCENARIOS=N` runs N scenarios (default 2000), from scenario
+//! `CPPPO_SIM_FIRST` (default 0); `CPPPO_SIM_SEED=0x...` runs one scenario alone, as a
+//! failure's message says; `CPPPO_SIM_VERBOSE=1` prints each scenario's report.
 
 use std::collections::BTreeMap;
 
@@ -40,8 +41,13 @@ fn seeded_scenarios_keep_every_invariant() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    // Where to start (to explore seeds beyond the usual ones).
+    let first: u64 = std::env::var(sim::FIRST_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut totals: BTreeMap<Kind, (u64, Report)> = BTreeMap::new();
-    for i in 0..n {
+    for i in first..first + n {
         let seed = sim::scenario_seed(i);
         let (kind, r) = run_one(seed);
         if std::env::var_os("CPPPO_SIM_VERBOSE").is_some() {
