@@ -222,10 +222,14 @@ fn run_enip_client(input: &EngineInput, split: bool) -> EnipClientRun {
         run.advance(at);
         match step {
             Step::Data { conn: 0, bytes } => {
+                // Every piece in, then the output: the engine contract is the same
+                // output after the same bytes, however split (not the same output
+                // when it is polled between pieces: a pipelining client may send the
+                // next request as soon as one reply is in).
                 for piece in pieces(bytes, split) {
                     run.client.handle_input(run.now, piece);
-                    run.flush();
                 }
+                run.flush();
             }
             Step::Data { bytes, .. } => {
                 for b in bytes {
@@ -522,10 +526,14 @@ fn run_modbus_client(input: &EngineInput, split: bool) -> ModbusClientRun {
         run.advance(at);
         match step {
             Step::Data { conn: 0, bytes } => {
+                // Every piece in, then the output: the engine contract is the same
+                // output after the same bytes, however split (not the same output
+                // when it is polled between pieces: a pipelining client may send the
+                // next request as soon as one reply is in).
                 for piece in pieces(bytes, split) {
                     run.client.handle_input(run.now, piece);
-                    run.flush();
                 }
+                run.flush();
             }
             Step::Data { bytes, .. } => {
                 for b in bytes {
@@ -561,8 +569,8 @@ fn run_modbus_client(input: &EngineInput, split: bool) -> ModbusClientRun {
 /// requests; never more in flight than the depth; every op finishes exactly once
 /// (`Reply`, `Timeout`, `Broadcast`, `Invalid` or `Aborted`), and a `Reply` answers its
 /// own request; deadlines move on once handled; a lost connection has no deadline and
-/// sends nothing; an hour after the last step every op is finished; the replies split
-/// again give the same bytes and events.
+/// sends nothing; an hour after the last step every op is finished; over Modbus/TCP,
+/// the replies split again give the same bytes and events.
 pub fn modbus_client(data: &[u8]) {
     let Ok(input) = arbitrary::Unstructured::new(data).arbitrary::<EngineInput>() else {
         return;
@@ -570,6 +578,11 @@ pub fn modbus_client(data: &[u8]) {
     let whole = run_modbus_client(&input, false);
     let all: BTreeSet<ModbusOp> = whole.requests.keys().copied().collect();
     assert_eq!(whole.done, all, "every op finished");
+    if input.flags & MODBUS_CLIENT_RTU != 0 {
+        // RTU over TCP resynchronises on noise by what is buffered: not split-invariant
+        // (fuzz/README.md, finding 4).
+        return;
+    }
     let split = run_modbus_client(&input, true);
     assert_eq!(whole.sent, split.sent, "the same bytes, however split");
     assert_eq!(whole.events, split.events, "the same events, however split");
@@ -768,8 +781,8 @@ impl PollerRun {
             Step::Data { conn: 0, bytes } => {
                 for piece in pieces(bytes, split) {
                     self.poller.handle_input(self.now, piece);
-                    self.flush();
                 }
+                self.flush();
             }
             Step::Data { bytes, .. } => {
                 for b in bytes {
