@@ -24,7 +24,8 @@
 //!   bytes have the exception flag set;
 //! - after 3.5 character times of silence ([`RtuFramer::poll_timeout`] and
 //!   [`RtuFramer::handle_timeout`]), whatever could not form a frame is stale and
-//!   dropped. With [`RtuFramer::with_strict_inter_character`] a gap of 1.5 character
+//!   dropped; the silence is counted from when the rest of a frame whose length is
+//!   known could have arrived, since bursts are stamped when they arrive. With [`RtuFramer::with_strict_inter_character`] a gap of 1.5 character
 //!   times does the same, as the spec says; it is off by default because the arrival
 //!   times of chunks from an OS do not show the gaps on the line.
 //!
@@ -45,7 +46,11 @@
 //! let frame = f.poll_frame().unwrap();
 //! assert_eq!(frame.unit, 1);
 //! assert_eq!(frame.request().unwrap(), Request::ReadHoldingRegisters { address: 0, quantity: 10 });
-//! assert_eq!(f.poll_timeout(), Some(t0 + Duration::from_micros(500) + f.timing().unwrap().t3_5));
+//! // 0x42 is held: it is stale after a 3.5-character silence, counted from when the one
+//! // more byte that would tell what it starts could have arrived.
+//! let timing = f.timing().unwrap();
+//! let last = t0 + Duration::from_micros(500);
+//! assert_eq!(f.poll_timeout(), Some(last + timing.character + timing.t3_5));
 //! ```
 
 use std::borrow::Cow;
