@@ -25,6 +25,7 @@ use cpppo_core::modbus::poller::{PollEvent, Poller, PollerConfig, WriteId};
 use cpppo_core::modbus::rtu::{crc_ok, request_len, FrameLen, RtuFrame};
 use cpppo_core::modbus::server::{ServerConn as ModbusConn, Transport};
 use cpppo_core::modbus::tcp::{Adu, MbapHeader};
+use cpppo_core::wire::Encode;
 
 use super::{chunks, enip_server_fixture, modbus_device_fixture, EngineInput, Step};
 
@@ -403,6 +404,9 @@ fn modbus_client_request(b: u8) -> Option<(ModbusRequest<'static>, u8)> {
 struct ModbusClientRun {
     now: Instant,
     client: ModbusClient,
+    /// RTU frame lengths of the requests submitted and not yet sent, in order (an RTU
+    /// Diagnostics request's length is not on the wire).
+    unsent: std::collections::VecDeque<usize>,
     requests: BTreeMap<ModbusOp, ModbusRequest<'static>>,
     done: BTreeSet<ModbusOp>,
     sent: Vec<u8>,
@@ -412,6 +416,9 @@ struct ModbusClientRun {
 
 impl ModbusClientRun {
     fn submit(&mut self, request: ModbusRequest<'static>, unit: u8) {
+        if !self.client.is_closed() {
+            self.unsent.push_back(1 + request.encoded_len() + 2);
+        }
         let op = self.client.submit(self.now, request.clone(), unit);
         assert!(self.requests.insert(op, request).is_none(), "{op:?} twice");
         self.flush();
@@ -426,7 +433,7 @@ impl ModbusClientRun {
         );
         if !out.is_empty() {
             assert!(!self.finished, "closed, then sent {out:02x?}");
-            check_modbus_requests(self.client.transport(), &out);
+            check_modbus_requests(self.client.transport(), &out, &mut self.unsent);
             self.sent.extend_from_slice(&out);
         }
         while let Some(event) = self.client.poll_event() {
@@ -478,7 +485,11 @@ impl ModbusClientRun {
 
 /// Everything a Modbus client sends is whole requests: MBAP ADUs whose PDU decodes as a
 /// request, or RTU frames of a request's length with a good CRC.
-fn check_modbus_requests(transport: Transport, out: &[u8]) {
+fn check_modbus_requests(
+    transport: Transport,
+    out: &[u8],
+    unsent: &mut std::collections::VecDeque<usize>,
+) {
     let mut rest = out;
     while !rest.is_empty() {
         let len = match transport {
@@ -486,10 +497,14 @@ fn check_modbus_requests(transport: Transport, out: &[u8]) {
                 Ok(h) => h.adu_len(),
                 Err(e) => panic!("a broken request header: {e}: {out:02x?}"),
             },
-            _ => match request_len(rest) {
-                FrameLen::Known(n) => n,
-                other => panic!("an RTU request of no length ({other:?}): {out:02x?}"),
-            },
+            _ => {
+                let expected = unsent.pop_front();
+                match (request_len(rest), expected) {
+                    (_, Some(n)) => n,
+                    (FrameLen::Known(n), None) => n,
+                    (other, None) => panic!("an RTU request of no length ({other:?}): {out:02x?}"),
+                }
+            }
         };
         let frame = rest
             .get(..len)
@@ -515,6 +530,7 @@ fn run_modbus_client(input: &EngineInput, split: bool) -> ModbusClientRun {
     let mut run = ModbusClientRun {
         now,
         client: ModbusClient::new(transport, config),
+        unsent: std::collections::VecDeque::new(),
         requests: BTreeMap::new(),
         done: BTreeSet::new(),
         sent: Vec::new(),
@@ -858,7 +874,7 @@ fn run_poller(input: &EngineInput, split: bool) -> PollerRun {
 /// nothing is sent while disconnected; `is_connected` follows the connects and
 /// disconnects; every write finishes exactly once (after the script, the connection is
 /// dropped and 20 s pass); deadlines move on once handled; the replies split again give
-/// the same bytes and events.
+/// the same bytes, and the same events unless the connection broke (finding 7).
 pub fn modbus_poller(data: &[u8]) {
     let Ok(input) = arbitrary::Unstructured::new(data).arbitrary::<EngineInput>() else {
         return;
@@ -867,7 +883,17 @@ pub fn modbus_poller(data: &[u8]) {
     assert_eq!(whole.done, whole.writes, "every write finished");
     let split = run_poller(&input, true);
     assert_eq!(whole.sent, split.sent, "the same bytes, however split");
-    assert_eq!(whole.events, split.events, "the same events, however split");
+    // Not the same events when the stream breaks: the poller starts its next cycle as
+    // soon as one ends, inside `handle_input`, so a reply and a broken frame in one
+    // piece end the cycle and the connection together, while in two pieces the next
+    // cycle starts in between and its reads fail too (fuzz/README.md, finding 7).
+    let broke = whole
+        .events
+        .iter()
+        .any(|e| matches!(e, PollEvent::Disconnect { .. }));
+    if !broke {
+        assert_eq!(whole.events, split.events, "the same events, however split");
+    }
 }
 
 /// Record a `modbus_poller` seed: the ranges `ranges` polled and the writes `writes`
