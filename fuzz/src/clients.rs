@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cpppo_core::cip::operation::{parse_attribute_operation, parse_operation, Method, Operation};
+use cpppo_core::engine::Driven;
 use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions, OpId};
 use cpppo_core::enip::encapsulation::Encapsulation;
 use cpppo_core::enip::server::ServerConn as EnipConn;
@@ -46,6 +47,57 @@ fn pieces(bytes: &[u8], split: bool) -> Vec<&[u8]> {
         vec![bytes]
     }
 }
+
+/// A run of one engine over a script: its clock, its engine's deadlines, the checks
+/// after every call.
+trait Run {
+    /// The script's clock.
+    fn now(&mut self) -> &mut Instant;
+    /// The engine (its deadlines, through the surface every runtime drives).
+    fn engine(&mut self) -> &mut dyn Driven;
+    /// Drain output and events, checking the invariants.
+    fn flush(&mut self);
+
+    /// Let time pass until `to`, handling every deadline that falls due on the way, in
+    /// order; once handled, a deadline moves on.
+    fn advance(&mut self, to: Instant) {
+        for _ in 0..MAX_DEADLINES {
+            let Some(due) = self.engine().deadline().filter(|d| *d <= to) else {
+                break;
+            };
+            let now = (*self.now()).max(due);
+            *self.now() = now;
+            self.engine().timeout(now);
+            self.flush();
+            if let Some(d) = self.engine().deadline() {
+                assert!(d > now, "deadline {d:?} not after {now:?}");
+            }
+        }
+        let now = (*self.now()).max(to);
+        *self.now() = now;
+    }
+}
+
+/// [`Run`] for a run with a `now` field, its engine in `$engine` and a `flush` method.
+macro_rules! run {
+    ($run:ty, $engine:ident) => {
+        impl Run for $run {
+            fn now(&mut self) -> &mut Instant {
+                &mut self.now
+            }
+            fn engine(&mut self) -> &mut dyn Driven {
+                &mut self.$engine
+            }
+            fn flush(&mut self) {
+                <$run>::flush(self)
+            }
+        }
+    };
+}
+
+run!(EnipClientRun, client);
+run!(ModbusClientRun, client);
+run!(PollerRun, poller);
 
 // ---------------------------------------------------------------------------------------
 // EtherNet/IP client
@@ -197,21 +249,6 @@ impl EnipClientRun {
             self.finished = true;
             assert_eq!(self.client.poll_timeout(), None, "closed: no deadline");
         }
-    }
-
-    fn advance(&mut self, to: Instant) {
-        for _ in 0..MAX_DEADLINES {
-            let Some(due) = self.client.poll_timeout().filter(|d| *d <= to) else {
-                break;
-            };
-            self.now = self.now.max(due);
-            self.client.handle_timeout(self.now);
-            self.flush();
-            if let Some(d) = self.client.poll_timeout() {
-                assert!(d > self.now, "deadline {d:?} not after {:?}", self.now);
-            }
-        }
-        self.now = self.now.max(to);
     }
 }
 
@@ -465,21 +502,6 @@ impl ModbusClientRun {
             self.finished = true;
             assert_eq!(self.client.poll_timeout(), None, "closed: no deadline");
         }
-    }
-
-    fn advance(&mut self, to: Instant) {
-        for _ in 0..MAX_DEADLINES {
-            let Some(due) = self.client.poll_timeout().filter(|d| *d <= to) else {
-                break;
-            };
-            self.now = self.now.max(due);
-            self.client.handle_timeout(self.now);
-            self.flush();
-            if let Some(d) = self.client.poll_timeout() {
-                assert!(d > self.now, "deadline {d:?} not after {:?}", self.now);
-            }
-        }
-        self.now = self.now.max(to);
     }
 }
 
@@ -775,21 +797,6 @@ impl PollerRun {
                 return;
             }
         }
-    }
-
-    fn advance(&mut self, to: Instant) {
-        for _ in 0..MAX_DEADLINES {
-            let Some(due) = self.poller.poll_timeout().filter(|d| *d <= to) else {
-                break;
-            };
-            self.now = self.now.max(due);
-            self.poller.handle_timeout(self.now);
-            self.flush();
-            if let Some(d) = self.poller.poll_timeout() {
-                assert!(d > self.now, "deadline {d:?} not after {:?}", self.now);
-            }
-        }
-        self.now = self.now.max(to);
     }
 
     fn step(&mut self, step: &Step, split: bool) {
