@@ -7,7 +7,8 @@
 //! Service Packets, fragmentation, timeouts), the network (latency, jitter, where byte
 //! streams are cut into segments and which segments arrive together, slow readers,
 //! connections dropped, server restarts with or without their tag values, line noise)
-//! and the workload (reads and writes of tags or registers). The same seed gives the
+//! and the workload (reads and writes of tags or registers). Some servers answer slower
+//! than the clients' timeouts, so late replies arrive for operations already given up. The same seed gives the
 //! same run, event for event, so a failing seed is a one-line reproduction
 //! ([`repro_command`]).
 //!
@@ -579,7 +580,12 @@ impl EnipWorld {
         if slow {
             server.faults.delay = ReplyDelay::Range {
                 min: Duration::ZERO,
-                max: Duration::from_millis(rng.below(40)),
+                // Now and then slower than the clients' timeouts: late replies.
+                max: Duration::from_millis(if rng.below(4) == 0 {
+                    rng.below(3000)
+                } else {
+                    rng.below(40)
+                }),
             };
         }
         let models = ENIP_TAGS
@@ -1371,7 +1377,12 @@ impl ModbusWorld {
         if rng.below(3) == 0 {
             device.faults.delay = Some(Delay::Range(
                 Duration::ZERO,
-                Duration::from_millis(rng.below(40)),
+                // Now and then slower than the clients' timeouts: late replies.
+                Duration::from_millis(if rng.below(4) == 0 {
+                    rng.below(3000)
+                } else {
+                    rng.below(40)
+                }),
             ));
         }
         device.seed(rng.next_u64());
