@@ -10,6 +10,8 @@
 //! Where the peers are not installed, the tests say so on stderr and pass, unless
 //! `CPPPO_REQUIRE_PEERS=1` (as `.ci/run` sets) makes a missing peer a failure.
 
+pub mod sim;
+
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};

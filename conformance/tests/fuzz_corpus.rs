@@ -507,6 +507,9 @@ fn all_seeds() -> Seeds {
     s.add("modbus_tcp_stream", "pymodbus-all-tcp-frames", tcp);
     enip_server_seeds(&mut s, &frames);
     modbus_server_seeds(&mut s, &frames);
+    for (target, name, bytes) in targets::clients::client_seeds() {
+        s.add(target, name, bytes);
+    }
     s
 }
 
@@ -1131,4 +1134,25 @@ fn engine_seeds_reach_the_states_they_are_for() {
     assert_eq!(m("libmodbus-tcp-datagrams"), (vec![0, 0], 14, 20));
     // Two broadcasts and noise unanswered; unit 247 and unit 17 answered.
     assert_eq!(m("rtu-broadcast-noise"), (vec![2, 0], 2, 0));
+}
+
+#[test]
+fn client_seeds_are_real_sessions() {
+    // The client seeds are recorded against the server engines: replayed, their
+    // operations are answered with success (submitted, successful).
+    use targets::clients::{enip_client_summary, modbus_client_summary};
+    let e = |name: &str| {
+        enip_client_summary(&corpus_file("enip_client", &format!("seed-{name}"))).unwrap()
+    };
+    let m = |name: &str| {
+        modbus_client_summary(&corpus_file("modbus_client", &format!("seed-{name}"))).unwrap()
+    };
+    // 18 operations, 13 answered with success; five get a CIP error status (the unknown
+    // tag and the element beyond the array among them).
+    for name in ["server-unconnected", "server-connected", "server-multiple"] {
+        assert_eq!(e(name), (18, 13), "{name}");
+    }
+    // 13 requests, 12 served: the read beyond the tables is an exception. Over RTU too.
+    assert_eq!(m("device-tcp"), (13, 12));
+    assert_eq!(m("device-rtu"), m("device-tcp"));
 }

@@ -52,6 +52,9 @@ use cpppo_core::modbus::server::{ServerConn as ModbusConn, Transport};
 use cpppo_core::modbus::tcp::{self, Adu, MbapFraming};
 use cpppo_core::wire::{DecodeError, Encode, Framing, Reader};
 
+pub mod clients;
+pub use clients::{enip_client, modbus_address, modbus_client, modbus_poller, operation_syntax};
+
 /// A target's body: it panics when an invariant fails.
 pub type Target = fn(&[u8]);
 
@@ -69,6 +72,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("enip_server", enip_server),
     ("modbus_server", modbus_server),
     ("web_api", web_api),
+    ("enip_client", enip_client),
+    ("modbus_client", modbus_client),
+    ("modbus_poller", modbus_poller),
+    ("operation_syntax", operation_syntax),
+    ("modbus_address", modbus_address),
 ];
 
 /// How deep embedded requests (Unconnected Send, Multiple Service Packet) are followed.

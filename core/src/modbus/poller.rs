@@ -86,7 +86,7 @@
 //! assert!(poller.load().one.unwrap() < 0.01); // replies took no time at all
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -433,7 +433,9 @@ struct PolledRange {
 struct Cycle {
     start: Instant,
     period: Duration,
-    ops: HashMap<OpId, Read>,
+    /// By op, so that what fails together is reported in the order it was sent (a
+    /// hash map's order would differ from run to run).
+    ops: BTreeMap<OpId, Read>,
     succeeded: usize,
     timeouts: usize,
     failed: usize,
@@ -476,7 +478,7 @@ pub struct Poller {
     failing: BTreeSet<Read>,
     cycle: Option<Cycle>,
     queued_writes: VecDeque<PendingWrite>,
-    write_ops: HashMap<OpId, WriteId>,
+    write_ops: BTreeMap<OpId, WriteId>,
     writes_in_flight: BTreeMap<WriteId, WriteInFlight>,
     next_write: u64,
     backoff: Backoff,
@@ -499,7 +501,7 @@ impl Poller {
             failing: BTreeSet::new(),
             cycle: None,
             queued_writes: VecDeque::new(),
-            write_ops: HashMap::new(),
+            write_ops: BTreeMap::new(),
             writes_in_flight: BTreeMap::new(),
             next_write: 0,
             backoff: Backoff::new(config.backoff, config.backoff_max, BACKOFF_MULTIPLIER),
@@ -937,7 +939,7 @@ impl Poller {
             r.due = due;
             self.stats.slipped = self.stats.slipped.saturating_add(slipped);
         }
-        let mut ops = HashMap::new();
+        let mut ops = BTreeMap::new();
         for read in merge(runs, self.config.reach) {
             let op = client.submit(now, read.request(), self.config.unit);
             ops.insert(op, read);
@@ -1576,6 +1578,52 @@ mod tests {
             [
                 "failing 40001-40001 (1): disconnected",
                 "offline",
+                "reconnecting in 1.000s"
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_failed_by_a_lost_connection_are_reported_in_the_order_sent() {
+        // Regression (found by the deterministic simulation): the reads in flight were
+        // kept in a hash map, so the `failing ... disconnected` lines came out in an
+        // order that changed from run to run, and so did everything after them.
+        let config = PollerConfig {
+            client: ClientConfig {
+                depth: 8,
+                ..ClientConfig::default()
+            },
+            ..PollerConfig::default()
+        };
+        let specs = ["1-16", "10001-10016", "30001-30016", "40001-40300"];
+        let mut sim = Sim::new(config, &specs);
+        let t0 = sim.t0;
+        for range in [
+            "40001-40010",
+            "1-16",
+            "10001-10008",
+            "30001-30016",
+            "40200-40300",
+        ] {
+            sim.poller.poll(t0, range, None).unwrap();
+        }
+        // Connect, but the device never answers: every read stays in flight.
+        sim.poller.poll_event();
+        sim.poller.handle_connected(t0);
+        let mut up = Vec::new();
+        while sim.poller.poll_transmit(t0, &mut up) {}
+        sim.poller.handle_disconnected(t0);
+        let log: Vec<String> = std::iter::from_fn(|| sim.poller.poll_event())
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            log,
+            [
+                "failing 1-16 (16): disconnected",
+                "failing 10001-10008 (8): disconnected",
+                "failing 30001-30016 (16): disconnected",
+                "failing 40001-40010 (10): disconnected",
+                "failing 40200-40300 (101): disconnected",
                 "reconnecting in 1.000s"
             ]
         );

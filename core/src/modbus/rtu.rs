@@ -24,7 +24,8 @@
 //!   bytes have the exception flag set;
 //! - after 3.5 character times of silence ([`RtuFramer::poll_timeout`] and
 //!   [`RtuFramer::handle_timeout`]), whatever could not form a frame is stale and
-//!   dropped. With [`RtuFramer::with_strict_inter_character`] a gap of 1.5 character
+//!   dropped; the silence is counted from when the rest of a frame whose length is
+//!   known could have arrived, since bursts are stamped when they arrive. With [`RtuFramer::with_strict_inter_character`] a gap of 1.5 character
 //!   times does the same, as the spec says; it is off by default because the arrival
 //!   times of chunks from an OS do not show the gaps on the line.
 //!
@@ -45,7 +46,11 @@
 //! let frame = f.poll_frame().unwrap();
 //! assert_eq!(frame.unit, 1);
 //! assert_eq!(frame.request().unwrap(), Request::ReadHoldingRegisters { address: 0, quantity: 10 });
-//! assert_eq!(f.poll_timeout(), Some(t0 + Duration::from_micros(500) + f.timing().unwrap().t3_5));
+//! // 0x42 is held: it is stale after a 3.5-character silence, counted from when the one
+//! // more byte that would tell what it starts could have arrived.
+//! let timing = f.timing().unwrap();
+//! let last = t0 + Duration::from_micros(500);
+//! assert_eq!(f.poll_timeout(), Some(last + timing.character + timing.t3_5));
 //! ```
 
 use std::borrow::Cow;
@@ -471,12 +476,29 @@ impl RtuFramer {
 
     /// When the 3.5-character silence after the last input will end a stale partial
     /// frame; `None` when nothing is held or over TCP. Changes with each input.
+    ///
+    /// The rest of a frame whose length the held bytes already tell may arrive in one
+    /// burst (a USB serial adapter delivers what it has every few milliseconds), whose
+    /// last byte cannot come before its own transmission time: the silence is counted
+    /// from there, as [`RtuFramer::handle_input`] counts it, so the framer's own
+    /// deadline does not cut a frame arriving in bursts.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timing?;
         if self.buf.is_empty() {
             return None;
         }
-        self.last_input?.checked_add(t.t3_5)
+        let rest = match self.frame_len(&self.buf) {
+            FrameLen::Known(n) | FrameLen::NeedMore(n) => {
+                n.min(MAX_RTU_ADU_LEN).saturating_sub(self.buf.len())
+            }
+            FrameLen::Unknown | FrameLen::Unsupported => 0,
+        };
+        let transmission = t
+            .character
+            .checked_mul(u32::try_from(rest).unwrap_or(u32::MAX))
+            .unwrap_or(Duration::MAX);
+        self.last_input?
+            .checked_add(t.t3_5.saturating_add(transmission))
     }
 
     /// Let time pass: at the end of a 3.5-character silence, drop what is stale.
@@ -807,9 +829,12 @@ mod tests {
         input.extend_from_slice(&[0x03, 0x99]);
         f.handle_input(t(0), &input);
         // 01 10 00 11 03 00 7C.. looks like a Write Multiple Registers of 124 bytes:
-        // the silence says it was not.
+        // the silence (after the time those bytes would take) says it was not.
         assert!(f.poll_frame().is_none());
-        f.handle_timeout(t(10_000));
+        let silence = f.poll_timeout().unwrap();
+        f.handle_timeout(silence - Duration::from_micros(1));
+        assert!(f.poll_frame().is_none());
+        f.handle_timeout(silence);
         assert_eq!(frames(&mut f), [PM_REQUEST]);
         assert_eq!(f.buffered(), 0);
         assert_eq!(f.discarded(), 6);
@@ -820,7 +845,11 @@ mod tests {
         bad.insert(3, 0x5A);
         f.handle_input(t(0), &bad);
         f.handle_input(t(100), PM_REQUEST);
-        f.handle_timeout(t(10_000));
+        for _ in 0..10 {
+            if let Some(silence) = f.poll_timeout() {
+                f.handle_timeout(silence);
+            }
+        }
         assert_eq!(frames(&mut f), [PM_REQUEST]);
 
         // Over TCP, the valid frame after the noise is taken at once.
@@ -833,9 +862,11 @@ mod tests {
     fn stale_partial_then_silence() {
         let mut f = RtuFramer::new(Direction::Responses, 9600);
         f.handle_input(t(0), &PM_RESPONSE[..5]);
+        // The silence counts from when the rest of the frame could have arrived.
+        let timing = RtuTiming::for_baud(9600);
         assert_eq!(
             f.poll_timeout(),
-            Some(t(0) + RtuTiming::for_baud(9600).t3_5)
+            Some(t(0) + timing.t3_5 + timing.character * (PM_RESPONSE.len() as u32 - 5))
         );
         f.handle_timeout(t(1000));
         assert_eq!(f.buffered(), 5, "not yet silent");
@@ -876,6 +907,47 @@ mod tests {
         );
         assert_eq!(got[2].to_vec(), PM_EXCEPTION);
         assert_eq!(f.discarded(), 0);
+    }
+
+    #[test]
+    fn a_frame_arriving_in_bursts_is_not_cut_by_the_framers_own_deadline() {
+        // Regression (found by the deterministic simulation): a long frame delivered
+        // in bursts of 8 characters (as a USB serial adapter reads them), each burst
+        // stamped when it arrived. `handle_input` did not count a burst's own
+        // transmission as silence, but `poll_timeout` asked for a wake-up 3.5
+        // characters after each burst, and `handle_timeout` there dropped the frame.
+        let request = encoded_frame(
+            1,
+            &Request::WriteMultipleRegisters {
+                address: 0,
+                values: crate::modbus::pdu::Registers::from_values(&[0x1234; 100]),
+            },
+        );
+        let timing = RtuTiming::for_baud(19_200);
+        let mut f = RtuFramer::new(Direction::Requests, 19_200);
+        let t0 = Instant::now();
+        let mut at = t0;
+        for burst in request.chunks(8) {
+            at += timing.character * burst.len() as u32;
+            // The adapter honours every deadline that falls before the next burst.
+            if let Some(deadline) = f.poll_timeout().filter(|d| *d <= at) {
+                f.handle_timeout(deadline);
+            }
+            f.handle_input(at, burst);
+        }
+        assert_eq!(frames(&mut f), [&request[..]]);
+        assert_eq!(f.discarded(), 0);
+        // Held bytes that never become a frame still go after the silence (and the
+        // rest of the frame they announce).
+        f.handle_input(at, &request[..10]);
+        let deadline = f.poll_timeout().unwrap();
+        assert_eq!(
+            deadline - at,
+            timing.t3_5 + timing.character * (request.len() - 10) as u32
+        );
+        f.handle_timeout(deadline);
+        assert_eq!(f.buffered(), 0);
+        assert_eq!(f.discarded(), 10);
     }
 
     #[test]

@@ -1206,9 +1206,10 @@ mod tests {
         let mut conn = ServerConn::new(Transport::RtuSerial { baud: 9600 });
         let req = rtu(1, &[0x03, 0, 0, 0, 1]);
         conn.handle_input(ms(0), &req[..3], &mut dev);
-        // Half a frame waits for the end-of-frame silence.
+        // Half a frame waits for the end-of-frame silence, after the time the other
+        // 5 bytes would take (8.5 characters of 1.15 ms).
         let silence = conn.poll_timeout().unwrap();
-        assert!(silence > ms(0) && silence < ms(5));
+        assert!(silence > ms(9) && silence < ms(10), "{:?}", silence - ms(0));
         conn.handle_timeout(silence, &mut dev);
         assert_eq!(drain(&mut conn, silence).1, [Event::Discarded { bytes: 3 }]);
         conn.handle_input(ms(10), &req, &mut dev);

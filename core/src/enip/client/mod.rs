@@ -122,7 +122,7 @@ use crate::cip::message_router::{
 };
 use crate::cip::objects::GetAttributeListRequest;
 use crate::cip::operation::{Method, Operation};
-use crate::cip::status::GeneralStatus;
+use crate::cip::status::{ConnectionManagerStatus, GeneralStatus};
 use crate::enip::cpf::{Cpf, Identity};
 use crate::enip::encapsulation::{
     Command, Encapsulation, EncapsulationFraming, Header, SendData, MAX_FRAME_LEN,
@@ -144,6 +144,11 @@ pub const DEFAULT_CONNECTION_SIZE: u16 = 500;
 pub const UNCONNECTED_PRIORITY_TIME_TICK: u8 = 0x05;
 /// Unconnected Send timeout ticks as cpppo sends them (157 x 32 ms = ~5 s).
 pub const UNCONNECTED_TIMEOUT_TICKS: u8 = 157;
+
+/// How many times a Forward Open refused as a duplicate (extended status 0x0100: our
+/// connection triple is still in use, by a connection that dropped without the target
+/// noticing) is sent again with the next connection serial number.
+pub const MAX_DUPLICATE_FORWARD_OPEN_RETRIES: u32 = 8;
 
 /// The requested packet interval of our Forward Open, microseconds.
 pub const FORWARD_OPEN_RPI_US: u32 = 2_000_000;
@@ -548,6 +553,8 @@ pub struct ClientConn {
     t_o_connection_id: u32,
     connection_size: u16,
     triple: ConnectionTriple,
+    /// Forward Opens sent again after a duplicate refusal.
+    duplicate_retries: u32,
     stats: ClientStats,
 }
 
@@ -575,6 +582,7 @@ impl ClientConn {
                 originator_vendor_id: options.originator_vendor_id,
                 originator_serial: options.originator_serial,
             },
+            duplicate_retries: 0,
             stats: ClientStats::default(),
             options,
         };
@@ -1275,6 +1283,18 @@ impl ClientConn {
             // small connection.
             if large && reply.general_status == GeneralStatus::SERVICE_NOT_SUPPORTED {
                 return self.send_forward_open(now, MAX_SMALL_CONNECTION_SIZE);
+            }
+            // Our connection triple is still in use: the previous connection dropped
+            // without the target noticing (it keeps the CIP connection until its own
+            // timeout). Ask again as a new connection, with the next serial.
+            let in_use = reply.general_status == GeneralStatus::CONNECTION_FAILURE
+                && reply.additional_status.first()
+                    == Some(&ConnectionManagerStatus::CONNECTION_IN_USE.0);
+            if in_use && self.duplicate_retries < MAX_DUPLICATE_FORWARD_OPEN_RETRIES {
+                self.duplicate_retries += 1;
+                self.triple.connection_serial = self.triple.connection_serial.wrapping_add(1);
+                self.t_o_connection_id = self.t_o_connection_id.wrapping_add(1);
+                return self.send_forward_open(now, size);
             }
             return self.fail(LostReason::ForwardOpenRefused(CipStatus {
                 general: reply.general_status,

@@ -544,6 +544,75 @@ fn server_closing_loses_the_operations_in_flight() {
 }
 
 #[test]
+fn a_forward_open_refused_as_a_duplicate_is_sent_again_as_a_new_connection() {
+    // Regression (found by the deterministic simulation): a connected client whose TCP
+    // connection dropped without the controller noticing reconnects; the controller
+    // still holds the old CIP connection, so the same connection triple is refused
+    // with 0x01/0x0100 and the client failed, until the controller's own connection
+    // timeout (32 s) released it.
+    let mut pair = Pair::new(options(1, 0, true));
+    let r = pair.run(&["SCADA[0]=7"]);
+    assert!(r[0].is_ok());
+    let old = pair.conn.connections()[0].triple;
+    // The network drops; the server side is never told. A new connection, same server.
+    let now = pair.now;
+    let mut conn = ServerConn::new(now, peer(), &mut pair.server);
+    std::mem::swap(&mut pair.conn, &mut conn);
+    pair.client = ClientConn::new(now, options(1, 0, true));
+    pair.events.clear();
+    let r = pair.run(&["SCADA[0]"]);
+    assert_eq!(values(&r[0]), Values::Int(vec![7]));
+    let new = pair.conn.connections()[0].triple;
+    assert_eq!(new.connection_serial, old.connection_serial + 1);
+    assert_eq!(
+        pair.server.connections().len(),
+        2,
+        "the old one is still held"
+    );
+    assert!(matches!(pair.events[1], ClientEvent::Connected { .. }));
+    // A triple in use every time: after the retries, the refusal is reported.
+    let mut client = ClientConn::new(now, options(1, 0, true));
+    let mut conns = Vec::new();
+    for _ in 0..=MAX_DUPLICATE_FORWARD_OPEN_RETRIES {
+        let mut c = ServerConn::new(now, peer(), &mut pair.server);
+        let mut holder = ClientConn::new(now, options(1, 0, true));
+        // Each holder takes the next serial (it retries past the ones taken).
+        for _ in 0..40 {
+            let mut a = Vec::new();
+            holder.poll_transmit(now, &mut a);
+            c.handle_input(now, &a, &mut pair.server);
+            let mut b = Vec::new();
+            while c.poll_transmit(now, &mut b) {}
+            holder.handle_input(now, &b);
+            if a.is_empty() && b.is_empty() {
+                break;
+            }
+        }
+        conns.push((holder, c));
+    }
+    let mut c = ServerConn::new(now, peer(), &mut pair.server);
+    client.submit(now, parse_operation("SCADA[0]").unwrap());
+    let mut events = Vec::new();
+    for _ in 0..40 {
+        let mut a = Vec::new();
+        client.poll_transmit(now, &mut a);
+        c.handle_input(now, &a, &mut pair.server);
+        let mut b = Vec::new();
+        while c.poll_transmit(now, &mut b) {}
+        client.handle_input(now, &b);
+        events.extend(std::iter::from_fn(|| client.poll_event()));
+    }
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            ClientEvent::Failed(LostReason::ForwardOpenRefused(CipStatus { additional, .. }))
+                if additional == &[0x0100]
+        )),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn close_forward_closes_and_unregisters() {
     let mut pair = Pair::new(options(2, 0, true));
     let r = pair.run(&["SCADA[0]=9", "SCADA[0]"]);

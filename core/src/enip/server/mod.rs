@@ -170,7 +170,7 @@ pub use connection::CipConnection;
 pub use session::list_identity_item;
 pub use shared::{
     ConnectionStats, Faults, RegisteredConnection, ReplyDelay, RoutePolicy, Server, ServerOptions,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTION_SIZE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTION_SIZE, KEPT_CLOSED_STATS,
 };
 
 /// The `ListServices` capability flags this server announces: CIP encapsulation over TCP

@@ -206,6 +206,11 @@ impl ServerOptions {
     }
 }
 
+/// How many closed connections' [`ConnectionStats`] a [`Server`] keeps (the most recent;
+/// older ones are dropped as new connections arrive, unless
+/// [`Server::forget_connection`] dropped them first).
+pub const KEPT_CLOSED_STATS: usize = 64;
+
 /// What one TCP connection has done so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionStats {
@@ -220,7 +225,8 @@ pub struct ConnectionStats {
     /// The session handle registered on it, if any.
     pub session_handle: Option<u32>,
     /// True once the connection has closed (kept for reporting until
-    /// [`Server::forget_connection`]).
+    /// [`Server::forget_connection`], or until [`KEPT_CLOSED_STATS`] newer closed
+    /// connections are kept).
     pub closed: bool,
 }
 
@@ -349,6 +355,18 @@ impl<D> Server<D> {
     }
 
     pub(super) fn new_conn(&mut self, peer: SocketAddr) -> u64 {
+        // Closed connections' statistics are kept for reporting, but only the latest
+        // few: a server that clients connect to again and again for days must not keep
+        // one entry per connection it ever had.
+        let closed = self.stats.values().filter(|s| s.closed).count();
+        let mut excess = closed.saturating_sub(KEPT_CLOSED_STATS - 1);
+        if excess > 0 {
+            self.stats.retain(|_, s| {
+                let drop = s.closed && excess > 0;
+                excess -= usize::from(drop);
+                !drop
+            });
+        }
         let id = self.next_conn_id;
         self.next_conn_id = self.next_conn_id.wrapping_add(1);
         self.stats.insert(

@@ -1503,6 +1503,36 @@ fn statistics_count_bytes_and_requests_and_serialize() {
     assert!(h.server.stats().is_empty());
 }
 
+#[test]
+fn closed_connections_statistics_do_not_accumulate() {
+    // Regression (found by the deterministic simulation's memory bound): no runtime
+    // calls `forget_connection`, so every connection a long-running server ever had
+    // left its statistics behind. Only the latest KEPT_CLOSED_STATS closed ones stay.
+    let mut h = Harness::default();
+    let open = h.conn.id();
+    let mut last = 0;
+    for _ in 0..1000 {
+        let mut c = ServerConn::new(h.now, peer(), &mut h.server);
+        c.handle_input(
+            h.now,
+            &Encapsulation::register_session([1; 8]).to_vec(),
+            &mut h.server,
+        );
+        c.handle_eof(h.now, &mut h.server);
+        let mut out = Vec::new();
+        while c.poll_transmit(h.now, &mut out) {}
+        assert!(c.is_closed());
+        last = c.id();
+        assert!(h.server.stats().len() <= KEPT_CLOSED_STATS + 1);
+    }
+    let stats = h.server.stats();
+    assert_eq!(stats.len(), KEPT_CLOSED_STATS + 1);
+    // The open connection and the most recent closed ones are kept.
+    assert!(stats.contains_key(&open) && !stats[&open].closed);
+    assert!(stats.contains_key(&last) && stats[&last].closed);
+    assert!(h.server.sessions().is_empty(), "every session unregistered");
+}
+
 // ---------------------------------------------------------------------------------------
 // A real ControlLogix session, replayed
 
