@@ -17,12 +17,14 @@ const RUNS: u64 = 100;
 fn bound(name: &str) -> Option<u64> {
     Some(match name {
         // core's EtherNet/IP server engine over `Server<Controller>` (not this crate's
-        // code): the Message Router reply the device returns owns its data, and the
-        // controller's tag lookup and read allocate. See the README.
-        "enip/read_tag/server_conn" => 4,
+        // code): the Message Router reply the device returns owns its data (the
+        // `CipDevice::execute` API). It was 4 before the tag lookup, the tag read and the
+        // path's segments stopped allocating. See the README.
+        "enip/read_tag/server_conn" => 1,
         // The same engine on a Multiple Service Packet of 20 Read Tags: the device's
-        // owned replies, per embedded request, and the MSP reply assembled from them.
-        "enip/msp20/server_conn" => 135,
+        // owned reply per embedded request (20), the MSP's request and offset tables,
+        // and the MSP reply assembled from the 20 (was 135).
+        "enip/msp20/server_conn" => 26,
         // core's EtherNet/IP client: the operation (cloned per submit), its pending
         // record, the request encoded per layer, and the typed values of the reply.
         "enip/read_tag/client_reply" => 15,

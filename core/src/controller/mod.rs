@@ -163,6 +163,16 @@ pub struct Controller {
     hook: Option<Arc<dyn TagHook>>,
     /// Wall clock anchor: microseconds since 1970 at an instant.
     clock: Option<(Instant, u64)>,
+    /// The (empty) vector a request's path segments were decoded into last time, kept
+    /// so that the next request reuses its allocation (see [`recycle`]).
+    spare_segments: Vec<Segment<'static>>,
+}
+
+/// An empty vector of segments of another lifetime, on the same allocation: the
+/// in-place collect of an empty vector keeps its buffer (same size and alignment).
+fn recycle<'b>(mut segments: Vec<Segment<'_>>) -> Vec<Segment<'b>> {
+    segments.clear();
+    segments.into_iter().filter_map(|_| None).collect()
 }
 
 impl std::fmt::Debug for Controller {
@@ -283,6 +293,7 @@ impl Controller {
             db: TagDatabase::new(),
             hook: None,
             clock: None,
+            spare_segments: Vec::new(),
         }
     }
 
@@ -355,19 +366,44 @@ impl Controller {
         req: &MessageRouterRequest<'_>,
         nested: bool,
     ) -> Reply {
-        let svc = req.service;
-        let segments: Vec<Segment<'_>> = match req.path.to_segments() {
-            Ok(s) => s,
-            Err(_) => return error(svc, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
+        // The path's segments go into the spare vector of the last request (no
+        // allocation per request once it has grown); it is handed back afterwards.
+        let mut segments = recycle(std::mem::take(&mut self.spare_segments));
+        let mut decoded = Ok(());
+        for segment in req.path.segments() {
+            match segment {
+                Ok(segment) => segments.push(segment),
+                Err(e) => {
+                    decoded = Err(e);
+                    break;
+                }
+            }
+        }
+        let reply = match decoded {
+            Ok(()) => self.execute_segments(ctx, req, nested, &segments),
+            Err(_) => error(req.service, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
         };
+        self.spare_segments = recycle(segments);
+        reply
+    }
+
+    /// [`Controller::execute_one`] on the request's decoded path `segments`.
+    fn execute_segments(
+        &mut self,
+        ctx: &RequestContext,
+        req: &MessageRouterRequest<'_>,
+        nested: bool,
+        segments: &[Segment<'_>],
+    ) -> Reply {
+        let svc = req.service;
         // `Program:X` then a class: the Symbol object of that program's scope.
-        if let [Segment::Symbolic(p), Segment::Class(c), rest @ ..] = segments.as_slice() {
+        if let [Segment::Symbolic(p), Segment::Class(c), rest @ ..] = segments {
             if let Some(program) = p.strip_prefix("Program:") {
                 if *c != u32::from(class::SYMBOL) {
                     return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
                 }
                 if svc != service::GET_INSTANCE_ATTRIBUTE_LIST {
-                    return self.tag_service(ctx, req, &segments);
+                    return self.tag_service(ctx, req, segments);
                 }
                 let Some(program) = self
                     .db
@@ -386,7 +422,7 @@ impl Controller {
                 return self.symbol_list(ctx, svc, Some(&program), start, &req.data);
             }
         }
-        let logical = match segments.as_slice() {
+        let logical = match segments {
             [Segment::Class(c), rest @ ..] => {
                 let mut l = Logical {
                     class: *c,
@@ -409,11 +445,11 @@ impl Controller {
                 }
                 if tail {
                     // Elements or members after class/instance: only tags have those.
-                    return self.tag_service(ctx, req, &segments);
+                    return self.tag_service(ctx, req, segments);
                 }
                 l
             }
-            [Segment::Symbolic(_), ..] => return self.tag_service(ctx, req, &segments),
+            [Segment::Symbolic(_), ..] => return self.tag_service(ctx, req, segments),
             _ => return error(svc, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
         };
         let Ok(cls) = u16::try_from(logical.class) else {
@@ -501,7 +537,7 @@ impl Controller {
                 }
                 _ => error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]),
             },
-            _ if is_tag_service(svc) => self.tag_service(ctx, req, &segments),
+            _ if is_tag_service(svc) => self.tag_service(ctx, req, segments),
             class::IDENTITY
             | class::TCP_IP_INTERFACE
             | class::ETHERNET_LINK

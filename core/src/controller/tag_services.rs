@@ -128,7 +128,7 @@ impl Controller {
         let Some((window, rest_len)) = self.db.read_window(target, n, offset, room) else {
             return logix_error(svc, LogixExtendedStatus::OUT_OF_RANGE);
         };
-        let rest = window.as_slice();
+        let rest: &[u8] = &window;
         let (chunk, status) = if rest_len <= room {
             (rest, GeneralStatus::SUCCESS)
         } else {
