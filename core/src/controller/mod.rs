@@ -166,7 +166,14 @@ pub struct Controller {
     /// The (empty) vector a request's path segments were decoded into last time, kept
     /// so that the next request reuses its allocation (see [`recycle`]).
     spare_segments: Vec<Segment<'static>>,
+    /// Buffers of replies' data handed back ([`CipDevice::recycle`]), reused by the
+    /// next replies (at most [`SPARE_REPLY_BUFFERS`]).
+    spare_data: Vec<Vec<u8>>,
 }
+
+/// Most reply data buffers a controller keeps for reuse: a Multiple Service Packet's
+/// embedded replies each take one.
+const SPARE_REPLY_BUFFERS: usize = 64;
 
 /// An empty vector of segments of another lifetime, on the same allocation: the
 /// in-place collect of an empty vector keeps its buffer (same size and alignment).
@@ -294,6 +301,7 @@ impl Controller {
             hook: None,
             clock: None,
             spare_segments: Vec::new(),
+            spare_data: Vec::new(),
         }
     }
 
@@ -578,9 +586,21 @@ impl Controller {
             return error(svc, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]);
         }
         let body = MultipleServiceReply { replies };
-        let mut m = success(svc, body.to_vec());
+        let mut data = self.reply_buffer();
+        body.encode(&mut data);
+        let mut m = success(svc, data);
         m.general_status = body.general_status();
+        for reply in body.replies {
+            self.recycle(reply);
+        }
         m
+    }
+
+    /// An empty buffer for a reply's data: one handed back earlier, or a new one.
+    fn reply_buffer(&mut self) -> Vec<u8> {
+        let mut data = self.spare_data.pop().unwrap_or_default();
+        data.clear();
+        data
     }
 }
 
@@ -595,6 +615,14 @@ impl CipDevice for Controller {
         request: &MessageRouterRequest<'_>,
     ) -> MessageRouterReply<'static> {
         self.execute_one(ctx, request, false)
+    }
+
+    fn recycle(&mut self, reply: MessageRouterReply<'static>) {
+        if let Cow::Owned(data) = reply.data {
+            if data.capacity() > 0 && self.spare_data.len() < SPARE_REPLY_BUFFERS {
+                self.spare_data.push(data);
+            }
+        }
     }
 }
 

@@ -163,7 +163,11 @@ impl Controller {
             tag_type,
             data: Cow::Borrowed(chunk),
         };
-        let mut m = success(svc, body.to_vec());
+        // A field, not `reply_buffer()`: the window still borrows the tag database.
+        let mut data = self.spare_data.pop().unwrap_or_default();
+        data.clear();
+        body.encode(&mut data);
+        let mut m = success(svc, data);
         m.general_status = status;
         m
     }

@@ -2427,3 +2427,43 @@ fn controller_is_send_and_sync() {
     c.set_hook(Some(Arc::new(History::default())));
     shared(&c);
 }
+
+#[test]
+fn reply_buffers_handed_back_are_reused_and_replies_stay_right() {
+    let mut c = controller(&["SCADA=INT[10]"]);
+    c.tags_mut()
+        .set_values("SCADA", 0, &Values::Int((0..10).collect()))
+        .unwrap();
+    let first = exec(&mut c, service::READ_TAG, "SCADA[2]", read_req(3));
+    let Cow::Owned(data) = &first.data else {
+        panic!("a read's reply owns its data");
+    };
+    let buffer = data.as_ptr();
+    c.recycle(first);
+    // The next reply is written into the buffer handed back, with the right bytes.
+    let second = exec(&mut c, service::READ_TAG, "SCADA[5]", read_req(2));
+    assert_eq!(second.data.as_ptr(), buffer);
+    let body = ReadTagReply::decode(&second.data).unwrap();
+    assert_eq!(body.data.as_ref(), &[5, 0, 6, 0]);
+    // Without a buffer handed back, a new one.
+    let third = exec(&mut c, service::READ_TAG, "SCADA[0]", read_req(1));
+    assert_ne!(third.data.as_ptr(), buffer);
+    assert_eq!(read_values(&mut c, "SCADA[1]", 2), Values::Int(vec![1, 2]));
+    // Buffers kept are bounded.
+    for _ in 0..2 * SPARE_REPLY_BUFFERS {
+        c.recycle(MessageRouterReply::success(service::READ_TAG, vec![0; 4]));
+    }
+    assert_eq!(c.spare_data.len(), SPARE_REPLY_BUFFERS);
+}
+
+#[test]
+fn tags_are_found_whatever_the_case_of_their_name() {
+    let long = "L".repeat(300);
+    let c = controller(&["Scada=INT", &format!("{long}=DINT")]);
+    for name in ["Scada", "SCADA", "scada", "sCaDa"] {
+        assert_eq!(c.tags().find(None, name), Some(0), "{name}");
+    }
+    assert_eq!(c.tags().find(None, &long.to_ascii_lowercase()), Some(1));
+    assert_eq!(c.tags().find(None, &long), Some(1));
+    assert_eq!(c.tags().find(None, "Scad"), None);
+}
