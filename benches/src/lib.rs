@@ -686,6 +686,7 @@ pub mod workload {
         ops.push(enip_server_turn());
         ops.push(engines::enip_msp_server_turn());
         ops.push(engines::enip_client_turn());
+        ops.push(engines::enip_msp_client_turn());
         ops.push(engines::modbus_client_turn());
         ops
     }
@@ -1160,6 +1161,46 @@ pub mod workload {
                     }
                 }
                 assert_eq!(answered, 1, "the reply is matched");
+                out.len() as u64 + answered
+            })
+        }
+
+        /// `enip/msp20/client_reply`: our client submits [`MSP_READS`] reads
+        /// (`SCADA[0]`, `SCADA[1]`, ...) packed into one Multiple Service Packet, sends
+        /// it, is handed the server's reply (sender context patched) and yields the 20
+        /// `Reply` events.
+        pub fn enip_msp_client_turn() -> Operation {
+            let mut clock = ticking_clock();
+            let options = ClientOptions {
+                multiple: MSP_BUDGET,
+                ..ClientOptions::default()
+            };
+            let mut pair = EnipPair::new(clock(), options);
+            let (_, reply, _) = msp_frames(&mut pair, clock());
+            let mut reply = reply;
+            let reads: Vec<_> = (0..MSP_READS)
+                .map(|i| parse_operation(&format!("SCADA[{i}]")).expect("a valid operation"))
+                .collect();
+            let mut client = pair.client;
+            let mut out = Vec::new();
+            op("enip/msp20/client_reply", move || {
+                let now = clock();
+                out.clear();
+                for read in &reads {
+                    client.submit(now, read.clone());
+                }
+                while client.poll_transmit(now, &mut out) {}
+                if let (Some(theirs), Some(ours)) = (reply.get_mut(12..20), out.get(12..20)) {
+                    theirs.copy_from_slice(ours);
+                }
+                client.handle_input(now, &reply);
+                let mut answered = 0u64;
+                while let Some(event) = client.poll_event() {
+                    if let ClientEvent::Reply { result: Ok(_), .. } = event {
+                        answered += 1;
+                    }
+                }
+                assert_eq!(answered, MSP_READS as u64, "the replies are matched");
                 out.len() as u64 + answered
             })
         }

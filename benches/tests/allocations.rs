@@ -23,6 +23,8 @@ fn bound(name: &str) -> Option<u64> {
         // core's EtherNet/IP client: the operation (cloned per submit), its pending
         // record, the request encoded per layer, and the typed values of the reply.
         "enip/read_tag/client_reply" => 15,
+        // The same for 20 reads packed into one Multiple Service Packet.
+        "enip/msp20/client_reply" => 122,
         // core's Modbus client: the reply's registers, owned by the event.
         "modbus_tcp/fc3/client_reply" => 1,
         "enip/read_tag/decode_request"
