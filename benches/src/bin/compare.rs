@@ -28,7 +28,9 @@
 //!   depth 1.
 //!
 //! The worker roles (`serve-enip`, `client-enip`, ...) are this same program run with
-//! a role as its first argument; they are internal.
+//! a role as its first argument; they are internal. With `COMPARE_VERBOSE=1` our
+//! EtherNet/IP client also prints its statistics (transactions against requests: how
+//! well Multiple Service Packets were packed) on stderr.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -177,6 +177,8 @@ const SPARE_REPLY_BUFFERS: usize = 64;
 
 /// An empty vector of segments of another lifetime, on the same allocation: the
 /// in-place collect of an empty vector keeps its buffer (same size and alignment).
+// `filter` would keep the lifetime: the `filter_map` is what changes the element type.
+#[allow(clippy::unnecessary_filter_map)]
 fn recycle<'b>(mut segments: Vec<Segment<'_>>) -> Vec<Segment<'b>> {
     segments.clear();
     segments.into_iter().filter_map(|_| None).collect()
