@@ -2467,3 +2467,19 @@ fn tags_are_found_whatever_the_case_of_their_name() {
     assert_eq!(c.tags().find(None, &long), Some(1));
     assert_eq!(c.tags().find(None, "Scad"), None);
 }
+
+#[test]
+fn tag_names_hash_with_fnv_1a() {
+    use crate::controller::tags::NameHasher;
+    use std::hash::Hasher;
+    // The published FNV-1a 64-bit test vectors.
+    for (text, hash) in [
+        ("", 0xcbf2_9ce4_8422_2325u64),
+        ("a", 0xaf63_dc4c_8601_ec8c),
+        ("foobar", 0x8594_4171_f739_67e8),
+    ] {
+        let mut h = NameHasher::default();
+        h.write(text.as_bytes());
+        assert_eq!(h.finish(), hash, "{text:?}");
+    }
+}
