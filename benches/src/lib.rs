@@ -684,6 +684,10 @@ pub mod workload {
         ops.extend(modbus_rtu_operations());
         ops.extend(modbus_server_operations());
         ops.push(enip_server_turn());
+        ops.push(engines::enip_msp_server_turn());
+        ops.push(engines::enip_client_turn());
+        ops.push(engines::enip_msp_client_turn());
+        ops.push(engines::modbus_client_turn());
         ops
     }
 
@@ -980,5 +984,271 @@ pub mod workload {
             n as u64 + out.len() as u64
         }));
         ops
+    }
+
+    /// The engine hot paths the codec operations do not cover: a Multiple Service
+    /// Packet served, and a client's reply matched (EtherNet/IP and Modbus/TCP).
+    pub mod engines {
+        use super::*;
+        use cpppo_core::cip::data::Values;
+        use cpppo_core::cip::operation::parse_operation;
+        use cpppo_core::controller::{Controller, ControllerConfig};
+        use cpppo_core::engine::Server as _;
+        use cpppo_core::enip::client::{ClientConn, ClientEvent, ClientOptions};
+        use cpppo_core::enip::server::{Server, ServerConn, ServerOptions};
+
+        /// Reads packed into the Multiple Service Packet of `enip/msp20/server_conn`.
+        pub const MSP_READS: usize = 20;
+        /// The Multiple Service Packet budget (bytes) the client packs them within.
+        pub const MSP_BUDGET: usize = 500;
+
+        /// A `Server<Controller>` holding `SCADA=INT[100]` (values 0, 1, 2...), a
+        /// connection accepted on it, and a client whose session the server registered,
+        /// all in memory; `clock` ticks 10 ms per call.
+        pub struct EnipPair {
+            /// The server state.
+            pub server: Server<Controller>,
+            /// The server's connection.
+            pub conn: ServerConn<Controller>,
+            /// The client engine, session registered.
+            pub client: ClientConn,
+        }
+
+        impl EnipPair {
+            /// The pair, with `options` for the client.
+            pub fn new(now: Instant, options: ClientOptions) -> Self {
+                let mut plc = Controller::new(ControllerConfig::default());
+                plc.tags_mut()
+                    .add_str("SCADA=INT[100]")
+                    .expect("a valid tag spec");
+                let values: Vec<i16> = (0..100).collect();
+                plc.tags_mut()
+                    .set_values(enip::TAG, 0, &Values::Int(values))
+                    .expect("INT values");
+                let mut server = Server::new(plc, ServerOptions::default());
+                let local = "127.0.0.1:44818".parse().expect("an address");
+                let peer = "127.0.0.1:40000".parse().expect("an address");
+                let conn = server
+                    .accept(now, local, peer)
+                    .expect("the server accepts a connection");
+                let mut pair = EnipPair {
+                    server,
+                    conn,
+                    client: ClientConn::new(now, options),
+                };
+                // RegisterSession (and whatever else the client sets up first).
+                pair.exchange(now, &mut Vec::new());
+                assert!(pair.client.session_handle().is_some());
+                pair
+            }
+
+            /// Move bytes both ways until neither side has more to send; returns the
+            /// client's events. `sent` receives the last bytes the client sent.
+            pub fn exchange(&mut self, now: Instant, sent: &mut Vec<u8>) -> Vec<ClientEvent> {
+                let mut events = Vec::new();
+                let mut to_client = Vec::new();
+                loop {
+                    let mut to_server = Vec::new();
+                    while self.client.poll_transmit(now, &mut to_server) {}
+                    if !to_server.is_empty() {
+                        sent.clone_from(&to_server);
+                    }
+                    self.conn.handle_input(now, &to_server, &mut self.server);
+                    to_client.clear();
+                    while self.conn.poll_transmit(now, &mut to_client) {}
+                    while self.conn.poll_event().is_some() {}
+                    self.client.handle_input(now, &to_client);
+                    let before = events.len();
+                    while let Some(event) = self.client.poll_event() {
+                        events.push(event);
+                    }
+                    if to_server.is_empty() && to_client.is_empty() && events.len() == before {
+                        return events;
+                    }
+                }
+            }
+        }
+
+        /// The Multiple Service Packet of [`MSP_READS`] Read Tags (`SCADA[0]`,
+        /// `SCADA[1]`, ...) our client sends (packed within [`MSP_BUDGET`] bytes), and
+        /// the server's reply, and the client's events on that reply, on a pair whose
+        /// session is registered.
+        pub fn msp_frames(
+            pair: &mut EnipPair,
+            now: Instant,
+        ) -> (Vec<u8>, Vec<u8>, Vec<ClientEvent>) {
+            for i in 0..MSP_READS {
+                pair.client.submit(
+                    now,
+                    parse_operation(&format!("SCADA[{i}]")).expect("a valid operation"),
+                );
+            }
+            let mut request = Vec::new();
+            while pair.client.poll_transmit(now, &mut request) {}
+            pair.conn.handle_input(now, &request, &mut pair.server);
+            let mut reply = Vec::new();
+            while pair.conn.poll_transmit(now, &mut reply) {}
+            while pair.conn.poll_event().is_some() {}
+            pair.client.handle_input(now, &reply);
+            let events = std::iter::from_fn(|| pair.client.poll_event()).collect();
+            (request, reply, events)
+        }
+
+        /// `enip/msp20/server_conn`: one SendRRData carrying a Multiple Service Packet
+        /// of [`MSP_READS`] Read Tags (built by our client) through core's EtherNet/IP
+        /// server engine; drains `poll_transmit` and `poll_event`.
+        pub fn enip_msp_server_turn() -> Operation {
+            let mut clock = ticking_clock();
+            let options = ClientOptions {
+                multiple: MSP_BUDGET,
+                depth: 1,
+                ..ClientOptions::default()
+            };
+            let mut pair = EnipPair::new(clock(), options);
+            let (request, _, _) = msp_frames(&mut pair, clock());
+            let EnipPair {
+                mut server,
+                mut conn,
+                ..
+            } = pair;
+            let mut out = Vec::new();
+            op("enip/msp20/server_conn", move || {
+                let now = clock();
+                out.clear();
+                conn.handle_input(now, &request, &mut server);
+                while conn.poll_transmit(now, &mut out) {}
+                let mut events = 0u64;
+                while conn.poll_event().is_some() {
+                    events += 1;
+                }
+                out.len() as u64 + events
+            })
+        }
+
+        /// `enip/read_tag/client_reply`: our client submits a read of `SCADA` (1
+        /// element), sends it (`poll_transmit`), is handed the server's reply (its
+        /// sender context patched to the request's) and yields the `Reply` event.
+        pub fn enip_client_turn() -> Operation {
+            let mut clock = ticking_clock();
+            let mut pair = EnipPair::new(clock(), ClientOptions::default());
+            let read = parse_operation("SCADA").expect("a valid operation");
+            pair.client.submit(clock(), read.clone());
+            let mut request = Vec::new();
+            let events = pair.exchange(clock(), &mut request);
+            assert!(matches!(
+                events.as_slice(),
+                [ClientEvent::Reply { result: Ok(_), .. }]
+            ));
+            pair.conn.handle_input(clock(), &request, &mut pair.server);
+            let mut reply = Vec::new();
+            while pair.conn.poll_transmit(clock(), &mut reply) {}
+            client_turn(
+                "enip/read_tag/client_reply",
+                pair.client,
+                vec![read],
+                reply,
+                clock,
+            )
+        }
+
+        /// `enip/msp20/client_reply`: our client submits [`MSP_READS`] reads
+        /// (`SCADA[0]`, `SCADA[1]`, ...) packed into one Multiple Service Packet, sends
+        /// it, is handed the server's reply (sender context patched) and yields the 20
+        /// `Reply` events.
+        pub fn enip_msp_client_turn() -> Operation {
+            let mut clock = ticking_clock();
+            let options = ClientOptions {
+                multiple: MSP_BUDGET,
+                ..ClientOptions::default()
+            };
+            let mut pair = EnipPair::new(clock(), options);
+            let (_, reply, _) = msp_frames(&mut pair, clock());
+            let reads: Vec<_> = (0..MSP_READS)
+                .map(|i| parse_operation(&format!("SCADA[{i}]")).expect("a valid operation"))
+                .collect();
+            client_turn("enip/msp20/client_reply", pair.client, reads, reply, clock)
+        }
+
+        /// One client turn: submit `reads`, send them (`poll_transmit`), take `reply`
+        /// (its sender context, bytes 12..20, patched to the request's: it is the
+        /// client's transaction id) and drain the events; every read must be answered.
+        fn client_turn(
+            name: &'static str,
+            mut client: ClientConn,
+            reads: Vec<cpppo_core::cip::operation::Operation>,
+            mut reply: Vec<u8>,
+            mut clock: impl FnMut() -> Instant + 'static,
+        ) -> Operation {
+            let mut out = Vec::new();
+            op(name, move || {
+                let now = clock();
+                out.clear();
+                for read in &reads {
+                    client.submit(now, read.clone());
+                }
+                while client.poll_transmit(now, &mut out) {}
+                if let (Some(theirs), Some(ours)) = (reply.get_mut(12..20), out.get(12..20)) {
+                    theirs.copy_from_slice(ours);
+                }
+                client.handle_input(now, &reply);
+                let mut answered = 0u64;
+                while let Some(event) = client.poll_event() {
+                    if let ClientEvent::Reply { result: Ok(_), .. } = event {
+                        answered += 1;
+                    }
+                }
+                assert_eq!(answered, reads.len() as u64, "the replies are matched");
+                out.len() as u64 + answered
+            })
+        }
+
+        /// `modbus_tcp/fc3/client_reply`: our Modbus/TCP client submits a read of 10
+        /// holding registers, sends it, is handed the device's response (transaction id
+        /// patched to the request's) and yields the `Reply` event.
+        pub fn modbus_client_turn() -> Operation {
+            use cpppo_core::modbus::client::{ClientConfig, ClientConn, ClientEvent};
+            use cpppo_core::modbus::device::Device;
+            use cpppo_core::modbus::server::ServerConn;
+
+            let mut clock = ticking_clock();
+            let request = ModbusRequest::ReadHoldingRegisters {
+                address: 0,
+                quantity: 10,
+            };
+            let mut device = Device::from_specs([DEVICE_SPEC]).expect("a valid register spec");
+            let mut server = ServerConn::tcp();
+            let mut client = ClientConn::tcp(ClientConfig::default());
+            let now = clock();
+            client.submit(now, request.clone(), 1);
+            let mut sent = Vec::new();
+            while client.poll_transmit(now, &mut sent) {}
+            server.handle_input(now, &sent, &mut device);
+            let mut reply = Vec::new();
+            while server.poll_transmit(now, &mut reply) {}
+            client.handle_input(now, &reply);
+            while client.poll_event().is_some() {}
+            let mut out = Vec::new();
+            op("modbus_tcp/fc3/client_reply", move || {
+                let now = clock();
+                out.clear();
+                client.submit(now, request.clone(), 1);
+                while client.poll_transmit(now, &mut out) {}
+                if let (Some(theirs), Some(ours)) = (reply.get_mut(0..2), out.get(0..2)) {
+                    theirs.copy_from_slice(ours);
+                }
+                client.handle_input(now, &reply);
+                let mut answered = 0u64;
+                while let Some(event) = client.poll_event() {
+                    if let ClientEvent::Reply {
+                        response: Ok(_), ..
+                    } = event
+                    {
+                        answered += 1;
+                    }
+                }
+                assert_eq!(answered, 1, "the reply is matched");
+                out.len() as u64 + answered
+            })
+        }
     }
 }

@@ -269,3 +269,38 @@ fn the_enip_server_engine_answers_the_read_tag_as_a_controller_does() {
     }
     panic!("no enip/read_tag/server_conn operation");
 }
+
+#[test]
+fn the_msp_request_is_one_frame_of_twenty_reads_answered_with_their_values() {
+    use cpppo_benches::workload::engines::{msp_frames, EnipPair, MSP_BUDGET, MSP_READS};
+    use cpppo_core::cip::data::Values;
+    use cpppo_core::enip::client::{ClientEvent, ClientOptions, Value};
+
+    let now = std::time::Instant::now();
+    let options = ClientOptions {
+        multiple: MSP_BUDGET,
+        ..ClientOptions::default()
+    };
+    let mut pair = EnipPair::new(now, options);
+    let (request, reply, events) = msp_frames(&mut pair, now);
+    // One encapsulation each way: the length field covers the rest of the bytes.
+    for frame in [&request, &reply] {
+        let length = u16::from_le_bytes([frame[2], frame[3]]) as usize;
+        assert_eq!(length + 24, frame.len());
+    }
+    // Twenty answers from one request frame at depth 1: a Multiple Service Packet.
+    let values: Vec<Values> = events
+        .into_iter()
+        .map(|e| match e {
+            ClientEvent::Reply {
+                result: Ok(Value::Values(v)),
+                ..
+            } => v,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let expected: Vec<Values> = (0..MSP_READS as i16)
+        .map(|i| Values::Int(vec![i]))
+        .collect();
+    assert_eq!(values, expected);
+}

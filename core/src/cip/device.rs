@@ -47,4 +47,12 @@ pub trait CipDevice {
         ctx: &RequestContext,
         request: &MessageRouterRequest<'_>,
     ) -> MessageRouterReply<'static>;
+
+    /// Take back a reply [`execute`](CipDevice::execute) returned, once the engine has
+    /// encoded it: a device that keeps the buffers of its replies' data for the next
+    /// ones (as the simulated controller does) answers requests without allocating in
+    /// steady state. The default drops it.
+    fn recycle(&mut self, reply: MessageRouterReply<'static>) {
+        drop(reply);
+    }
 }

@@ -387,7 +387,8 @@ fn split_multiple<'a>(r: &mut Reader<'a>) -> DecodeResult<Vec<(usize, &'a [u8])>
             ),
         ));
     }
-    let mut offsets: Vec<usize> = Vec::new();
+    // `count` is bounded by the bytes present (checked above).
+    let mut offsets: Vec<usize> = Vec::with_capacity(usize::from(count));
     for i in 0..usize::from(count) {
         let at = r.offset();
         let off = usize::from(r.u16_le("multiple_service.offset")?);
@@ -413,7 +414,7 @@ fn split_multiple<'a>(r: &mut Reader<'a>) -> DecodeResult<Vec<(usize, &'a [u8])>
         }
         offsets.push(off);
     }
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(offsets.len());
     for (i, &off) in offsets.iter().enumerate() {
         let end = offsets.get(i + 1).copied().unwrap_or(all.len());
         let bytes = all.get(off..end).unwrap_or_default();
@@ -452,8 +453,9 @@ impl<'a> MultipleServiceRequest<'a> {
 
     /// Decode from every remaining byte of `r` (offsets in errors stay absolute).
     pub fn read(r: &mut Reader<'a>) -> DecodeResult<Self> {
-        let mut requests = Vec::new();
-        for (at, bytes) in split_multiple(r)? {
+        let items = split_multiple(r)?;
+        let mut requests = Vec::with_capacity(items.len());
+        for (at, bytes) in items {
             requests.push(MessageRouterRequest::read(&mut Reader::with_base(
                 bytes, at,
             ))?);
@@ -503,8 +505,9 @@ impl<'a> MultipleServiceReply<'a> {
 
     /// Decode from every remaining byte of `r` (offsets in errors stay absolute).
     pub fn read(r: &mut Reader<'a>) -> DecodeResult<Self> {
-        let mut replies = Vec::new();
-        for (at, bytes) in split_multiple(r)? {
+        let items = split_multiple(r)?;
+        let mut replies = Vec::with_capacity(items.len());
+        for (at, bytes) in items {
             replies.push(MessageRouterReply::read(&mut Reader::with_base(bytes, at))?);
         }
         Ok(MultipleServiceReply { replies })

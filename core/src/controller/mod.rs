@@ -163,6 +163,25 @@ pub struct Controller {
     hook: Option<Arc<dyn TagHook>>,
     /// Wall clock anchor: microseconds since 1970 at an instant.
     clock: Option<(Instant, u64)>,
+    /// The (empty) vector a request's path segments were decoded into last time, kept
+    /// so that the next request reuses its allocation (see [`recycle`]).
+    spare_segments: Vec<Segment<'static>>,
+    /// Buffers of replies' data handed back ([`CipDevice::recycle`]), reused by the
+    /// next replies (at most [`SPARE_REPLY_BUFFERS`]).
+    spare_data: Vec<Vec<u8>>,
+}
+
+/// Most reply data buffers a controller keeps for reuse: a Multiple Service Packet's
+/// embedded replies each take one.
+const SPARE_REPLY_BUFFERS: usize = 64;
+
+/// An empty vector of segments of another lifetime, on the same allocation: the
+/// in-place collect of an empty vector keeps its buffer (same size and alignment).
+// `filter` would keep the lifetime: the `filter_map` is what changes the element type.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'b>(mut segments: Vec<Segment<'_>>) -> Vec<Segment<'b>> {
+    segments.clear();
+    segments.into_iter().filter_map(|_| None).collect()
 }
 
 impl std::fmt::Debug for Controller {
@@ -283,6 +302,8 @@ impl Controller {
             db: TagDatabase::new(),
             hook: None,
             clock: None,
+            spare_segments: Vec::new(),
+            spare_data: Vec::new(),
         }
     }
 
@@ -355,19 +376,44 @@ impl Controller {
         req: &MessageRouterRequest<'_>,
         nested: bool,
     ) -> Reply {
-        let svc = req.service;
-        let segments: Vec<Segment<'_>> = match req.path.to_segments() {
-            Ok(s) => s,
-            Err(_) => return error(svc, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
+        // The path's segments go into the spare vector of the last request (no
+        // allocation per request once it has grown); it is handed back afterwards.
+        let mut segments = recycle(std::mem::take(&mut self.spare_segments));
+        let mut decoded = Ok(());
+        for segment in req.path.segments() {
+            match segment {
+                Ok(segment) => segments.push(segment),
+                Err(e) => {
+                    decoded = Err(e);
+                    break;
+                }
+            }
+        }
+        let reply = match decoded {
+            Ok(()) => self.execute_segments(ctx, req, nested, &segments),
+            Err(_) => error(req.service, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
         };
+        self.spare_segments = recycle(segments);
+        reply
+    }
+
+    /// [`Controller::execute_one`] on the request's decoded path `segments`.
+    fn execute_segments(
+        &mut self,
+        ctx: &RequestContext,
+        req: &MessageRouterRequest<'_>,
+        nested: bool,
+        segments: &[Segment<'_>],
+    ) -> Reply {
+        let svc = req.service;
         // `Program:X` then a class: the Symbol object of that program's scope.
-        if let [Segment::Symbolic(p), Segment::Class(c), rest @ ..] = segments.as_slice() {
+        if let [Segment::Symbolic(p), Segment::Class(c), rest @ ..] = segments {
             if let Some(program) = p.strip_prefix("Program:") {
                 if *c != u32::from(class::SYMBOL) {
                     return error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
                 }
                 if svc != service::GET_INSTANCE_ATTRIBUTE_LIST {
-                    return self.tag_service(ctx, req, &segments);
+                    return self.tag_service(ctx, req, segments);
                 }
                 let Some(program) = self
                     .db
@@ -386,7 +432,7 @@ impl Controller {
                 return self.symbol_list(ctx, svc, Some(&program), start, &req.data);
             }
         }
-        let logical = match segments.as_slice() {
+        let logical = match segments {
             [Segment::Class(c), rest @ ..] => {
                 let mut l = Logical {
                     class: *c,
@@ -409,11 +455,11 @@ impl Controller {
                 }
                 if tail {
                     // Elements or members after class/instance: only tags have those.
-                    return self.tag_service(ctx, req, &segments);
+                    return self.tag_service(ctx, req, segments);
                 }
                 l
             }
-            [Segment::Symbolic(_), ..] => return self.tag_service(ctx, req, &segments),
+            [Segment::Symbolic(_), ..] => return self.tag_service(ctx, req, segments),
             _ => return error(svc, GeneralStatus::PATH_SEGMENT_ERROR, &[0]),
         };
         let Ok(cls) = u16::try_from(logical.class) else {
@@ -506,12 +552,12 @@ impl Controller {
                 svc,
                 service::GET_ATTRIBUTE_SINGLE | service::SET_ATTRIBUTE_SINGLE
             ) && logical.attribute.is_some()
-                && self.db.resolve(&segments).is_ok() =>
+                && self.db.resolve(segments).is_ok() =>
             {
-                self.attribute_service(ctx, req, &segments)
+                self.attribute_service(ctx, req, segments)
                     .unwrap_or_else(|| error(svc, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]))
             }
-            _ if is_tag_service(svc) => self.tag_service(ctx, req, &segments),
+            _ if is_tag_service(svc) => self.tag_service(ctx, req, segments),
             class::IDENTITY
             | class::TCP_IP_INTERFACE
             | class::ETHERNET_LINK
@@ -552,9 +598,21 @@ impl Controller {
             return error(svc, GeneralStatus::REPLY_DATA_TOO_LARGE, &[]);
         }
         let body = MultipleServiceReply { replies };
-        let mut m = success(svc, body.to_vec());
+        let mut data = self.reply_buffer();
+        body.encode(&mut data);
+        let mut m = success(svc, data);
         m.general_status = body.general_status();
+        for reply in body.replies {
+            self.recycle(reply);
+        }
         m
+    }
+
+    /// An empty buffer for a reply's data: one handed back earlier, or a new one.
+    fn reply_buffer(&mut self) -> Vec<u8> {
+        let mut data = self.spare_data.pop().unwrap_or_default();
+        data.clear();
+        data
     }
 }
 
@@ -569,6 +627,14 @@ impl CipDevice for Controller {
         request: &MessageRouterRequest<'_>,
     ) -> MessageRouterReply<'static> {
         self.execute_one(ctx, request, false)
+    }
+
+    fn recycle(&mut self, reply: MessageRouterReply<'static>) {
+        if let Cow::Owned(data) = reply.data {
+            if data.capacity() > 0 && self.spare_data.len() < SPARE_REPLY_BUFFERS {
+                self.spare_data.push(data);
+            }
+        }
     }
 }
 

@@ -128,7 +128,7 @@ impl Controller {
         let Some((window, rest_len)) = self.db.read_window(target, n, offset, room) else {
             return logix_error(svc, LogixExtendedStatus::OUT_OF_RANGE);
         };
-        let rest = window.as_slice();
+        let rest: &[u8] = &window;
         let (chunk, status) = if rest_len <= room {
             (rest, GeneralStatus::SUCCESS)
         } else {
@@ -163,7 +163,11 @@ impl Controller {
             tag_type,
             data: Cow::Borrowed(chunk),
         };
-        let mut m = success(svc, body.to_vec());
+        // A field, not `reply_buffer()`: the window still borrows the tag database.
+        let mut data = self.spare_data.pop().unwrap_or_default();
+        data.clear();
+        body.encode(&mut data);
+        let mut m = success(svc, data);
         m.general_status = status;
         m
     }

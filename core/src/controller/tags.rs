@@ -16,7 +16,9 @@
 //! variable-length on the wire), so element, member and fragment offsets are
 //! arithmetic on one byte vector per tag.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -511,6 +513,9 @@ pub struct TagDatabase {
     programs: Vec<Program>,
     next_instance: u32,
     by_name: HashMap<(Option<String>, String), usize>,
+    /// Controller-scope tags by lowercase name: looked up with a `&str` on every
+    /// symbolic request, without building a key.
+    by_global_name: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
     by_instance: HashMap<u32, usize>,
 }
 
@@ -613,12 +618,16 @@ impl TagDatabase {
 
     /// Look a tag up by name in a scope (names are case-insensitive, as in Logix).
     pub fn find(&self, program: Option<&str>, name: &str) -> Option<usize> {
-        self.by_name
-            .get(&(
-                program.map(str::to_ascii_lowercase),
-                name.to_ascii_lowercase(),
-            ))
-            .copied()
+        match program {
+            Some(program) => self
+                .by_name
+                .get(&(
+                    Some(program.to_ascii_lowercase()),
+                    name.to_ascii_lowercase(),
+                ))
+                .copied(),
+            None => with_ascii_lowercase(name, |lower| self.by_global_name.get(lower).copied()),
+        }
     }
 
     /// The tag at `index`.
@@ -768,6 +777,9 @@ impl TagDatabase {
             error: None,
             data: vec![0; bytes],
         });
+        if key.0.is_none() {
+            self.by_global_name.insert(key.1.clone(), index);
+        }
         self.by_name.insert(key, index);
         self.by_instance.insert(instance_id, index);
         Ok(index)
@@ -1051,30 +1063,34 @@ impl TagDatabase {
         let tag = self.tags.get(tag_index).ok_or(PathError::Unknown)?;
         let mut element = tag.element;
         let mut base = 0usize;
-        let mut dims: Vec<u32> = tag.dimensions.clone();
+        // Borrowed from the tag (a member's single dimension is the rare owned case):
+        // resolving a path allocates nothing.
+        let mut dims: Cow<'_, [u32]> = Cow::Borrowed(&tag.dimensions);
         let mut bit = None;
         loop {
             // Element segments index the current array (one per dimension).
-            let mut idx: Vec<u32> = Vec::new();
-            while let Some(Segment::Element(e)) = it.peek() {
-                idx.push(*e);
-                it.next();
-            }
+            let given = it
+                .clone()
+                .take_while(|s| matches!(s, Segment::Element(_)))
+                .count();
             let len = dims.iter().map(|d| *d as usize).product::<usize>().max(1);
             // One index per dimension; a scalar takes `[0]` (cpppo clients send it).
-            if idx.len() > dims.len().max(1) {
+            if given > dims.len().max(1) {
                 return Err(PathError::Segment);
             }
             let mut index = 0usize;
-            for (k, i) in idx.iter().enumerate() {
+            let mut k = 0usize;
+            while let Some(Segment::Element(i)) = it.peek() {
                 let d = dims.get(k).copied().unwrap_or(1);
                 if *i >= d {
                     return Err(PathError::IndexOutOfRange);
                 }
                 index = index * d as usize + *i as usize;
+                k += 1;
+                it.next();
             }
             // Indices not given for trailing dimensions count from 0.
-            for d in dims.iter().skip(idx.len()) {
+            for d in dims.iter().skip(given) {
                 index *= *d as usize;
             }
             match it.next() {
@@ -1100,9 +1116,9 @@ impl TagDatabase {
                     base += index * s.size as usize + m.offset as usize;
                     element = m.element;
                     dims = if m.array > 0 {
-                        vec![u32::from(m.array)]
+                        Cow::Owned(vec![u32::from(m.array)])
                     } else {
-                        Vec::new()
+                        Cow::Borrowed(&[])
                     };
                     bit = m.bit;
                 }
@@ -1186,22 +1202,23 @@ impl TagDatabase {
         count: usize,
         offset: usize,
         max: usize,
-    ) -> Option<(Vec<u8>, usize)> {
+    ) -> Option<(Cow<'_, [u8]>, usize)> {
         let variable =
             target.bit.is_some() || target.element == ElementType::Atomic(DataType::SSTRING);
         if variable {
             let all = self.read_bytes(target, count);
             let rest = all.get(offset..)?;
             let window = rest.get(..rest.len().min(max)).unwrap_or_default();
-            return Some((window.to_vec(), rest.len()));
+            return Some((Cow::Owned(window.to_vec()), rest.len()));
         }
         let tag = self.tags.get(target.tag)?;
         let size = self.element_size(target.element);
         let total = count.checked_mul(size)?;
         let rest = total.checked_sub(offset)?;
         let start = target.base + target.index * size + offset;
+        // Fixed-size elements are lent straight from the tag's bytes.
         let window = tag.data.get(start..start + rest.min(max))?;
-        Some((window.to_vec(), rest))
+        Some((Cow::Borrowed(window), rest))
     }
 
     /// The wire bytes of `count` elements of `target` from its index: fixed-size
@@ -1428,5 +1445,56 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrderedMap<T> {
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// Longest name lowercased on the stack by [`with_ascii_lowercase`] (a symbolic segment's
+/// length is one byte); longer ones are lowercased into a `String`.
+const LOWERCASE_ON_STACK: usize = 255;
+
+/// Call `f` with `text` ASCII-lowercased, without allocating for names up to
+/// [`LOWERCASE_ON_STACK`] bytes (or already lowercase).
+fn with_ascii_lowercase<R>(text: &str, f: impl FnOnce(&str) -> R) -> R {
+    if !text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return f(text);
+    }
+    let mut buf = [0u8; LOWERCASE_ON_STACK];
+    if let Some(lower) = buf.get_mut(..text.len()) {
+        lower.copy_from_slice(text.as_bytes());
+        lower.make_ascii_lowercase();
+        // ASCII case changes keep UTF-8 valid; the fallback is never taken.
+        if let Ok(lower) = std::str::from_utf8(lower) {
+            return f(lower);
+        }
+    }
+    f(&text.to_ascii_lowercase())
+}
+
+/// FNV-1a over a tag name's bytes: names are short and come from the configuration (a
+/// request only looks them up), so the flooding resistance of the default SipHash buys
+/// nothing here and its cost was a third of the lookup on every symbolic request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+/// FNV-1a's 64-bit offset basis.
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's 64-bit prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(FNV_OFFSET_BASIS)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
     }
 }

@@ -2488,3 +2488,59 @@ fn tags_at_cip_addresses_answer_get_and_set_attribute_single() {
     let r = exec(&mut c, service::GET_ATTRIBUTE_SINGLE, "@0x93/8/10", vec![]);
     assert_status(&r, GeneralStatus::PATH_DESTINATION_UNKNOWN, &[]);
 }
+
+#[test]
+fn reply_buffers_handed_back_are_reused_and_replies_stay_right() {
+    let mut c = controller(&["SCADA=INT[10]"]);
+    c.tags_mut()
+        .set_values("SCADA", 0, &Values::Int((0..10).collect()))
+        .unwrap();
+    let first = exec(&mut c, service::READ_TAG, "SCADA[2]", read_req(3));
+    let Cow::Owned(data) = &first.data else {
+        panic!("a read's reply owns its data");
+    };
+    let buffer = data.as_ptr();
+    c.recycle(first);
+    // The next reply is written into the buffer handed back, with the right bytes.
+    let second = exec(&mut c, service::READ_TAG, "SCADA[5]", read_req(2));
+    assert_eq!(second.data.as_ptr(), buffer);
+    let body = ReadTagReply::decode(&second.data).unwrap();
+    assert_eq!(body.data.as_ref(), &[5, 0, 6, 0]);
+    // Without a buffer handed back, a new one.
+    let third = exec(&mut c, service::READ_TAG, "SCADA[0]", read_req(1));
+    assert_ne!(third.data.as_ptr(), buffer);
+    assert_eq!(read_values(&mut c, "SCADA[1]", 2), Values::Int(vec![1, 2]));
+    // Buffers kept are bounded.
+    for _ in 0..2 * SPARE_REPLY_BUFFERS {
+        c.recycle(MessageRouterReply::success(service::READ_TAG, vec![0; 4]));
+    }
+    assert_eq!(c.spare_data.len(), SPARE_REPLY_BUFFERS);
+}
+
+#[test]
+fn tags_are_found_whatever_the_case_of_their_name() {
+    let long = "L".repeat(300);
+    let c = controller(&["Scada=INT", &format!("{long}=DINT")]);
+    for name in ["Scada", "SCADA", "scada", "sCaDa"] {
+        assert_eq!(c.tags().find(None, name), Some(0), "{name}");
+    }
+    assert_eq!(c.tags().find(None, &long.to_ascii_lowercase()), Some(1));
+    assert_eq!(c.tags().find(None, &long), Some(1));
+    assert_eq!(c.tags().find(None, "Scad"), None);
+}
+
+#[test]
+fn tag_names_hash_with_fnv_1a() {
+    use crate::controller::tags::NameHasher;
+    use std::hash::Hasher;
+    // The published FNV-1a 64-bit test vectors.
+    for (text, hash) in [
+        ("", 0xcbf2_9ce4_8422_2325u64),
+        ("a", 0xaf63_dc4c_8601_ec8c),
+        ("foobar", 0x8594_4171_f739_67e8),
+    ] {
+        let mut h = NameHasher::default();
+        h.write(text.as_bytes());
+        assert_eq!(h.finish(), hash, "{text:?}");
+    }
+}

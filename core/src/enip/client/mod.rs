@@ -162,6 +162,40 @@ const REQUEST_HEADER: usize = 2;
 const UNCONNECTED_SEND_FIELDS: usize = 4;
 /// Read/Write Tag Fragmented's element count and byte offset.
 const FRAGMENT_FIELDS: usize = 6;
+/// The Message Router header of a reply with no additional status (service, reserved,
+/// general status, additional status size).
+const REPLY_HEADER: usize = 4;
+/// Bytes per element a read's reply is reckoned to take when packing a Multiple Service
+/// Packet, before the tag's type is known (DINT and REAL, the most common, take 4).
+const ESTIMATED_ELEMENT_LEN: usize = 4;
+/// A Read Tag reply's tag type field.
+const TAG_TYPE_LEN: usize = 2;
+
+/// The reply a request is reckoned to get, for packing Multiple Service Packets within
+/// the reply budget: a read's elements at [`ESTIMATED_ELEMENT_LEN`] (less the offset
+/// already read), a write's bare status, anything else about its own size.
+fn estimated_reply_len(request: &MessageRouterRequest<'_>) -> usize {
+    let read =
+        request.service == service::READ_TAG || request.service == service::READ_TAG_FRAGMENTED;
+    if read {
+        let elements = match request.data.get(..2) {
+            Some(&[lo, hi]) => usize::from(u16::from_le_bytes([lo, hi])),
+            _ => 1,
+        };
+        let offset = match request.data.get(2..6) {
+            Some(&[a, b, c, d]) if request.service == service::READ_TAG_FRAGMENTED => {
+                usize::try_from(u32::from_le_bytes([a, b, c, d])).unwrap_or(usize::MAX)
+            }
+            _ => 0,
+        };
+        let data = (elements * ESTIMATED_ELEMENT_LEN).saturating_sub(offset);
+        return REPLY_HEADER + TAG_TYPE_LEN + data.max(ESTIMATED_ELEMENT_LEN);
+    }
+    if request.service == service::WRITE_TAG || request.service == service::WRITE_TAG_FRAGMENTED {
+        return REPLY_HEADER;
+    }
+    REPLY_HEADER + request.data.len()
+}
 
 /// How a [`ClientConn`] talks to its target. Pure data (serde), cpppo's options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -993,6 +1027,9 @@ impl ClientConn {
         let mut parts: Vec<(OpId, MessageRouterRequest<'static>)> = Vec::new();
         let msp_budget = self.options.multiple.min(self.budget());
         let mut msp_len = REQUEST_HEADER + 4 + 2; // MSP header, path @2/1, count
+                                                  // The reply must fit too: a read's is larger than its request, and a reply over
+                                                  // the device's budget comes back partial, then costs a transaction per fragment.
+        let mut reply_len = REPLY_HEADER + 2; // MSP reply header, count
         while let Some(&id) = self.ready.front() {
             let Some(state) = self.ops.get(&id) else {
                 self.ready.pop_front();
@@ -1008,14 +1045,19 @@ impl ClientConn {
                 }
             };
             let len = request.encoded_len();
+            let answer = estimated_reply_len(&request);
             let solo = state.solo;
             if !parts.is_empty()
-                && (solo || self.options.multiple == 0 || msp_len + 2 + len > msp_budget)
+                && (solo
+                    || self.options.multiple == 0
+                    || msp_len + 2 + len > msp_budget
+                    || reply_len + 2 + answer > msp_budget)
             {
                 break;
             }
             self.ready.pop_front();
             msp_len += 2 + len;
+            reply_len += 2 + answer;
             let sent = Self::fragment_len(&request);
             if let Some(state) = self.ops.get_mut(&id) {
                 state.sent = sent;

@@ -1169,3 +1169,24 @@ fn a_structure_is_read_and_decoded_through_its_template() {
         .iter()
         .all(|(n, _)| !n.starts_with(HIDDEN_MEMBER_PREFIX)));
 }
+
+#[test]
+fn multiple_service_packets_are_packed_within_the_reply_budget_too() {
+    // 30 reads of 10 INTs: their requests (16 bytes each) would fit 30 to a 500-byte
+    // packet, but not their replies; packed by requests alone the device answered the
+    // tail partially (0x06) and every fragment cost a transaction of its own.
+    let mut pair = Pair::new(options(1, 500, false));
+    let texts: Vec<String> = (0..30)
+        .map(|i| format!("SCADA[{}-{}]", 10 * i, 10 * i + 9))
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let results = pair.run(&texts);
+    assert_eq!(results.len(), 30);
+    for r in &results {
+        assert_eq!(values(r), Values::Int(vec![0; 10]));
+    }
+    let stats = *pair.client.stats();
+    assert_eq!(stats.requests, 30, "no fragments: {stats:?}");
+    // 4 + 2 + 10 x 4 bytes reckoned per reply: 10 to a packet.
+    assert_eq!(stats.transactions, 3, "{stats:?}");
+}

@@ -66,6 +66,7 @@ impl<D: CipDevice> ServerConn<D> {
             connection: None,
         });
         self.reply_send_data(now, server, h, timeout, None, &reply);
+        server.device_and_options().0.recycle(reply);
     }
 
     pub(super) fn send_unit_data(
@@ -115,7 +116,10 @@ impl<D: CipDevice> ServerConn<D> {
         let last = match conn.last.take() {
             // A retransmission: answer again without executing twice.
             Some(last) if last.0 == c.sequence => last,
-            _ => {
+            previous => {
+                if let Some((_, _, reply)) = previous {
+                    server.device_and_options().0.recycle(reply);
+                }
                 let Some((service, reply)) = self.dispatch(now, server, c.data, via) else {
                     self.protocol_error(Some(h.command), "empty Message Router request: dropped");
                     return;
