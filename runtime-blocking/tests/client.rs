@@ -61,18 +61,12 @@ client_tests!(Blocking);
 #[test]
 fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
     use cpppo_blocking::proxy::Gateway;
-    #[allow(unused_imports)]
     use cpppo_blocking::serve;
-    #[allow(unused_imports)]
     use cpppo_core::controller::{Controller, ControllerConfig};
-    #[allow(unused_imports)]
     use cpppo_core::engine::{reachable, ServeOptions};
-    #[allow(unused_imports)]
     use cpppo_core::enip::client::ClientOptions;
     use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
-    #[allow(unused_imports)]
     use cpppo_core::enip::server::{Server, ServerOptions};
-    #[allow(unused_imports)]
     use std::time::Duration;
 
     let serve_drive = |addr: &str| {

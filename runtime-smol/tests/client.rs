@@ -164,19 +164,13 @@ fn connect_to_nothing_is_an_error() {
 
 #[test]
 fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
-    #[allow(unused_imports)]
     use cpppo_core::controller::{Controller, ControllerConfig};
-    #[allow(unused_imports)]
     use cpppo_core::engine::{reachable, ServeOptions};
-    #[allow(unused_imports)]
     use cpppo_core::enip::client::ClientOptions;
     use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
-    #[allow(unused_imports)]
     use cpppo_core::enip::server::{Server, ServerOptions};
     use cpppo_smol::proxy::Gateway;
-    #[allow(unused_imports)]
     use cpppo_smol::serve;
-    #[allow(unused_imports)]
     use std::time::Duration;
 
     let serve_drive = |addr: &str| {
