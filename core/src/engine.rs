@@ -162,7 +162,7 @@ pub trait Server {
 /// let json = serde_json::to_string(&options).unwrap();
 /// assert_eq!(
 ///     json,
-///     r#"{"listen":["127.0.0.1:0"],"udp":true,"max_connections":8,"idle_timeout":30.0}"#
+///     r#"{"listen":["127.0.0.1:0"],"udp":true,"max_connections":8,"idle_timeout":30.0,"send_timeout":60.0}"#
 /// );
 /// assert_eq!(serde_json::from_str::<ServeOptions>(&json).unwrap(), options);
 ///
@@ -172,7 +172,7 @@ pub trait Server {
 /// assert!(half.listen.is_empty() && !half.udp && half.max_connections.is_none());
 /// assert!(serde_json::from_str::<ServeOptions>(r#"{"idle_timeout": -1}"#).is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServeOptions {
     /// TCP addresses to listen on; port 0 picks a free port (the runtime's handle tells
@@ -188,10 +188,30 @@ pub struct ServeOptions {
     /// `0.5`).
     #[serde(with = "seconds")]
     pub idle_timeout: Option<Duration>,
+    /// Close a connection whose peer has taken none of the bytes waiting for it for this
+    /// long (a client that sends without reading its replies), counted in
+    /// [`ServeStats::send_timeouts`]. [`DEFAULT_SEND_TIMEOUT`] by default.
+    #[serde(with = "seconds")]
+    pub send_timeout: Option<Duration>,
+}
+
+/// How long a connection may leave its replies unread before it is closed, by default.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: Vec::new(),
+            udp: false,
+            max_connections: None,
+            idle_timeout: None,
+            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
+        }
+    }
 }
 
 /// An optional [`Duration`] as seconds, the way people write timeouts in a config file.
-mod seconds {
+pub(crate) mod seconds {
     use serde::de::Error;
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
@@ -232,6 +252,9 @@ pub struct ServeStats {
     pub active: u64,
     /// Connections closed by [`ServeOptions::idle_timeout`].
     pub idle_closed: u64,
+    /// Connections closed by [`ServeOptions::send_timeout`]: the peer stopped reading.
+    #[serde(default)]
+    pub send_timeouts: u64,
     /// UDP datagrams received.
     pub datagrams: u64,
 }
@@ -279,6 +302,10 @@ pub struct Driver<C> {
     idle_timeout: Option<Duration>,
     last_input: Instant,
     idle_expired: bool,
+    send_timeout: Option<Duration>,
+    /// Since when bytes have waited for the socket without it taking any.
+    unsent_since: Option<Instant>,
+    send_expired: bool,
     eof: bool,
 }
 
@@ -293,8 +320,18 @@ impl<C: Connection> Driver<C> {
             idle_timeout,
             last_input: now,
             idle_expired: false,
+            send_timeout: None,
+            unsent_since: None,
+            send_expired: false,
             eof: false,
         }
+    }
+
+    /// Also close the connection once bytes have waited `send_timeout` for a socket that
+    /// takes none of them (a peer that does not read).
+    pub fn with_send_timeout(mut self, send_timeout: Option<Duration>) -> Self {
+        self.send_timeout = send_timeout;
+        self
     }
 
     /// The engine driven.
@@ -325,11 +362,28 @@ impl<C: Connection> Driver<C> {
         if self.idle_deadline().is_some_and(|at| at <= now) && !self.idle_expired {
             self.idle_expired = true;
         }
+        if self.send_deadline().is_some_and(|at| at <= now) {
+            self.send_expired = true;
+        }
     }
 
     /// Whether the idle timeout closed this connection.
     pub fn idle_expired(&self) -> bool {
         self.idle_expired
+    }
+
+    /// Whether the send timeout closed this connection (its peer stopped reading).
+    pub fn send_expired(&self) -> bool {
+        self.send_expired
+    }
+
+    fn send_deadline(&self) -> Option<Instant> {
+        if !self.has_unsent() {
+            return None;
+        }
+        let since = self.unsent_since?;
+        self.send_timeout
+            .map(|timeout| since.checked_add(timeout).unwrap_or(since))
     }
 
     /// Whether end of input was seen.
@@ -361,11 +415,18 @@ impl<C: Connection> Driver<C> {
                 }
             }
         }
+        if self.has_unsent() && self.unsent_since.is_none() {
+            self.unsent_since = Some(now);
+        }
         self.out.get(self.sent..).unwrap_or_default()
     }
 
     /// The socket took `n` more bytes of [`poll_transmit`](Driver::poll_transmit)'s.
     pub fn advance(&mut self, n: usize) {
+        if n > 0 {
+            // Progress: the send timeout starts again from the next poll_transmit.
+            self.unsent_since = None;
+        }
         self.sent = self.sent.saturating_add(n).min(self.out.len());
         if self.sent >= self.out.len() {
             self.out.clear();
@@ -386,10 +447,16 @@ impl<C: Connection> Driver<C> {
     /// When to call [`handle_timeout`](Driver::handle_timeout): the engine's deadline or
     /// the idle deadline, whichever is first.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.idle_expired {
+        if self.send_expired {
             return None;
         }
-        earliest(self.connection.poll_timeout(), self.idle_deadline())
+        if self.idle_expired {
+            return self.send_deadline();
+        }
+        earliest(
+            earliest(self.connection.poll_timeout(), self.idle_deadline()),
+            self.send_deadline(),
+        )
     }
 
     /// Whether to read more input now: not after end of file, once closing, or while
@@ -401,14 +468,15 @@ impl<C: Connection> Driver<C> {
     /// The connection is closing: the engine said so, or it was idle too long. Flush what
     /// remains, then close.
     pub fn is_closing(&self) -> bool {
-        self.idle_expired || self.connection.is_closed()
+        self.idle_expired || self.send_expired || self.connection.is_closed()
     }
 
-    /// Close the socket now: closing and flushed, or the peer is gone and the engine has
-    /// neither bytes nor deadlines left.
+    /// Close the socket now: closing and flushed, the peer is gone and the engine has
+    /// neither bytes nor deadlines left, or the peer stopped reading (send timeout).
     pub fn is_finished(&self) -> bool {
-        !self.has_unsent()
-            && (self.is_closing() || (self.eof && self.connection.poll_timeout().is_none()))
+        self.send_expired
+            || (!self.has_unsent()
+                && (self.is_closing() || (self.eof && self.connection.poll_timeout().is_none())))
     }
 }
 
@@ -461,6 +529,7 @@ pub struct ServeCounters {
     refused: AtomicU64,
     active: AtomicU64,
     idle_closed: AtomicU64,
+    send_timeouts: AtomicU64,
     datagrams: AtomicU64,
 }
 
@@ -500,6 +569,11 @@ impl ServeCounters {
         }
     }
 
+    /// A connection is closed by the send timeout (count it besides [`closed`](Self::closed)).
+    pub fn send_timeout(&self) {
+        self.send_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A datagram arrived.
     pub fn datagram(&self) {
         self.datagrams.fetch_add(1, Ordering::Relaxed);
@@ -512,6 +586,7 @@ impl ServeCounters {
             refused: self.refused.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Acquire),
             idle_closed: self.idle_closed.load(Ordering::Relaxed),
+            send_timeouts: self.send_timeouts.load(Ordering::Relaxed),
             datagrams: self.datagrams.load(Ordering::Relaxed),
         }
     }
@@ -556,6 +631,7 @@ mod tests {
                 refused: 2,
                 active: 2,
                 idle_closed: 1,
+                send_timeouts: 0,
                 datagrams: 1,
             }
         );

@@ -79,6 +79,7 @@ pub mod cip;
 pub mod controller;
 pub mod engine;
 pub mod enip;
+pub mod limits;
 pub mod modbus;
 pub mod rng;
 #[cfg(feature = "testing")]

@@ -155,7 +155,8 @@ use crate::cip::device::CipDevice;
 use crate::cip::status::GeneralStatus;
 use crate::engine;
 use crate::enip::cpf;
-use crate::enip::encapsulation::{Command, Encapsulation, EncapsulationFraming, Header};
+use crate::enip::encapsulation::{status, Command, Encapsulation, EncapsulationFraming, Header};
+use crate::limits::{sync_limiter, Limit, RateLimiter};
 use crate::wire::{Encode, StreamDecoder};
 
 mod connection;
@@ -169,7 +170,8 @@ pub use connection::CipConnection;
 pub use session::list_identity_item;
 pub use shared::{
     ConnectionStats, Faults, RegisteredConnection, ReplyDelay, RoutePolicy, Server, ServerOptions,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTION_SIZE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SESSION, DEFAULT_MAX_CONNECTION_SIZE,
+    DEFAULT_MAX_FRAME_LEN,
 };
 
 /// The `ListServices` capability flags this server announces: CIP encapsulation over TCP
@@ -181,8 +183,9 @@ pub const LIST_SERVICES_CAPABILITY: u16 = cpf::capability::CIP_ENCAPSULATION;
 pub const IDENTITY_STATE_UNKNOWN: u8 = 0xFF;
 
 /// Replies held (delayed, not yet handed out) at which [`ServerConn::is_backlogged`] asks
-/// the adapter to stop reading (the same bound as the Modbus server's).
-pub const MAX_PENDING_REPLIES: usize = 1024;
+/// the adapter to stop reading, by default (the same bound as the Modbus server's; see
+/// [`crate::limits::ConnectionLimits::max_pending_replies`]).
+pub const MAX_PENDING_REPLIES: usize = crate::limits::DEFAULT_MAX_PENDING_REPLIES;
 
 /// Why a TCP connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +206,12 @@ pub enum CloseReason {
     Done,
     /// The byte stream could not be framed.
     ProtocolError,
+    /// A frame's header announced more than [`ServerOptions::max_frame_len`] (answered
+    /// with status 0x0065 first).
+    FrameTooLong,
+    /// A frame was begun and not finished within the frame timeout
+    /// ([`crate::limits::ConnectionLimits::frame_timeout`]).
+    FrameTimeout,
 }
 
 /// Why a CIP connection closed.
@@ -271,6 +280,12 @@ pub enum ServerEvent {
         /// What was wrong.
         error: String,
     },
+    /// A limit was hit ([`crate::limits`]); it is also counted in
+    /// [`Server::limits_reached`].
+    LimitReached {
+        /// Which.
+        limit: Limit,
+    },
     /// The TCP connection closed (or will, once its replies are flushed).
     Closed {
         /// Why.
@@ -315,6 +330,19 @@ pub struct ServerConn<D> {
     stats: ConnectionStats,
     closing: bool,
     closed: bool,
+    /// Replies held at which no more requests are taken (from the options at each input).
+    max_pending: usize,
+    /// The frame timeout in force (from the options at each input).
+    frame_timeout: Option<Duration>,
+    /// Since when a frame has been begun and not finished.
+    partial_since: Option<Instant>,
+    limiter: Option<RateLimiter>,
+    /// The limit that keeps whole requests waiting in the decoder, if any.
+    waiting: Option<Limit>,
+    /// When the request rate allows the next request, while waiting for it.
+    throttled_until: Option<Instant>,
+    /// The latest time seen: the deadline that asks for a call at once.
+    latest: Instant,
     /// The device type served (the engine holds no device; see [`Server`]).
     device: PhantomData<fn(&mut D)>,
 }
@@ -347,6 +375,13 @@ impl<D: CipDevice> ServerConn<D> {
             },
             closing: false,
             closed: false,
+            max_pending: MAX_PENDING_REPLIES,
+            frame_timeout: None,
+            partial_since: None,
+            limiter: None,
+            waiting: None,
+            throttled_until: None,
+            latest: now,
             device: PhantomData,
         };
         conn.check_faults(now, server);
@@ -393,13 +428,49 @@ impl<D: CipDevice> ServerConn<D> {
             return;
         }
         self.decoder.handle_input(data);
-        loop {
+        self.process(now, server);
+        self.sync_stats(server);
+    }
+
+    /// Serve the whole requests buffered, as far as the limits allow: a header announcing
+    /// too long a frame is refused before its body is awaited; requests wait in the
+    /// decoder while too many replies are held or the request rate is spent.
+    fn process(&mut self, now: Instant, server: &mut Server<D>) {
+        self.latest = self.latest.max(now);
+        let options = server.options();
+        let (limits, max_frame) = (options.limits, options.max_frame_len);
+        self.max_pending = limits.max_pending_replies.max(1);
+        self.frame_timeout = limits.frame_timeout;
+        sync_limiter(&mut self.limiter, &limits);
+        self.throttled_until = None;
+        let mut waiting = None;
+        let mut framed = false;
+        while !self.closing && !self.closed {
+            if let Some(h) = Header::decode(self.decoder.pending())
+                .ok()
+                .filter(|h| h.frame_len() > max_frame)
+            {
+                self.frame_too_long(now, server, &h, max_frame);
+                break;
+            }
+            if self.decoder.buffered() == 0 || self.decoder.needed() > 0 {
+                break;
+            }
+            if self.queue.len() >= self.max_pending {
+                waiting = Some(Limit::PendingReplies);
+                break;
+            }
+            if let Some(limiter) = &mut self.limiter {
+                if let Err(at) = limiter.try_acquire(now) {
+                    self.throttled_until = Some(at);
+                    waiting = Some(Limit::RequestRate);
+                    break;
+                }
+            }
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => {
+                    framed = true;
                     self.handle_frame(now, &frame, server);
-                    if self.closing || self.closed {
-                        break;
-                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -409,7 +480,56 @@ impl<D: CipDevice> ServerConn<D> {
                 }
             }
         }
+        if let Some(limit) = waiting.filter(|limit| self.waiting != Some(*limit)) {
+            self.limit_reached(server, limit);
+        }
+        self.waiting = waiting;
+        // A frame begun: its deadline runs from when it began (or when the one before it
+        // ended).
+        if self.decoder.buffered() > 0 && self.decoder.needed() > 0 && !self.closing {
+            if framed || self.partial_since.is_none() {
+                self.partial_since = Some(now);
+            }
+        } else {
+            self.partial_since = None;
+        }
+    }
+
+    pub(super) fn limit_reached(&mut self, server: &mut Server<D>, limit: Limit) {
+        server.count_limit(limit);
+        self.events.push_back(ServerEvent::LimitReached { limit });
+    }
+
+    /// A header announced `h.frame_len()` bytes, more than `max`: answer status 0x0065,
+    /// drop what was buffered, and close once the replies are out.
+    fn frame_too_long(&mut self, now: Instant, server: &mut Server<D>, h: &Header, max: usize) {
+        self.protocol_error(
+            Some(h.command),
+            format!(
+                "frame of {} bytes exceeds the limit of {max}",
+                h.frame_len()
+            ),
+        );
+        self.limit_reached(server, Limit::FrameLength);
+        self.reply(now, server, h, status::INVALID_LENGTH, &[]);
+        self.decoder.clear();
+        self.close_after_replies(server, CloseReason::FrameTooLong);
+    }
+
+    /// Release the session and connections, read nothing more, and close once the
+    /// replies already queued are out.
+    fn close_after_replies(&mut self, server: &mut Server<D>, reason: CloseReason) {
+        self.release_all(server);
+        self.closing = true;
+        self.events.push_back(ServerEvent::Closed { reason });
         self.sync_stats(server);
+    }
+
+    /// When a frame begun has waited too long for the rest of it.
+    fn frame_deadline(&self) -> Option<Instant> {
+        let since = self.partial_since?;
+        self.frame_timeout
+            .map(|timeout| since.checked_add(timeout).unwrap_or(since))
     }
 
     /// Expire CIP connections whose timeout has passed, and apply fault injection.
@@ -430,6 +550,19 @@ impl<D: CipDevice> ServerConn<D> {
         }
         if self.inactivity_deadline().is_some_and(|at| at <= now) {
             self.close_now(server, CloseReason::Inactivity);
+            return;
+        }
+        if self.frame_deadline().is_some_and(|at| at <= now) {
+            self.protocol_error(None, "a frame begun was not finished in time");
+            self.limit_reached(server, Limit::FrameTimeout);
+            self.decoder.clear();
+            self.partial_since = None;
+            self.close_after_replies(server, CloseReason::FrameTimeout);
+            return;
+        }
+        if self.waiting.is_some() && !self.closing {
+            self.process(now, server);
+            self.sync_stats(server);
         }
     }
 
@@ -491,18 +624,42 @@ impl<D: CipDevice> ServerConn<D> {
         }
         let release = self.queue.front().map(|p| p.release);
         let expiry = self.connections.iter().map(|c| c.deadline).min();
-        [release, expiry, self.inactivity_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        // Requests waiting for room in the queue: at once, when there is room again.
+        let resume = match self.waiting {
+            Some(Limit::PendingReplies) if self.queue.len() < self.max_pending => Some(self.latest),
+            Some(Limit::RequestRate) => self.throttled_until,
+            _ => None,
+        };
+        [
+            release,
+            expiry,
+            self.inactivity_deadline(),
+            self.frame_deadline(),
+            resume,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// True when [`MAX_PENDING_REPLIES`] or more replies wait for their release (a client
-    /// pipelining into a reply delay): the adapter stops reading input until
-    /// [`poll_transmit`](Self::poll_transmit) has handed some out, so memory stays
-    /// bounded.
+    /// The bytes received and not yet served: a frame begun, or whole requests waiting
+    /// for a limit ([`is_backlogged`](Self::is_backlogged)).
+    pub fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
+
+    /// Replies computed and not yet handed out by [`poll_transmit`](Self::poll_transmit).
+    pub fn pending_replies(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True when the pending replies limit is reached (a client pipelining into a reply
+    /// delay; [`MAX_PENDING_REPLIES`] by default) or whole requests wait for it or for
+    /// the request rate: the adapter stops reading input until
+    /// [`poll_transmit`](Self::poll_transmit) has handed replies out or
+    /// [`poll_timeout`](Self::poll_timeout) passes, so memory stays bounded.
     pub fn is_backlogged(&self) -> bool {
-        self.queue.len() >= MAX_PENDING_REPLIES
+        self.queue.len() >= self.max_pending || self.waiting.is_some()
     }
 
     /// True when the adapter should close the socket (after draining
