@@ -683,6 +683,59 @@ mod tests {
         }
     }
 
+    /// An engine with `left` replies of 10 bytes ready at once.
+    struct Chatty {
+        left: usize,
+    }
+
+    impl Connection for Chatty {
+        type Server = ();
+        type Event = ();
+        fn handle_input(&mut self, _: Instant, _: &[u8], _: &mut ()) {}
+        fn poll_transmit(&mut self, _: Instant, out: &mut Vec<u8>) -> bool {
+            if self.left == 0 {
+                return false;
+            }
+            self.left -= 1;
+            out.extend_from_slice(&[7; 10]);
+            true
+        }
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Instant, _: &mut ()) {}
+        fn handle_eof(&mut self, _: Instant, _: &mut ()) {}
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn driver_closes_a_peer_that_stops_reading_after_the_send_timeout() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut driver = Driver::new(Chatty { left: 1 }, t0, None).with_send_timeout(Some(second));
+        assert_eq!(driver.poll_transmit(t0).len(), 10);
+        assert_eq!(driver.poll_timeout(), Some(t0 + second));
+        // The socket takes some: the clock starts again.
+        driver.advance(4);
+        let t1 = t0 + second / 2;
+        assert_eq!(driver.poll_transmit(t1).len(), 6);
+        assert_eq!(driver.poll_timeout(), Some(t1 + second));
+        driver.handle_timeout(t1 + second - Duration::from_millis(1), &mut ());
+        assert!(!driver.is_finished() && driver.wants_input());
+        driver.handle_timeout(t1 + second, &mut ());
+        assert!(driver.send_expired() && driver.is_finished() && !driver.wants_input());
+        assert_eq!(driver.poll_timeout(), None);
+        // Without a send timeout, unsent bytes wait for ever.
+        let mut driver = Driver::new(Chatty { left: 1 }, t0, None);
+        assert_eq!(driver.poll_transmit(t0).len(), 10);
+        assert_eq!(driver.poll_timeout(), None);
+    }
+
     #[test]
     fn driver_finishes_after_eof_once_the_engine_has_nothing_left() {
         let t0 = Instant::now();
