@@ -155,7 +155,8 @@ fn run_serial(path: &str, _: u32, _: Device, _: bool) -> Result<(), CliError> {
 /// Run `cpppo modbus sim`.
 pub fn run(args: ModbusSimArgs) -> Result<(), CliError> {
     args.serve.init_logging()?;
-    let device = device(&args)?;
+    let mut device = device(&args)?;
+    device.limits = args.serve.connection_limits();
     if let Some(path) = &args.serial {
         return run_serial(path, args.baud, device, args.serve.print);
     }
