@@ -42,8 +42,9 @@
 //!   configured, the encapsulation inactivity timeout of an idle TCP connection.
 //! - [`ServerConn::is_closed`]: the adapter closes the socket (after flushing
 //!   `poll_transmit`).
-//! - [`ServerConn::is_backlogged`]: too many delayed replies are held; the adapter stops
-//!   reading until some are sent.
+//! - [`ServerConn::is_backlogged`]: too many replies are held, or whole requests wait for
+//!   room or for the request rate; the adapter stops reading until some are sent or
+//!   [`ServerConn::poll_timeout`] passes.
 //! - [`ServerConn::handle_eof`]: the peer hung up; its session and CIP connections are
 //!   released, replies already queued still go out.
 //!
@@ -66,6 +67,12 @@
 //!   whose data is not a Common Packet Format with an unconnected data item gets 0x0003;
 //!   RegisterSession with non-zero options gets 0x0069 too (as OpENer answers).
 //! - Over UDP, the commands that need a TCP connection get 0x0001 (as OpENer answers).
+//! - A header announcing a frame longer than [`ServerOptions::max_frame_len`] is answered
+//!   with 0x0065 at once, before any of its body is buffered, and the connection closes
+//!   (the stream cannot be trusted to stay in step). A frame begun and not finished
+//!   within the frame timeout closes the connection. Both, and every other limit of
+//!   [`crate::limits`], are counted in [`Server::limits_reached`] and reported as
+//!   [`ServerEvent::LimitReached`].
 //! - A message with non-zero options is discarded, as the specification requires.
 //! - Nop and UnRegisterSession get no reply; UnRegisterSession closes the connection
 //!   and every CIP connection opened on it (so does the TCP connection closing).
@@ -94,7 +101,10 @@
 //!   timeout is the O->T RPI x (4 << multiplier); the reply budget is the T->O size less
 //!   the 2-byte sequence count.
 //! - Forward Close of a connection this TCP connection did not open (unknown, or another
-//!   client's) gets 0x01/0x0107.
+//!   client's) gets 0x01/0x0107; one whose connection path differs from the Forward
+//!   Open's (electronic keys aside; an empty one is taken as the same) gets 0x01/0x0316.
+//! - A Forward Open beyond [`ServerOptions::max_connections_per_session`] CIP connections
+//!   on this TCP connection gets 0x01/0x0113, as beyond the server-wide limit.
 //! - A device reply longer than the budget (unconnected or connection size) is replaced
 //!   by general status 0x11 (reply data too large).
 //!
