@@ -192,6 +192,116 @@ impl RateLimiter {
     }
 }
 
+/// One connection's state for its [`ConnectionLimits`], shared by the server engines:
+/// whether whole requests may be served now (room for their replies, the request rate),
+/// since when a frame has been half-received, and the deadlines these make.
+///
+/// An engine, each time it serves buffered requests: [`begin`](Self::begin), then
+/// [`admit`](Self::admit) before each whole request (stop at the first `Err`), then
+/// [`end`](Self::end), counting the limit it returns; its `poll_timeout` includes
+/// [`deadline`](Self::deadline), its `handle_timeout` closes on
+/// [`frame_expired`](Self::frame_expired) and serves again while
+/// [`is_waiting`](Self::is_waiting).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionGate {
+    limits: ConnectionLimits,
+    limiter: Option<RateLimiter>,
+    /// The limit that keeps whole requests waiting, if any.
+    waiting: Option<Limit>,
+    /// The limit met by the current pass of [`admit`](Self::admit).
+    met: Option<Limit>,
+    /// When the request rate allows the next request, while waiting for it.
+    throttled_until: Option<Instant>,
+    /// Since when a frame has been begun and not finished.
+    partial_since: Option<Instant>,
+    /// The latest time seen: the deadline that asks for a call at once.
+    latest: Option<Instant>,
+}
+
+impl ConnectionGate {
+    /// Replies held at which no more requests are taken (at least 1).
+    pub(crate) fn max_pending(&self) -> usize {
+        self.limits.max_pending_replies.max(1)
+    }
+
+    /// Whether whole requests wait for a limit.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// A pass over the buffered requests begins at `now`, under `limits`.
+    pub(crate) fn begin(&mut self, now: Instant, limits: &ConnectionLimits) {
+        self.latest = Some(self.latest.map_or(now, |latest| latest.max(now)));
+        self.limits = *limits;
+        sync_limiter(&mut self.limiter, limits);
+        self.throttled_until = None;
+        self.met = None;
+    }
+
+    /// May one more whole request be served now, with `pending` replies held?
+    pub(crate) fn admit(&mut self, now: Instant, pending: usize) -> Result<(), Limit> {
+        let met = if pending >= self.max_pending() {
+            Some(Limit::PendingReplies)
+        } else {
+            match self.limiter.as_mut().map(|l| l.try_acquire(now)) {
+                Some(Err(at)) => {
+                    self.throttled_until = Some(at);
+                    Some(Limit::RequestRate)
+                }
+                _ => None,
+            }
+        };
+        self.met = met;
+        met.map_or(Ok(()), Err)
+    }
+
+    /// The pass ends: `partial` when a frame is half-received, `framed` when a request
+    /// was served in the pass. Returns the limit newly met (to count and report).
+    pub(crate) fn end(&mut self, now: Instant, partial: bool, framed: bool) -> Option<Limit> {
+        let newly = self.met.filter(|limit| self.waiting != Some(*limit));
+        self.waiting = self.met;
+        // A frame's deadline runs from when it began (or when the one before it ended).
+        if partial {
+            if framed || self.partial_since.is_none() {
+                self.partial_since = Some(now);
+            }
+        } else {
+            self.partial_since = None;
+        }
+        newly
+    }
+
+    /// When a frame begun has waited too long for the rest of it.
+    fn frame_deadline(&self) -> Option<Instant> {
+        let since = self.partial_since?;
+        self.limits
+            .frame_timeout
+            .map(|timeout| since.checked_add(timeout).unwrap_or(since))
+    }
+
+    /// Whether a frame begun has waited too long at `now` (the connection should close).
+    pub(crate) fn frame_expired(&self, now: Instant) -> bool {
+        self.frame_deadline().is_some_and(|at| at <= now)
+    }
+
+    /// Forget the half-received frame (its bytes were dropped).
+    pub(crate) fn clear_partial(&mut self) {
+        self.partial_since = None;
+    }
+
+    /// The next deadline, with `pending` replies held: the frame timeout, and the
+    /// moment waiting requests may go on (at once once there is room for their replies,
+    /// or when the request rate allows).
+    pub(crate) fn deadline(&self, pending: usize) -> Option<Instant> {
+        let resume = match self.waiting {
+            Some(Limit::PendingReplies) if pending < self.max_pending() => self.latest,
+            Some(Limit::RequestRate) => self.throttled_until,
+            _ => None,
+        };
+        [self.frame_deadline(), resume].into_iter().flatten().min()
+    }
+}
+
 /// The limiter `limits` asks for, kept across calls while the rate stays the same (so a
 /// change of options applies from the next request on).
 pub(crate) fn sync_limiter(limiter: &mut Option<RateLimiter>, limits: &ConnectionLimits) {

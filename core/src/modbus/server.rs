@@ -93,7 +93,7 @@ use super::pdu::{Exception, Registers, Request, RequestError, Response};
 use super::rtu::{crc16, Direction, RtuFrame, RtuFramer, BROADCAST_ADDRESS};
 use super::tcp::{self, TcpDecoder, MBAP_HEADER_LEN, PROTOCOL_ID_MODBUS};
 use crate::engine;
-use crate::limits::{sync_limiter, ConnectionLimits, Limit, RateLimiter};
+use crate::limits::{ConnectionGate, Limit};
 use crate::wire::{DecodeError, Encode};
 
 /// How requests are framed on this connection.
@@ -180,7 +180,7 @@ pub struct Statistics {
 }
 
 /// Replies held (delayed, not yet handed out) at which [`ServerConn::is_backlogged`]
-/// asks the adapter to stop reading, by default ([`ConnectionLimits::max_pending_replies`]).
+/// asks the adapter to stop reading, by default ([`ConnectionLimits::max_pending_replies`](crate::limits::ConnectionLimits::max_pending_replies)).
 pub const MAX_PENDING_REPLIES: usize = crate::limits::DEFAULT_MAX_PENDING_REPLIES;
 
 #[derive(Debug)]
@@ -217,17 +217,8 @@ pub struct ServerConn {
     /// No more input is read (protocol error or end of input).
     closing: bool,
     discarded_seen: u64,
-    /// The limits in force (from the device at each input).
-    limits: ConnectionLimits,
-    limiter: Option<RateLimiter>,
-    /// The limit that keeps whole requests waiting in the framer, if any.
-    waiting: Option<Limit>,
-    /// When the request rate allows the next request, while waiting for it.
-    throttled_until: Option<Instant>,
-    /// Since when a frame has been begun and not finished (over TCP).
-    partial_since: Option<Instant>,
-    /// The latest time seen: the deadline that asks for a call at once.
-    latest: Option<Instant>,
+    /// Pending replies, half-received frames, request rate ([`Device::limits`]).
+    gate: ConnectionGate,
 }
 
 /// Where a reply goes: the MBAP header fields, or the RTU unit.
@@ -258,12 +249,7 @@ impl ServerConn {
             writes: Vec::new(),
             closing: false,
             discarded_seen: 0,
-            limits: ConnectionLimits::default(),
-            limiter: None,
-            waiting: None,
-            throttled_until: None,
-            partial_since: None,
-            latest: None,
+            gate: ConnectionGate::default(),
         }
     }
 
@@ -307,9 +293,9 @@ impl ServerConn {
         if let Framer::Rtu(f) = &mut self.framer {
             f.handle_timeout(now);
         }
-        if self.frame_deadline().is_some_and(|at| at <= now) && !self.closing {
+        if self.gate.frame_expired(now) && !self.closing {
             self.limit_reached(device, Limit::FrameTimeout);
-            self.partial_since = None;
+            self.gate.clear_partial();
             self.closing = true;
             return;
         }
@@ -321,14 +307,6 @@ impl ServerConn {
     fn limit_reached(&mut self, device: &mut Device, limit: Limit) {
         device.limits_reached.count(limit);
         self.events.push_back(Event::LimitReached(limit));
-    }
-
-    /// When a frame begun has waited too long for the rest of it.
-    fn frame_deadline(&self) -> Option<Instant> {
-        let since = self.partial_since?;
-        self.limits
-            .frame_timeout
-            .map(|timeout| since.checked_add(timeout).unwrap_or(since))
     }
 
     /// The peer has closed its side: nothing more will be read; pending replies are
@@ -393,20 +371,10 @@ impl ServerConn {
         if self.closing {
             return reply;
         }
-        // Requests waiting for room in the queue: at once, when there is room again.
-        let resume = match self.waiting {
-            Some(Limit::PendingReplies) if self.pending.len() < self.max_pending() => self.latest,
-            Some(Limit::RequestRate) => self.throttled_until,
-            _ => None,
-        };
-        [reply, silence, self.frame_deadline(), resume]
+        [reply, silence, self.gate.deadline(self.pending.len())]
             .into_iter()
             .flatten()
             .min()
-    }
-
-    fn max_pending(&self) -> usize {
-        self.limits.max_pending_replies.max(1)
     }
 
     /// Bytes received and not yet served (a frame begun, or whole requests waiting for
@@ -429,21 +397,17 @@ impl ServerConn {
         self.closing && self.pending.is_empty()
     }
 
-    /// True when [`ConnectionLimits::max_pending_replies`] (by default
+    /// True when [`ConnectionLimits::max_pending_replies`](crate::limits::ConnectionLimits::max_pending_replies) (by default
     /// [`MAX_PENDING_REPLIES`]) or more replies wait for release, or whole requests wait
     /// for room or for the request rate: stop reading input until
     /// [`ServerConn::poll_transmit`] has handed some out or
     /// [`ServerConn::poll_timeout`] passes.
     pub fn is_backlogged(&self) -> bool {
-        self.pending.len() >= self.max_pending() || self.waiting.is_some()
+        self.pending.len() >= self.gate.max_pending() || self.gate.is_waiting()
     }
 
     fn drain_frames(&mut self, now: Instant, device: &mut Device) {
-        self.latest = Some(self.latest.map_or(now, |latest| latest.max(now)));
-        self.limits = device.limits;
-        sync_limiter(&mut self.limiter, &self.limits);
-        self.throttled_until = None;
-        let mut waiting = None;
+        self.gate.begin(now, &device.limits);
         let mut framed = false;
         loop {
             // Over TCP, a whole request waits while too many replies are held or the
@@ -452,16 +416,8 @@ impl ServerConn {
                 if d.buffered() == 0 || d.needed() > 0 {
                     break;
                 }
-                if self.pending.len() >= self.max_pending() {
-                    waiting = Some(Limit::PendingReplies);
+                if self.gate.admit(now, self.pending.len()).is_err() {
                     break;
-                }
-                if let Some(limiter) = &mut self.limiter {
-                    if let Err(at) = limiter.try_acquire(now) {
-                        self.throttled_until = Some(at);
-                        waiting = Some(Limit::RequestRate);
-                        break;
-                    }
                 }
                 framed = true;
             }
@@ -502,24 +458,16 @@ impl ServerConn {
                 break;
             }
         }
-        if let Some(limit) = waiting.filter(|limit| self.waiting != Some(*limit)) {
+        // A frame begun over a TCP stream (a serial line's silence ends frames by itself).
+        let partial = !self.closing
+            && match &self.framer {
+                Framer::Tcp(d) => d.buffered() > 0 && d.needed() > 0,
+                Framer::Rtu(f) => {
+                    f.buffered() > 0 && !matches!(self.transport, Transport::RtuSerial { .. })
+                }
+            };
+        if let Some(limit) = self.gate.end(now, partial, framed) {
             self.limit_reached(device, limit);
-        }
-        self.waiting = waiting;
-        // A frame begun over a TCP stream: its deadline runs from when it began (or when
-        // the one before it ended). A serial line's silence ends frames by itself.
-        let partial = match &self.framer {
-            Framer::Tcp(d) => d.buffered() > 0 && d.needed() > 0,
-            Framer::Rtu(f) => {
-                f.buffered() > 0 && !matches!(self.transport, Transport::RtuSerial { .. })
-            }
-        };
-        if partial && !self.closing {
-            if framed || self.partial_since.is_none() {
-                self.partial_since = Some(now);
-            }
-        } else {
-            self.partial_since = None;
         }
         if let Framer::Rtu(f) = &self.framer {
             let dropped = f.discarded().saturating_sub(self.discarded_seen);

@@ -166,7 +166,7 @@ use crate::cip::status::GeneralStatus;
 use crate::engine;
 use crate::enip::cpf;
 use crate::enip::encapsulation::{status, Command, Encapsulation, EncapsulationFraming, Header};
-use crate::limits::{sync_limiter, Limit, RateLimiter};
+use crate::limits::{ConnectionGate, Limit};
 use crate::wire::{Encode, StreamDecoder};
 
 mod connection;
@@ -340,19 +340,8 @@ pub struct ServerConn<D> {
     stats: ConnectionStats,
     closing: bool,
     closed: bool,
-    /// Replies held at which no more requests are taken (from the options at each input).
-    max_pending: usize,
-    /// The frame timeout in force (from the options at each input).
-    frame_timeout: Option<Duration>,
-    /// Since when a frame has been begun and not finished.
-    partial_since: Option<Instant>,
-    limiter: Option<RateLimiter>,
-    /// The limit that keeps whole requests waiting in the decoder, if any.
-    waiting: Option<Limit>,
-    /// When the request rate allows the next request, while waiting for it.
-    throttled_until: Option<Instant>,
-    /// The latest time seen: the deadline that asks for a call at once.
-    latest: Instant,
+    /// Pending replies, half-received frames, request rate.
+    gate: ConnectionGate,
     /// The device type served (the engine holds no device; see [`Server`]).
     device: PhantomData<fn(&mut D)>,
 }
@@ -385,13 +374,7 @@ impl<D: CipDevice> ServerConn<D> {
             },
             closing: false,
             closed: false,
-            max_pending: MAX_PENDING_REPLIES,
-            frame_timeout: None,
-            partial_since: None,
-            limiter: None,
-            waiting: None,
-            throttled_until: None,
-            latest: now,
+            gate: ConnectionGate::default(),
             device: PhantomData,
         };
         conn.check_faults(now, server);
@@ -446,14 +429,9 @@ impl<D: CipDevice> ServerConn<D> {
     /// too long a frame is refused before its body is awaited; requests wait in the
     /// decoder while too many replies are held or the request rate is spent.
     fn process(&mut self, now: Instant, server: &mut Server<D>) {
-        self.latest = self.latest.max(now);
         let options = server.options();
-        let (limits, max_frame) = (options.limits, options.max_frame_len);
-        self.max_pending = limits.max_pending_replies.max(1);
-        self.frame_timeout = limits.frame_timeout;
-        sync_limiter(&mut self.limiter, &limits);
-        self.throttled_until = None;
-        let mut waiting = None;
+        let max_frame = options.max_frame_len;
+        self.gate.begin(now, &options.limits);
         let mut framed = false;
         while !self.closing && !self.closed {
             if let Some(h) = Header::decode(self.decoder.pending())
@@ -466,16 +444,8 @@ impl<D: CipDevice> ServerConn<D> {
             if self.decoder.buffered() == 0 || self.decoder.needed() > 0 {
                 break;
             }
-            if self.queue.len() >= self.max_pending {
-                waiting = Some(Limit::PendingReplies);
+            if self.gate.admit(now, self.queue.len()).is_err() {
                 break;
-            }
-            if let Some(limiter) = &mut self.limiter {
-                if let Err(at) = limiter.try_acquire(now) {
-                    self.throttled_until = Some(at);
-                    waiting = Some(Limit::RequestRate);
-                    break;
-                }
             }
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => {
@@ -490,18 +460,9 @@ impl<D: CipDevice> ServerConn<D> {
                 }
             }
         }
-        if let Some(limit) = waiting.filter(|limit| self.waiting != Some(*limit)) {
+        let partial = self.decoder.buffered() > 0 && self.decoder.needed() > 0 && !self.closing;
+        if let Some(limit) = self.gate.end(now, partial, framed) {
             self.limit_reached(server, limit);
-        }
-        self.waiting = waiting;
-        // A frame begun: its deadline runs from when it began (or when the one before it
-        // ended).
-        if self.decoder.buffered() > 0 && self.decoder.needed() > 0 && !self.closing {
-            if framed || self.partial_since.is_none() {
-                self.partial_since = Some(now);
-            }
-        } else {
-            self.partial_since = None;
         }
     }
 
@@ -535,13 +496,6 @@ impl<D: CipDevice> ServerConn<D> {
         self.sync_stats(server);
     }
 
-    /// When a frame begun has waited too long for the rest of it.
-    fn frame_deadline(&self) -> Option<Instant> {
-        let since = self.partial_since?;
-        self.frame_timeout
-            .map(|timeout| since.checked_add(timeout).unwrap_or(since))
-    }
-
     /// Expire CIP connections whose timeout has passed, and apply fault injection.
     /// (Delayed replies need no call here: [`poll_transmit`](Self::poll_transmit)
     /// releases them when `now` reaches their time.)
@@ -562,15 +516,15 @@ impl<D: CipDevice> ServerConn<D> {
             self.close_now(server, CloseReason::Inactivity);
             return;
         }
-        if self.frame_deadline().is_some_and(|at| at <= now) {
+        if self.gate.frame_expired(now) {
             self.protocol_error(None, "a frame begun was not finished in time");
             self.limit_reached(server, Limit::FrameTimeout);
             self.decoder.clear();
-            self.partial_since = None;
+            self.gate.clear_partial();
             self.close_after_replies(server, CloseReason::FrameTimeout);
             return;
         }
-        if self.waiting.is_some() && !self.closing {
+        if self.gate.is_waiting() && !self.closing {
             self.process(now, server);
             self.sync_stats(server);
         }
@@ -634,22 +588,15 @@ impl<D: CipDevice> ServerConn<D> {
         }
         let release = self.queue.front().map(|p| p.release);
         let expiry = self.connections.iter().map(|c| c.deadline).min();
-        // Requests waiting for room in the queue: at once, when there is room again.
-        let resume = match self.waiting {
-            Some(Limit::PendingReplies) if self.queue.len() < self.max_pending => Some(self.latest),
-            Some(Limit::RequestRate) => self.throttled_until,
-            _ => None,
+        let limits = if self.closing {
+            None
+        } else {
+            self.gate.deadline(self.queue.len())
         };
-        [
-            release,
-            expiry,
-            self.inactivity_deadline(),
-            self.frame_deadline(),
-            resume,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [release, expiry, self.inactivity_deadline(), limits]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The bytes received and not yet served: a frame begun, or whole requests waiting
@@ -669,7 +616,7 @@ impl<D: CipDevice> ServerConn<D> {
     /// [`poll_transmit`](Self::poll_transmit) has handed replies out or
     /// [`poll_timeout`](Self::poll_timeout) passes, so memory stays bounded.
     pub fn is_backlogged(&self) -> bool {
-        self.queue.len() >= self.max_pending || self.waiting.is_some()
+        self.queue.len() >= self.gate.max_pending() || self.gate.is_waiting()
     }
 
     /// True when the adapter should close the socket (after draining
