@@ -535,11 +535,25 @@ fn soak(runtime: Runtime, args: &Args) -> std::io::Result<Report> {
         .count() as u64;
     let stats = handle.stats();
     drop(load);
-    handle.shutdown()?;
+    let server = handle.shutdown()?;
+    let limits = *server.limits_reached();
     println!(
-        "  server: {} accepted, {} refused, {} active at the end of the load",
-        stats.accepted, stats.refused, stats.active
+        "  server: {} accepted, {} refused, {} active at the end of the load, \
+         {} send timeouts; limits hit: {limits:?}",
+        stats.accepted, stats.refused, stats.active, stats.send_timeouts
     );
+    // No limit is for a well-behaved client to meet.
+    counts.errors += stats.send_timeouts + stats.refused;
+    counts.errors += [
+        limits.frame_length,
+        limits.frame_timeout,
+        limits.pending_replies,
+        limits.request_rate,
+        limits.connections_per_session,
+        limits.connections,
+    ]
+    .iter()
+    .sum::<u64>();
     let slack_kib = ((args.slack_mib * 1024.0) as u64).max(rss_warm_kib / 20);
     Ok(Report {
         runtime,
