@@ -17,8 +17,9 @@
 //! reuses it, so the steady state allocates nothing.
 //!
 //! What the runtimes share lives here once: [`ServeOptions`] (what to listen on, the
-//! connection limit, the idle timeout), [`ServeStats`], the [`Driver`] that keeps one
-//! connection's output buffer, idle deadline and end of input, and [`Serving`], the
+//! connection limit, the idle and send timeouts; the engines' own limits are in
+//! [`crate::limits`]), [`ServeStats`], the [`Driver`] that keeps one connection's output
+//! buffer, idle and send deadlines and end of input, and [`Serving`], the
 //! handle every runtime's `serve` returns, so a program picks its runtime at run time.
 //! The client side is [`Driven`]: the surface each runtime's client loop drives on a
 //! client engine (EtherNet/IP client, Modbus client and poller).
