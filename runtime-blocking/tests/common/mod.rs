@@ -772,6 +772,26 @@ pub fn enip_huge_and_unfinished_frames_are_closed(start: StartEnip) {
     assert!(limits.frame_length >= 1 && limits.frame_timeout >= 1);
 }
 
+/// Requests pipelined past the request rate wait (the runtime stops reading, then
+/// resumes at the engine's deadline) and are all answered, in order; the limit is
+/// counted.
+pub fn enip_request_rate_paces_without_losing_requests(start: StartEnip) {
+    let mut server_options = enip::ServerOptions::default();
+    server_options.limits.max_request_rate = Some(50);
+    let server = enip::Server::new(Plc, server_options);
+    let running = start(server, loopback()).unwrap();
+    let mut stream = TcpStream::connect(reachable(running.local_addrs()[0])).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let burst: Vec<u8> = (0..120u8).flat_map(list_identity_request).collect();
+    stream.write_all(&burst).unwrap();
+    for i in 0..120u8 {
+        assert_eq!(read_frame(&mut stream), (Command::ListIdentity, 0, i));
+    }
+    let server = running.shutdown().unwrap();
+    // Once per wait (the burst may arrive in more than one read).
+    assert!(server.limits_reached().request_rate >= 1);
+}
+
 /// One `#[test]` per scenario, starting servers with `$krate::serve` and
 /// `$krate::serve_with`: `suite_tests!(cpppo_mio);`
 #[macro_export]
@@ -812,6 +832,10 @@ macro_rules! suite_tests {
         #[test]
         fn enip_huge_and_unfinished_frames_are_closed() {
             common::enip_huge_and_unfinished_frames_are_closed(start_enip);
+        }
+        #[test]
+        fn enip_request_rate_paces_without_losing_requests() {
+            common::enip_request_rate_paces_without_losing_requests(start_enip);
         }
         #[test]
         fn enip_server_end_to_end() {
