@@ -218,6 +218,41 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_their_defaults() {
+        let args = parse(&["40001=1"]);
+        assert_eq!(
+            args.serve.connection_limits(),
+            cpppo_core::limits::ConnectionLimits::default()
+        );
+        let options = args.serve.serve_options(MODBUS_PORT, false).unwrap();
+        assert_eq!(
+            options.send_timeout,
+            Some(cpppo_core::engine::DEFAULT_SEND_TIMEOUT)
+        );
+        let args = parse(&[
+            "--frame-timeout",
+            "0",
+            "--send-timeout",
+            "0",
+            "--max-request-rate",
+            "7",
+            "--max-pending-replies",
+            "3",
+            "40001=1",
+        ]);
+        assert_eq!(
+            args.serve.connection_limits(),
+            cpppo_core::limits::ConnectionLimits {
+                max_pending_replies: 3,
+                frame_timeout: None,
+                max_request_rate: Some(7),
+            }
+        );
+        let options = args.serve.serve_options(MODBUS_PORT, false).unwrap();
+        assert_eq!(options.send_timeout, None);
+    }
+
+    #[test]
     fn a_bad_spec_is_named() {
         let err = device(&parse(&["40001=1", "4x0001=2"])).unwrap_err();
         assert!(err.message.contains("\"4x0001=2\""), "{}", err.message);
