@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use cpppo_core::cip::data::{Count, Values};
@@ -14,7 +15,8 @@ use cpppo_core::enip::server::{
 };
 use cpppo_core::wire::Reader;
 
-use crate::serve::{self, print_line, CliError, ServeArgs};
+use crate::address::parse_address;
+use crate::serve::{self, listening_line, print_line, CliError, ServeArgs};
 
 /// The EtherNet/IP port (TCP and UDP).
 pub const ENIP_PORT: u16 = 44818;
@@ -91,6 +93,37 @@ pub struct EnipServerArgs {
     /// Example: `--max-cip-connections-per-session 4`.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_SESSION)]
     max_cip_connections_per_session: usize,
+
+    /// Serve cpppo's web API (`/api/...`, JSON) and a live tag page (`/`) over HTTP on
+    /// `[IFACE]:[PORT]`. Without an interface it binds the loopback only, since the API
+    /// can shut the server down; without a port, 80.
+    ///
+    /// Examples: `--web :12345` (http://127.0.0.1:12345/), `--web 0.0.0.0:8080`.
+    #[arg(long, value_name = "[IFACE]:[PORT]")]
+    web: Option<String>,
+}
+
+/// The web API's port when `--web` names none (cpppo's).
+pub const WEB_PORT: u16 = 80;
+/// How often idle connections look at the web API's changes (cpppo's
+/// `server.control.latency` default).
+pub const WEB_LATENCY: Duration = Duration::from_millis(100);
+/// How long a web API command waits for the connections to act on it (EOF, disable).
+pub const WEB_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where `--web` binds: the loopback unless an interface is given.
+fn web_address(text: &str) -> Result<SocketAddr, CliError> {
+    let text = text.trim();
+    let explicit = if text.is_empty() || text.starts_with(':') {
+        format!("127.0.0.1{text}")
+    } else {
+        text.to_string()
+    };
+    parse_address(&explicit, WEB_PORT)
+        .map_err(|e| CliError::usage(format!("bad --web {text:?}: {e}")))?
+        .first()
+        .copied()
+        .ok_or_else(|| CliError::usage(format!("bad --web {text:?}: no address")))
 }
 
 /// Where cpppo looks for its configuration, in the order applied (later ones override).
@@ -267,7 +300,26 @@ pub fn run(args: EnipServerArgs) -> Result<(), CliError> {
             None => ReplyDelay::Fixed(delay.min),
         };
     }
+    let web = args.web.as_deref().map(web_address).transpose()?;
+    if web.is_some() {
+        server.faults.latency = Some(WEB_LATENCY);
+        server.faults.timeout = Some(WEB_TIMEOUT);
+    }
     let on_event = serve::event_hook(args.serve.print, event_line);
     let handle = serve::start(args.serve.runtime, server, options, on_event)?;
-    serve::run(COMMAND, args.serve.runtime, handle)
+    let Some(web) = web else {
+        return serve::run(COMMAND, args.serve.runtime, handle);
+    };
+    let line = listening_line(&handle, &args.serve.runtime.to_string());
+    let stop = handle.stopper();
+    let web = cpppo_blocking::web::serve_web(web, handle).map_err(|e| {
+        stop();
+        CliError::usage(format!("cannot serve the web API on {web}: {e}"))
+    })?;
+    let stop = web.stopper();
+    serve::on_signal(move || stop())?;
+    eprintln!("{COMMAND}: {line}, web API on http://{}/", web.local_addr());
+    web.wait()
+        .map(|_| tracing::info!("stopped"))
+        .map_err(CliError::failure)
 }

@@ -10,10 +10,11 @@
 //! Where the peers are not installed, the tests say so on stderr and pass, unless
 //! `CPPPO_REQUIRE_PEERS=1` (as `.ci/run` sets) makes a missing peer a failure.
 
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use cpppo_core::engine::{ServeOptions, Server, Serving};
 
@@ -124,4 +125,40 @@ pub fn checked(what: &str, output: Output) -> String {
         output.status
     );
     stdout
+}
+
+/// One HTTP/1.1 GET of `path` from `addr` (the web API), waiting at most `patience`
+/// for the answer: its status and body. Panics when the exchange fails.
+pub fn http_get(addr: SocketAddr, path: &str, patience: Duration) -> (u16, String) {
+    http_get_accepting(addr, path, "*/*", patience)
+}
+
+/// [`http_get`] with an `Accept` header (`text/html` as a browser sends).
+pub fn http_get_accepting(
+    addr: SocketAddr,
+    path: &str,
+    accept: &str,
+    patience: Duration,
+) -> (u16, String) {
+    let exchange = || -> io::Result<String> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(patience))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    let response = exchange().unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path}: no end of headers in {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: no status in {head:?}"));
+    (status, body.to_string())
 }

@@ -422,6 +422,36 @@ const PATH_TEXTS: &[&str] = &[
     "@{\"data\":\"0a0b\"}/{\"symbolic\":\"SCADA\"}",
 ];
 
+/// The web API seeds: every command of cpppo's README, and the shapes around them.
+const WEB_API_PATHS: [(&str, &str); 20] = [
+    ("root", "/api"),
+    ("root-trailing-slash", "/api/"),
+    ("delay-value-slash", "/api/options/delay/value/0.5"),
+    ("delay-value-equals", "/api/options/delay/value=0.5"),
+    ("delay-range", "/api/options/delay/range=0.5-1.5"),
+    ("delay-never", "/api/options/delay/value=10.0"),
+    ("disable", "/api/server/control/disable/true"),
+    ("enable", "/api/server/control/disable/false"),
+    ("done", "/api/server/control/done/true"),
+    ("latency", "/api/server/control/latency=0.1"),
+    ("timeout", "/api/server/control/timeout/0.2"),
+    ("tag-error", "/api/tags/SCADA/error=8"),
+    ("tag-error-clear", "/api/tags/SCADA/error/0"),
+    ("tag-error-extended", "/api/tags/*/error=0xFF,0x2107"),
+    ("tag-attribute-write", "/api/tags/SCADA/attribute[3]=4"),
+    (
+        "tag-attribute-read-encoded",
+        "/api/tags/SCADA/attribute%5B3%5D",
+    ),
+    ("tag-string", "/api/tags/Text/attribute=a%2Fb+c%3Dd.json"),
+    ("connections", "/api/connections"),
+    ("eof-all", "/api/connections/*/eof/true"),
+    (
+        "eof-by-name-query",
+        "/api/connections/127_0_0_1_52590/eof?value=true&since=1372889099.908609",
+    ),
+];
+
 fn all_seeds() -> Seeds {
     let frames = repo().join("core/tests/frames");
     let mut s = Seeds::default();
@@ -448,6 +478,9 @@ fn all_seeds() -> Seeds {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         s.add("epath", format!("text-{name}"), text.as_bytes().to_vec());
+    }
+    for (name, url) in WEB_API_PATHS {
+        s.add("web_api", name, url.as_bytes().to_vec());
     }
 
     let mut tcp = Vec::new();

@@ -19,6 +19,7 @@
 //! | [`modbus`] | Modbus PDUs, Modbus/TCP (MBAP), Modbus/RTU framing, Modicon numbering, the simulated device and its server engine, the client engine and the poller |
 //! | [`engine`] | the [`engine::Server`]/[`engine::Connection`] surface every runtime drives |
 //! | [`rng`] | a seeded SplitMix64 for fault injection (no entropy read from the system) |
+//! | [`web`] | cpppo's web API for the simulated controller: path grammar, commands on a live server, the JSON reply |
 //!
 //! ## Codecs
 //!
@@ -84,6 +85,7 @@ pub mod modbus;
 pub mod rng;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod web;
 pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -22,6 +22,8 @@
 //!   [`SHUTDOWN_FLUSH`]) and then closes it.
 //! - [`serve_stream`] drives one connection over a serial line ([`open_serial`]) or any
 //!   [`TimedStream`]: a Modbus RTU slave on `/dev/ttyUSB0`.
+//! - [`web`]: cpppo's web API and a live tag page over HTTP, for a simulated controller
+//!   served by any runtime (`cpppo enip server --web`).
 //! - [`client`]: the other side, one client engine (Modbus poller, EtherNet/IP client)
 //!   over one `TcpStream` until the caller is done.
 //!
@@ -64,6 +66,7 @@ use tracing::{debug, info, warn};
 
 pub mod client;
 mod stream;
+pub mod web;
 #[cfg(unix)]
 pub use stream::open_serial;
 pub use stream::{serve_stream, TimedStream};

@@ -39,7 +39,8 @@
 //! - [`ServerConn::poll_event`]: what happened ([`ServerEvent`]).
 //! - [`ServerConn::poll_timeout`] / [`ServerConn::handle_timeout`]: the next reply
 //!   release (reply delay), CIP connection timeout (RPI x timeout multiplier) or, when
-//!   configured, the encapsulation inactivity timeout of an idle TCP connection.
+//!   configured, the encapsulation inactivity timeout of an idle TCP connection and the
+//!   periodic look at the fault settings ([`Faults::latency`]).
 //! - [`ServerConn::is_closed`]: the adapter closes the socket (after flushing
 //!   `poll_transmit`).
 //! - [`ServerConn::is_backlogged`]: too many replies are held, or whole requests wait for
@@ -336,6 +337,9 @@ pub struct ServerConn<D> {
     last_input: Instant,
     /// The inactivity timeout in force (copied from the options at each input).
     inactivity: Option<Duration>,
+    /// When to wake and look at the fault settings ([`Faults::latency`] after the last
+    /// input or wake-up).
+    wake: Option<Instant>,
     events: VecDeque<ServerEvent>,
     stats: ConnectionStats,
     closing: bool,
@@ -363,6 +367,7 @@ impl<D: CipDevice> ServerConn<D> {
             last_release: None,
             last_input: now,
             inactivity: server.options().inactivity_timeout,
+            wake: None,
             events: VecDeque::new(),
             stats: ConnectionStats {
                 peer,
@@ -377,7 +382,9 @@ impl<D: CipDevice> ServerConn<D> {
             gate: ConnectionGate::default(),
             device: PhantomData,
         };
-        conn.check_faults(now, server);
+        if !conn.check_faults(now, server) {
+            conn.schedule_wake(now, server);
+        }
         conn
     }
 
@@ -415,6 +422,7 @@ impl<D: CipDevice> ServerConn<D> {
         }
         self.last_input = now;
         self.inactivity = server.options().inactivity_timeout;
+        self.schedule_wake(now, server);
         self.stats.received = self.stats.received.saturating_add(data.len() as u64);
         self.sync_stats(server);
         if self.closing {
@@ -528,6 +536,18 @@ impl<D: CipDevice> ServerConn<D> {
             self.process(now, server);
             self.sync_stats(server);
         }
+        if self.wake.is_some_and(|at| at <= now) {
+            self.schedule_wake(now, server);
+        }
+    }
+
+    /// The next look at the fault settings, [`Faults::latency`] from `now`.
+    fn schedule_wake(&mut self, now: Instant, server: &Server<D>) {
+        self.wake = server
+            .faults
+            .latency
+            .filter(|latency| !latency.is_zero())
+            .and_then(|latency| now.checked_add(latency));
     }
 
     /// When an idle connection (no CIP connection, nothing queued) will be closed.
@@ -593,7 +613,8 @@ impl<D: CipDevice> ServerConn<D> {
         } else {
             self.gate.deadline(self.queue.len())
         };
-        [release, expiry, self.inactivity_deadline(), limits]
+        let wake = self.wake.filter(|_| !self.closing);
+        [release, expiry, self.inactivity_deadline(), limits, wake]
             .into_iter()
             .flatten()
             .min()

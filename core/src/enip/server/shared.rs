@@ -165,6 +165,17 @@ pub struct Faults {
     /// Connection ids (see [`crate::enip::server::ServerConn::id`]) to close as if the
     /// peer had hung up, at their next input or timeout.
     pub eof: BTreeSet<u64>,
+    /// How often an idle connection wakes to notice `disabled`, `done` and `eof` (cpppo's
+    /// `server.control.latency`): each connection asks for a timeout this long after its
+    /// last input or wake-up. `None` (the default) never wakes an idle connection: it
+    /// notices at its next input.
+    #[serde(default, with = "crate::engine::seconds")]
+    pub latency: Option<Duration>,
+    /// How long whoever changes these settings (the web API) waits for the connections
+    /// to act on them before answering (cpppo's `server.control.timeout`); `None` does
+    /// not wait. The engine itself does not use it: see [`Server::faults_pending`].
+    #[serde(default, with = "crate::engine::seconds")]
+    pub timeout: Option<Duration>,
 }
 
 /// Server configuration.
@@ -353,6 +364,24 @@ impl<D> Server<D> {
     /// Ask connection `id` to close as if its peer had hung up (see [`Faults::eof`]).
     pub fn request_eof(&mut self, id: u64) {
         self.faults.eof.insert(id);
+    }
+
+    /// The connections still open (not closed nor closing), by connection id.
+    pub fn open_connections(&self) -> impl Iterator<Item = (u64, &ConnectionStats)> + '_ {
+        self.stats
+            .iter()
+            .filter(|(_, s)| !s.closed)
+            .map(|(id, s)| (*id, s))
+    }
+
+    /// True while a connection has yet to act on the fault settings: one asked to
+    /// [EOF](Faults::eof) is still open, or one is open while the server is
+    /// [disabled](Faults::disabled) or [done](Faults::done). A controller that changed
+    /// them waits (at most [`Faults::timeout`]) for this to become false.
+    pub fn faults_pending(&self) -> bool {
+        let stopping = self.faults.disabled || self.faults.done;
+        self.open_connections()
+            .any(|(id, _)| stopping || self.faults.eof.contains(&id))
     }
 
     pub(super) fn device_and_options(&mut self) -> (&mut D, &ServerOptions) {
