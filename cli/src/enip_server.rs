@@ -9,7 +9,10 @@ use clap::Args;
 use cpppo_core::cip::data::{Count, Values};
 use cpppo_core::controller::tags::TagList;
 use cpppo_core::controller::{Controller, ControllerConfig, TagAccess, TagHook};
-use cpppo_core::enip::server::{ReplyDelay, RoutePolicy, Server, ServerEvent, ServerOptions};
+use cpppo_core::enip::server::{
+    ReplyDelay, RoutePolicy, Server, ServerEvent, ServerOptions, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SESSION, DEFAULT_MAX_FRAME_LEN,
+};
 use cpppo_core::wire::Reader;
 
 use crate::address::parse_address;
@@ -73,6 +76,27 @@ pub struct EnipServerArgs {
     /// Example: `SCADA=INT[1000] TEXT=SSTRING[100] Speed=REAL`.
     #[arg(value_name = "TAG=TYPE[n]")]
     tag_specs: Vec<String>,
+
+    /// The largest EtherNet/IP frame accepted, in bytes (24-byte header included); a
+    /// request announcing more is answered with status 0x0065 and its connection closed.
+    ///
+    /// Example: `--max-frame-size 65559` (all the protocol allows).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FRAME_LEN)]
+    max_frame_size: usize,
+
+    /// How many CIP connections (Forward Open) may be open at once, in all; one more
+    /// is refused with status 0x01/0x0113 (out of connections).
+    ///
+    /// Example: `--max-cip-connections 500`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_cip_connections: usize,
+
+    /// How many CIP connections one TCP connection (session) may open; one more is
+    /// refused with status 0x01/0x0113.
+    ///
+    /// Example: `--max-cip-connections-per-session 4`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_SESSION)]
+    max_cip_connections_per_session: usize,
 
     /// Serve cpppo's web API (`/api/...`, JSON) and a live tag page (`/`) over HTTP on
     /// `[IFACE]:[PORT]`. Without an interface it binds the loopback only, since the API
@@ -276,6 +300,10 @@ pub fn run(args: EnipServerArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::usage(format!("bad --route-path {text:?}: {e}")))?,
         (None, false) => RoutePolicy::Any,
     };
+    server_options.max_frame_len = args.max_frame_size;
+    server_options.max_connections = args.max_cip_connections;
+    server_options.max_connections_per_session = args.max_cip_connections_per_session;
+    server_options.limits = args.serve.connection_limits();
     let mut server = Server::new(plc, server_options);
     if let Some(delay) = args.serve.delay {
         server.faults.delay = match delay.max {

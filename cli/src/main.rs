@@ -97,7 +97,7 @@ cpppo enip server -a 127.0.0.1:44818 -p -v Speed=REAL Counts=DINT[10]\n  \
 cpppo enip server --tags plc-tags.json --config plc.cfg --runtime blocking\n  \
 cpppo enip server -S -d 0.1-0.5 Volume=REAL"
     )]
-    Server(enip_server::EnipServerArgs),
+    Server(Box<enip_server::EnipServerArgs>),
 
     /// Read and write a controller's tags (and list its identity), as cpppo's client.
     #[command(
@@ -396,7 +396,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => run_decode(args),
         Command::Enip(EnipCommand::Server(args)) => {
-            return finish("cpppo enip server", enip_server::run(args))
+            return finish("cpppo enip server", enip_server::run(*args))
         }
         Command::Enip(EnipCommand::Client(args)) => {
             return finish("cpppo enip client", enip_client::run(args))

@@ -169,7 +169,8 @@ fn run_serial(
 /// Run `cpppo modbus sim`.
 pub fn run(args: ModbusSimArgs) -> Result<(), CliError> {
     args.serve.init_logging()?;
-    let device = device(&args)?;
+    let mut device = device(&args)?;
+    device.limits = args.serve.connection_limits();
     let printing = serve::event_hook(args.serve.print, event_line);
     let on_event: cpppo_core::engine::OnEvent<Event> = match args.history.recorder(&[])? {
         Some(recorder) => {
@@ -240,6 +241,41 @@ mod tests {
                 .unwrap()
                 .read(cpppo_core::modbus::numbering::Table::HoldingRegisters, 9, 1);
         assert_eq!(values, Some(vec![99]));
+    }
+
+    #[test]
+    fn limits_and_their_defaults() {
+        let args = parse(&["40001=1"]);
+        assert_eq!(
+            args.serve.connection_limits(),
+            cpppo_core::limits::ConnectionLimits::default()
+        );
+        let options = args.serve.serve_options(MODBUS_PORT, false).unwrap();
+        assert_eq!(
+            options.send_timeout,
+            Some(cpppo_core::engine::DEFAULT_SEND_TIMEOUT)
+        );
+        let args = parse(&[
+            "--frame-timeout",
+            "0",
+            "--send-timeout",
+            "0",
+            "--max-request-rate",
+            "7",
+            "--max-pending-replies",
+            "3",
+            "40001=1",
+        ]);
+        assert_eq!(
+            args.serve.connection_limits(),
+            cpppo_core::limits::ConnectionLimits {
+                max_pending_replies: 3,
+                frame_timeout: None,
+                max_request_rate: Some(7),
+            }
+        );
+        let options = args.serve.serve_options(MODBUS_PORT, false).unwrap();
+        assert_eq!(options.send_timeout, None);
     }
 
     #[test]

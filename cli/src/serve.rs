@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use cpppo_core::engine::{OnEvent, ServeOptions, Server, Serving};
+use cpppo_core::limits::ConnectionLimits;
 
 use crate::address::parse_address;
 use crate::rotate::RotatingFile;
@@ -119,6 +120,44 @@ pub struct ServeArgs {
     /// Example: `--idle-timeout 30` or `--idle-timeout 0.5`.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub idle_timeout: Option<Duration>,
+
+    /// Close a TCP connection whose client has taken none of its replies for this many
+    /// seconds (it sends without reading); 0 never does.
+    ///
+    /// Example: `--send-timeout 10`.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, default_value = "60")]
+    pub send_timeout: Duration,
+
+    /// Close a TCP connection that began a request and did not finish it within this many
+    /// seconds (a half-open or stalled client); 0 never does.
+    ///
+    /// Example: `--frame-timeout 2`.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, default_value = "10")]
+    pub frame_timeout: Duration,
+
+    /// Serve at most N requests per second on each TCP connection (bursts of up to a
+    /// second's worth); faster clients wait, nothing is refused. No limit by default.
+    ///
+    /// Example: `--max-request-rate 100`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_request_rate: Option<u32>,
+
+    /// Hold at most N computed replies per TCP connection (a client pipelining into a
+    /// reply delay); its further requests wait unread.
+    ///
+    /// Example: `--max-pending-replies 64`.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = cpppo_core::limits::DEFAULT_MAX_PENDING_REPLIES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_pending_replies: usize,
+}
+
+/// A duration of 0 seconds means "never".
+fn unless_zero(duration: Duration) -> Option<Duration> {
+    (!duration.is_zero()).then_some(duration)
 }
 
 /// A `--delay` value: fixed, or a range drawn from uniformly.
@@ -167,7 +206,18 @@ impl ServeArgs {
             udp,
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
+            send_timeout: unless_zero(self.send_timeout),
         })
+    }
+
+    /// The per-connection limits the engine enforces (`--frame-timeout`,
+    /// `--max-request-rate`, `--max-pending-replies`).
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_pending_replies: self.max_pending_replies,
+            frame_timeout: unless_zero(self.frame_timeout),
+            max_request_rate: self.max_request_rate,
+        }
     }
 
     /// Set up logging: `-v` levels, to stderr or the rotating `--log` file.

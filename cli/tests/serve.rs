@@ -442,6 +442,54 @@ fn connection_limit_and_idle_timeout() {
     assert_eq!(modbus_tcp(&mut third, 2, &read), holding(&[7]));
 }
 
+/// The engine limits from the command line: a frame announced longer than
+/// `--max-frame-size` gets status 0x0065 and a close; a frame begun and not finished
+/// within `--frame-timeout` is closed (EtherNet/IP and Modbus alike).
+#[test]
+fn frame_limits_from_the_command_line() {
+    let server = start(&[
+        "enip",
+        "server",
+        "-a",
+        "127.0.0.1:0",
+        "--max-frame-size",
+        "64",
+        "--frame-timeout",
+        "0.3",
+        "X=INT",
+    ]);
+    let mut huge = connect(server.tcp);
+    let mut header = [0u8; 24];
+    header[0] = 0x6F; // SendRRData
+    header[2] = 100;
+    header[12] = 0x42;
+    huge.write_all(&header).unwrap();
+    let reply = read_frame(&mut huge);
+    assert_eq!(reply.header.status, 0x65);
+    assert_eq!(reply.header.sender_context[0], 0x42);
+    let mut byte = [0u8; 1];
+    assert_eq!(huge.read(&mut byte).unwrap(), 0);
+    let mut unfinished = connect(server.tcp);
+    unfinished.write_all(&header[..10]).unwrap();
+    assert_eq!(unfinished.read(&mut byte).unwrap(), 0);
+    // A well-behaved client is served.
+    let mut steady = connect(server.tcp);
+    assert_ne!(register_session(&mut steady), 0);
+
+    let server = start(&[
+        "modbus",
+        "sim",
+        "-a",
+        "127.0.0.1:0",
+        "--frame-timeout",
+        "0.3",
+        "40001=7",
+    ]);
+    let mut unfinished = connect(server.tcp);
+    unfinished.write_all(&[0, 1, 0, 0, 0, 6, 1]).unwrap();
+    assert_eq!(unfinished.read(&mut byte).unwrap(), 0);
+}
+
 /// `--route-path` and `-S` decide which Unconnected Send routes reach the controller; a
 /// route to elsewhere gets general status 0x01 with 0x0311 (port not available) or
 /// 0x0312 (link address not valid), as a ControlLogix answers.
@@ -738,7 +786,15 @@ fn assert_refused(args: &[&str], culprit: &str) {
 
 #[test]
 fn bad_input_is_one_line_and_exit_status_2() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 13] = [
+        (
+            &["modbus", "sim", "--max-request-rate", "0", "40001=1"],
+            "--max-request-rate",
+        ),
+        (
+            &["enip", "server", "--max-pending-replies", "none", "X=INT"],
+            "--max-pending-replies",
+        ),
         (
             &["enip", "server", "-a", "127.0.0.1:0", "SCADA=INTEGER[10]"],
             "SCADA=INTEGER[10]",

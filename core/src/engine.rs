@@ -17,8 +17,9 @@
 //! reuses it, so the steady state allocates nothing.
 //!
 //! What the runtimes share lives here once: [`ServeOptions`] (what to listen on, the
-//! connection limit, the idle timeout), [`ServeStats`], the [`Driver`] that keeps one
-//! connection's output buffer, idle deadline and end of input, and [`Serving`], the
+//! connection limit, the idle and send timeouts; the engines' own limits are in
+//! [`crate::limits`]), [`ServeStats`], the [`Driver`] that keeps one connection's output
+//! buffer, idle and send deadlines and end of input, and [`Serving`], the
 //! handle every runtime's `serve` returns, so a program picks its runtime at run time.
 //! The client side is [`Driven`]: the surface each runtime's client loop drives on a
 //! client engine (EtherNet/IP client, Modbus client and poller).
@@ -178,7 +179,7 @@ pub trait Server {
 /// let json = serde_json::to_string(&options).unwrap();
 /// assert_eq!(
 ///     json,
-///     r#"{"listen":["127.0.0.1:0"],"udp":true,"max_connections":8,"idle_timeout":30.0}"#
+///     r#"{"listen":["127.0.0.1:0"],"udp":true,"max_connections":8,"idle_timeout":30.0,"send_timeout":60.0}"#
 /// );
 /// assert_eq!(serde_json::from_str::<ServeOptions>(&json).unwrap(), options);
 ///
@@ -188,7 +189,7 @@ pub trait Server {
 /// assert!(half.listen.is_empty() && !half.udp && half.max_connections.is_none());
 /// assert!(serde_json::from_str::<ServeOptions>(r#"{"idle_timeout": -1}"#).is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServeOptions {
     /// TCP addresses to listen on; port 0 picks a free port (the runtime's handle tells
@@ -204,6 +205,26 @@ pub struct ServeOptions {
     /// `0.5`).
     #[serde(with = "seconds")]
     pub idle_timeout: Option<Duration>,
+    /// Close a connection whose peer has taken none of the bytes waiting for it for this
+    /// long (a client that sends without reading its replies), counted in
+    /// [`ServeStats::send_timeouts`]. [`DEFAULT_SEND_TIMEOUT`] by default.
+    #[serde(with = "seconds")]
+    pub send_timeout: Option<Duration>,
+}
+
+/// How long a connection may leave its replies unread before it is closed, by default.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: Vec::new(),
+            udp: false,
+            max_connections: None,
+            idle_timeout: None,
+            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
+        }
+    }
 }
 
 /// An optional [`Duration`] as seconds, the way people write timeouts in a config file.
@@ -248,6 +269,9 @@ pub struct ServeStats {
     pub active: u64,
     /// Connections closed by [`ServeOptions::idle_timeout`].
     pub idle_closed: u64,
+    /// Connections closed by [`ServeOptions::send_timeout`]: the peer stopped reading.
+    #[serde(default)]
+    pub send_timeouts: u64,
     /// UDP datagrams received.
     pub datagrams: u64,
 }
@@ -295,6 +319,10 @@ pub struct Driver<C> {
     idle_timeout: Option<Duration>,
     last_input: Instant,
     idle_expired: bool,
+    send_timeout: Option<Duration>,
+    /// Since when bytes have waited for the socket without it taking any.
+    unsent_since: Option<Instant>,
+    send_expired: bool,
     eof: bool,
 }
 
@@ -309,8 +337,18 @@ impl<C: Connection> Driver<C> {
             idle_timeout,
             last_input: now,
             idle_expired: false,
+            send_timeout: None,
+            unsent_since: None,
+            send_expired: false,
             eof: false,
         }
+    }
+
+    /// Also close the connection once bytes have waited `send_timeout` for a socket that
+    /// takes none of them (a peer that does not read).
+    pub fn with_send_timeout(mut self, send_timeout: Option<Duration>) -> Self {
+        self.send_timeout = send_timeout;
+        self
     }
 
     /// The engine driven.
@@ -341,11 +379,28 @@ impl<C: Connection> Driver<C> {
         if self.idle_deadline().is_some_and(|at| at <= now) && !self.idle_expired {
             self.idle_expired = true;
         }
+        if self.send_deadline().is_some_and(|at| at <= now) {
+            self.send_expired = true;
+        }
     }
 
     /// Whether the idle timeout closed this connection.
     pub fn idle_expired(&self) -> bool {
         self.idle_expired
+    }
+
+    /// Whether the send timeout closed this connection (its peer stopped reading).
+    pub fn send_expired(&self) -> bool {
+        self.send_expired
+    }
+
+    fn send_deadline(&self) -> Option<Instant> {
+        if !self.has_unsent() {
+            return None;
+        }
+        let since = self.unsent_since?;
+        self.send_timeout
+            .map(|timeout| since.checked_add(timeout).unwrap_or(since))
     }
 
     /// Whether end of input was seen.
@@ -377,11 +432,18 @@ impl<C: Connection> Driver<C> {
                 }
             }
         }
+        if self.has_unsent() && self.unsent_since.is_none() {
+            self.unsent_since = Some(now);
+        }
         self.out.get(self.sent..).unwrap_or_default()
     }
 
     /// The socket took `n` more bytes of [`poll_transmit`](Driver::poll_transmit)'s.
     pub fn advance(&mut self, n: usize) {
+        if n > 0 {
+            // Progress: the send timeout starts again from the next poll_transmit.
+            self.unsent_since = None;
+        }
         self.sent = self.sent.saturating_add(n).min(self.out.len());
         if self.sent >= self.out.len() {
             self.out.clear();
@@ -402,10 +464,16 @@ impl<C: Connection> Driver<C> {
     /// When to call [`handle_timeout`](Driver::handle_timeout): the engine's deadline or
     /// the idle deadline, whichever is first.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.idle_expired {
+        if self.send_expired {
             return None;
         }
-        earliest(self.connection.poll_timeout(), self.idle_deadline())
+        if self.idle_expired {
+            return self.send_deadline();
+        }
+        earliest(
+            earliest(self.connection.poll_timeout(), self.idle_deadline()),
+            self.send_deadline(),
+        )
     }
 
     /// Whether to read more input now: not after end of file, once closing, or while
@@ -417,14 +485,15 @@ impl<C: Connection> Driver<C> {
     /// The connection is closing: the engine said so, or it was idle too long. Flush what
     /// remains, then close.
     pub fn is_closing(&self) -> bool {
-        self.idle_expired || self.connection.is_closed()
+        self.idle_expired || self.send_expired || self.connection.is_closed()
     }
 
-    /// Close the socket now: closing and flushed, or the peer is gone and the engine has
-    /// neither bytes nor deadlines left.
+    /// Close the socket now: closing and flushed, the peer is gone and the engine has
+    /// neither bytes nor deadlines left, or the peer stopped reading (send timeout).
     pub fn is_finished(&self) -> bool {
-        !self.has_unsent()
-            && (self.is_closing() || (self.eof && self.connection.poll_timeout().is_none()))
+        self.send_expired
+            || (!self.has_unsent()
+                && (self.is_closing() || (self.eof && self.connection.poll_timeout().is_none())))
     }
 }
 
@@ -477,6 +546,7 @@ pub struct ServeCounters {
     refused: AtomicU64,
     active: AtomicU64,
     idle_closed: AtomicU64,
+    send_timeouts: AtomicU64,
     datagrams: AtomicU64,
 }
 
@@ -516,6 +586,11 @@ impl ServeCounters {
         }
     }
 
+    /// A connection is closed by the send timeout (count it besides [`closed`](Self::closed)).
+    pub fn send_timeout(&self) {
+        self.send_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A datagram arrived.
     pub fn datagram(&self) {
         self.datagrams.fetch_add(1, Ordering::Relaxed);
@@ -528,6 +603,7 @@ impl ServeCounters {
             refused: self.refused.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Acquire),
             idle_closed: self.idle_closed.load(Ordering::Relaxed),
+            send_timeouts: self.send_timeouts.load(Ordering::Relaxed),
             datagrams: self.datagrams.load(Ordering::Relaxed),
         }
     }
@@ -572,6 +648,7 @@ mod tests {
                 refused: 2,
                 active: 2,
                 idle_closed: 1,
+                send_timeouts: 0,
                 datagrams: 1,
             }
         );
@@ -621,6 +698,59 @@ mod tests {
         fn is_closed(&self) -> bool {
             false
         }
+    }
+
+    /// An engine with `left` replies of 10 bytes ready at once.
+    struct Chatty {
+        left: usize,
+    }
+
+    impl Connection for Chatty {
+        type Server = ();
+        type Event = ();
+        fn handle_input(&mut self, _: Instant, _: &[u8], _: &mut ()) {}
+        fn poll_transmit(&mut self, _: Instant, out: &mut Vec<u8>) -> bool {
+            if self.left == 0 {
+                return false;
+            }
+            self.left -= 1;
+            out.extend_from_slice(&[7; 10]);
+            true
+        }
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Instant, _: &mut ()) {}
+        fn handle_eof(&mut self, _: Instant, _: &mut ()) {}
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn driver_closes_a_peer_that_stops_reading_after_the_send_timeout() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut driver = Driver::new(Chatty { left: 1 }, t0, None).with_send_timeout(Some(second));
+        assert_eq!(driver.poll_transmit(t0).len(), 10);
+        assert_eq!(driver.poll_timeout(), Some(t0 + second));
+        // The socket takes some: the clock starts again.
+        driver.advance(4);
+        let t1 = t0 + second / 2;
+        assert_eq!(driver.poll_transmit(t1).len(), 6);
+        assert_eq!(driver.poll_timeout(), Some(t1 + second));
+        driver.handle_timeout(t1 + second - Duration::from_millis(1), &mut ());
+        assert!(!driver.is_finished() && driver.wants_input());
+        driver.handle_timeout(t1 + second, &mut ());
+        assert!(driver.send_expired() && driver.is_finished() && !driver.wants_input());
+        assert_eq!(driver.poll_timeout(), None);
+        // Without a send timeout, unsent bytes wait for ever.
+        let mut driver = Driver::new(Chatty { left: 1 }, t0, None);
+        assert_eq!(driver.poll_transmit(t0).len(), 10);
+        assert_eq!(driver.poll_timeout(), None);
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub mod cip;
 pub mod controller;
 pub mod engine;
 pub mod enip;
+pub mod limits;
 pub mod modbus;
 pub mod pipeline;
 pub mod polling;

@@ -364,6 +364,17 @@ impl<F: Framing> StreamDecoder<F> {
         self.buf.len()
     }
 
+    /// The bytes received but not yet returned as frames (a frame's header can be read
+    /// here before its body has arrived).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Drop every byte buffered (the stream is being abandoned).
+    pub fn clear(&mut self) {
+        self.buf = BytesMut::new();
+    }
+
     /// The next complete frame, `Ok(None)` when more input is needed.
     pub fn next_frame(&mut self) -> DecodeResult<Option<Bytes>> {
         match self.next_frame_len() {

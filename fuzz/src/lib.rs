@@ -1348,6 +1348,11 @@ fn enip_requests(input: &[u8]) -> Vec<(Command, [u8; 8])> {
             break;
         }
     }
+    // A frame begun whose header announces more than the server accepts is refused
+    // (status 0x0065) before its body comes: its header is a request answered too.
+    if let Ok(h) = Header::decode(rest) {
+        out.push((h.command, h.sender_context));
+    }
     out
 }
 

@@ -62,7 +62,7 @@ use cpppo_core::engine::{
     lock, reachable, wait_for, Connection, Driver, OnEvent, ServeCounters, ServeOptions,
     ServeStats, Server, Serving, StopFn, SHUTDOWN_FLUSH,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub mod client;
 pub mod proxy;
@@ -444,7 +444,7 @@ where
 {
     stream.set_nodelay(true)?;
     // A peer that stops reading must not hold its thread (and shutdown) forever.
-    stream.set_write_timeout(options.idle_timeout)?;
+    stream.set_write_timeout(options.send_timeout.or(options.idle_timeout))?;
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     lock(&shared.streams).insert(id, stream.try_clone()?);
     let driver = Driver::new(connection, Instant::now(), options.idle_timeout);
@@ -485,7 +485,12 @@ fn drive<S: Server>(
         let out = driver.poll_transmit(now);
         if !out.is_empty() {
             if let Err(error) = stream.write_all(out) {
-                debug!(%peer, %error, "write failed");
+                if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                    info!(%peer, "closed: the peer stopped reading (send timeout)");
+                    shared.counters.send_timeout();
+                } else {
+                    debug!(%peer, %error, "write failed");
+                }
                 break;
             }
             let sent = out.len();

@@ -67,7 +67,7 @@ use cpppo_core::engine::{
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// The error of a call on a server that has stopped.
 fn stopped() -> io::Error {
@@ -257,7 +257,8 @@ impl<S: Server> EventLoop<S> {
             entry.insert(Entry::Connection(Box::new(Conn {
                 stream,
                 peer,
-                driver: Driver::new(connection, now, self.options.idle_timeout),
+                driver: Driver::new(connection, now, self.options.idle_timeout)
+                    .with_send_timeout(self.options.send_timeout),
                 unread: true,
                 writable: false,
                 deadline: None,
@@ -406,6 +407,10 @@ impl<S: Server> EventLoop<S> {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         let idle = conn.driver.idle_expired();
+        if conn.driver.send_expired() {
+            info!(peer = %conn.peer, "closed: the peer stopped reading (send timeout)");
+            self.counters.send_timeout();
+        }
         debug!(peer = %conn.peer, idle, "closed");
         self.counters.closed(idle);
     }

@@ -69,7 +69,7 @@ use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, LocalExecutor, Timer};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Bytes read from a socket at once.
 const READ_BUFFER: usize = 16 * 1024;
@@ -346,8 +346,23 @@ async fn drive<S: Server>(
                 Timer::after(SHUTDOWN_FLUSH).await;
                 Err(io::Error::from(ErrorKind::TimedOut))
             };
-            match writer.write_all(out).or(give_up).await {
+            // A peer that takes none of it for the send timeout is not reading.
+            let stalled = async {
+                match context.options.send_timeout {
+                    Some(timeout) => {
+                        Timer::after(timeout).await;
+                        Err(io::Error::from(ErrorKind::WouldBlock))
+                    }
+                    None => future::pending().await,
+                }
+            };
+            match writer.write_all(out).or(give_up).or(stalled).await {
                 Ok(()) => driver.advance(sent),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    info!(%peer, "closed: the peer stopped reading (send timeout)");
+                    context.counters.send_timeout();
+                    break;
+                }
                 Err(error) => {
                     debug!(%peer, %error, "write failed");
                     break;

@@ -529,6 +529,11 @@ pub struct Device {
     /// Stop serving: the runtime closes its listeners and connections (cpppo's
     /// `done`).
     pub done: bool,
+    /// The limits each connection is held to (pending replies, half-received frames,
+    /// request rate), read at each input.
+    pub limits: crate::limits::ConnectionLimits,
+    /// How many times each limit was hit, on every connection so far.
+    pub limits_reached: crate::limits::LimitCounts,
     rng: SplitMix64,
 }
 
@@ -545,6 +550,8 @@ impl Device {
             transport: Transport::Tcp,
             disabled: false,
             done: false,
+            limits: crate::limits::ConnectionLimits::default(),
+            limits_reached: crate::limits::LimitCounts::default(),
             rng: SplitMix64::new(DEFAULT_SEED),
         }
     }

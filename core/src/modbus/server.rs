@@ -93,6 +93,7 @@ use super::pdu::{Exception, Registers, Request, RequestError, Response};
 use super::rtu::{crc16, Direction, RtuFrame, RtuFramer, BROADCAST_ADDRESS};
 use super::tcp::{self, TcpDecoder, MBAP_HEADER_LEN, PROTOCOL_ID_MODBUS};
 use crate::engine;
+use crate::limits::{ConnectionGate, Limit};
 use crate::wire::{DecodeError, Encode};
 
 /// How requests are framed on this connection.
@@ -153,6 +154,10 @@ pub enum Event {
     /// The stream is out of step for good: no more requests are read, and the
     /// connection closes once pending replies are sent.
     ProtocolError(ErrorInfo),
+    /// A limit of [`Device::limits`] was hit (also counted in
+    /// [`Device::limits_reached`]); a frame timeout closes the connection once pending
+    /// replies are sent.
+    LimitReached(Limit),
 }
 
 /// Per-connection counters.
@@ -175,8 +180,8 @@ pub struct Statistics {
 }
 
 /// Replies held (delayed, not yet handed out) at which [`ServerConn::is_backlogged`]
-/// asks the adapter to stop reading.
-pub const MAX_PENDING_REPLIES: usize = 1024;
+/// asks the adapter to stop reading, by default ([`ConnectionLimits::max_pending_replies`](crate::limits::ConnectionLimits::max_pending_replies)).
+pub const MAX_PENDING_REPLIES: usize = crate::limits::DEFAULT_MAX_PENDING_REPLIES;
 
 #[derive(Debug)]
 struct Pending {
@@ -212,6 +217,8 @@ pub struct ServerConn {
     /// No more input is read (protocol error or end of input).
     closing: bool,
     discarded_seen: u64,
+    /// Pending replies, half-received frames, request rate ([`Device::limits`]).
+    gate: ConnectionGate,
 }
 
 /// Where a reply goes: the MBAP header fields, or the RTU unit.
@@ -242,6 +249,7 @@ impl ServerConn {
             writes: Vec::new(),
             closing: false,
             discarded_seen: 0,
+            gate: ConnectionGate::default(),
         }
     }
 
@@ -285,9 +293,20 @@ impl ServerConn {
         if let Framer::Rtu(f) = &mut self.framer {
             f.handle_timeout(now);
         }
+        if self.gate.frame_expired(now) && !self.closing {
+            self.limit_reached(device, Limit::FrameTimeout);
+            self.gate.clear_partial();
+            self.closing = true;
+            return;
+        }
         if !self.closing {
             self.drain_frames(now, device);
         }
+    }
+
+    fn limit_reached(&mut self, device: &mut Device, limit: Limit) {
+        device.limits_reached.count(limit);
+        self.events.push_back(Event::LimitReached(limit));
     }
 
     /// The peer has closed its side: nothing more will be read; pending replies are
@@ -349,10 +368,27 @@ impl ServerConn {
             Framer::Rtu(f) if !self.closing => f.poll_timeout(),
             _ => None,
         };
-        match (reply, silence) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        if self.closing {
+            return reply;
         }
+        [reply, silence, self.gate.deadline(self.pending.len())]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Bytes received and not yet served (a frame begun, or whole requests waiting for
+    /// a limit).
+    pub fn buffered(&self) -> usize {
+        match &self.framer {
+            Framer::Tcp(d) => d.buffered(),
+            Framer::Rtu(f) => f.buffered(),
+        }
+    }
+
+    /// Replies computed and not yet handed out.
+    pub fn pending_replies(&self) -> usize {
+        self.pending.len()
     }
 
     /// True when the adapter should close the connection: the stream failed or ended,
@@ -361,14 +397,30 @@ impl ServerConn {
         self.closing && self.pending.is_empty()
     }
 
-    /// True when [`MAX_PENDING_REPLIES`] or more replies wait for release: stop
-    /// reading input until [`ServerConn::poll_transmit`] has handed some out.
+    /// True when [`ConnectionLimits::max_pending_replies`](crate::limits::ConnectionLimits::max_pending_replies) (by default
+    /// [`MAX_PENDING_REPLIES`]) or more replies wait for release, or whole requests wait
+    /// for room or for the request rate: stop reading input until
+    /// [`ServerConn::poll_transmit`] has handed some out or
+    /// [`ServerConn::poll_timeout`] passes.
     pub fn is_backlogged(&self) -> bool {
-        self.pending.len() >= MAX_PENDING_REPLIES
+        self.pending.len() >= self.gate.max_pending() || self.gate.is_waiting()
     }
 
     fn drain_frames(&mut self, now: Instant, device: &mut Device) {
+        self.gate.begin(now, &device.limits);
+        let mut framed = false;
         loop {
+            // Over TCP, a whole request waits while too many replies are held or the
+            // request rate is spent (the framer tells a whole one from a partial one).
+            if let Framer::Tcp(d) = &self.framer {
+                if d.buffered() == 0 || d.needed() > 0 {
+                    break;
+                }
+                if self.gate.admit(now, self.pending.len()).is_err() {
+                    break;
+                }
+                framed = true;
+            }
             let frame = match &mut self.framer {
                 Framer::Tcp(d) => match d.next_frame() {
                     Ok(Some(f)) => Ok(f),
@@ -405,6 +457,17 @@ impl ServerConn {
             if self.closing {
                 break;
             }
+        }
+        // A frame begun over a TCP stream (a serial line's silence ends frames by itself).
+        let partial = !self.closing
+            && match &self.framer {
+                Framer::Tcp(d) => d.buffered() > 0 && d.needed() > 0,
+                Framer::Rtu(f) => {
+                    f.buffered() > 0 && !matches!(self.transport, Transport::RtuSerial { .. })
+                }
+            };
+        if let Some(limit) = self.gate.end(now, partial, framed) {
+            self.limit_reached(device, limit);
         }
         if let Framer::Rtu(f) = &self.framer {
             let dropped = f.discarded().saturating_sub(self.discarded_seen);
@@ -1734,5 +1797,116 @@ mod tests {
                 prop_assert!(out.len() as u64 == conn.statistics().bytes_out);
             }
         }
+    }
+}
+
+/// Limits and hostile input over Modbus/TCP, at the engine.
+#[cfg(test)]
+mod limits_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::modbus::device::Delay;
+
+    /// Read Holding Registers 40001, one register, transaction `t`.
+    fn read(t: u16) -> Vec<u8> {
+        let [hi, lo] = t.to_be_bytes();
+        vec![hi, lo, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1]
+    }
+
+    fn device() -> Device {
+        Device::from_specs(["40001-40010=7"]).unwrap()
+    }
+
+    /// The transaction ids of the whole responses in `bytes`.
+    fn transactions(mut bytes: &[u8]) -> Vec<u16> {
+        let mut ids = Vec::new();
+        while let Ok(header) = tcp::MbapHeader::decode(bytes) {
+            let len = header.adu_len();
+            let Ok(adu) = tcp::Adu::decode(&bytes[..len]) else {
+                break;
+            };
+            ids.push(adu.transaction_id);
+            bytes = &bytes[len..];
+        }
+        assert!(bytes.is_empty(), "a partial response");
+        ids
+    }
+
+    #[test]
+    fn a_frame_never_finished_is_closed_after_the_frame_timeout() {
+        let mut dev = device();
+        let mut conn = ServerConn::tcp();
+        let t0 = Instant::now();
+        let timeout = dev.limits.frame_timeout.unwrap();
+        conn.handle_input(t0, &read(1)[..7], &mut dev);
+        assert_eq!(conn.buffered(), 7);
+        assert_eq!(conn.poll_timeout(), Some(t0 + timeout));
+        conn.handle_timeout(t0 + timeout - Duration::from_millis(1), &mut dev);
+        assert!(!conn.is_closed());
+        conn.handle_timeout(t0 + timeout, &mut dev);
+        assert!(conn.is_closed());
+        assert_eq!(dev.limits_reached.frame_timeout, 1);
+        assert!(std::iter::from_fn(|| conn.poll_event())
+            .any(|e| e == Event::LimitReached(Limit::FrameTimeout)));
+        // Whole frames leave no deadline.
+        let mut conn = ServerConn::tcp();
+        conn.handle_input(t0, &read(2), &mut dev);
+        assert!(conn.poll_transmit(t0, &mut Vec::new()));
+        assert_eq!(conn.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_flood_that_never_reads_stays_bounded_and_every_request_is_answered_once() {
+        let mut dev = device();
+        dev.limits.max_pending_replies = 8;
+        dev.faults.delay = Some(Delay::Fixed(Duration::from_millis(50)));
+        let mut conn = ServerConn::tcp();
+        let stream: Vec<u8> = (0..2000).flat_map(read).collect();
+        let (mut fed, mut now, mut out) = (0, Instant::now(), Vec::new());
+        let mut most_pending = 0;
+        while fed < stream.len() || conn.pending_replies() > 0 || conn.buffered() > 0 {
+            if !conn.is_backlogged() && fed < stream.len() {
+                let end = (fed + 16 * 1024).min(stream.len());
+                conn.handle_input(now, &stream[fed..end], &mut dev);
+                fed = end;
+            }
+            assert!(conn.pending_replies() <= 8);
+            assert!(conn.buffered() <= 16 * 1024);
+            most_pending = most_pending.max(conn.pending_replies());
+            if let Some(at) = conn.poll_timeout() {
+                if conn.is_backlogged() || fed == stream.len() {
+                    now = now.max(at);
+                    conn.handle_timeout(now, &mut dev);
+                }
+            }
+            conn.poll_transmit(now, &mut out);
+        }
+        assert_eq!(most_pending, 8);
+        assert_eq!(transactions(&out), (0..2000).collect::<Vec<u16>>());
+        assert!(dev.limits_reached.pending_replies >= 1);
+    }
+
+    #[test]
+    fn the_request_rate_is_held_to_its_limit_without_losing_requests() {
+        let mut dev = device();
+        dev.limits.max_request_rate = Some(4);
+        let mut conn = ServerConn::tcp();
+        let t0 = Instant::now();
+        let stream: Vec<u8> = (0..10).flat_map(read).collect();
+        conn.handle_input(t0, &stream, &mut dev);
+        let mut out = Vec::new();
+        conn.poll_transmit(t0, &mut out);
+        assert_eq!(transactions(&out), vec![0, 1, 2, 3, 4]);
+        assert!(conn.is_backlogged());
+        let mut now = t0;
+        while let Some(at) = conn.poll_timeout() {
+            now = at;
+            conn.handle_timeout(now, &mut dev);
+            conn.poll_transmit(now, &mut out);
+        }
+        assert_eq!(transactions(&out), (0..10).collect::<Vec<u16>>());
+        assert_eq!(now, t0 + Duration::from_millis(1250));
+        assert_eq!(dev.limits_reached.request_rate, 1);
     }
 }

@@ -100,7 +100,11 @@ impl Client {
 }
 
 /// Poll `stats` until `check` holds (the counters change just after a socket closes).
-pub fn eventually(running: &Running, check: impl Fn(&ServeStats) -> bool) -> ServeStats {
+#[allow(clippy::borrowed_box)] // whichever server the box holds
+pub fn eventually<S>(
+    running: &Box<dyn Serving<S>>,
+    check: impl Fn(&ServeStats) -> bool,
+) -> ServeStats {
     let start = Instant::now();
     loop {
         let stats = running.stats();
@@ -626,6 +630,168 @@ pub fn enip_server_end_to_end(start: StartEnip) {
     running.shutdown().unwrap();
 }
 
+/// A ListIdentity request over TCP (24 bytes) with `context`.
+fn list_identity_request(context: u8) -> Vec<u8> {
+    let mut request = vec![0x63, 0];
+    request.extend_from_slice(&[0; 22]);
+    request[12] = context;
+    request
+}
+
+/// One whole encapsulation frame from `stream`: (command, status, sender context byte 0).
+fn read_frame(stream: &mut TcpStream) -> (Command, u32, u8) {
+    let header = read_n(stream, 24);
+    let len = usize::from(u16::from_le_bytes([header[2], header[3]]));
+    let mut frame = header;
+    frame.extend(read_n(stream, len));
+    let (f, _) = Encapsulation::decode(&frame).unwrap();
+    (
+        f.header.command,
+        f.header.status,
+        f.header.sender_context[0],
+    )
+}
+
+/// Whether the server closed `stream` (end of file or reset) before [`PATIENCE`].
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => true,
+        other => panic!("no close: {other:?}"),
+    }
+}
+
+/// A client that floods requests and never reads its replies fills its sockets, is
+/// closed by the send timeout and counted; meanwhile another client gets every reply.
+pub fn enip_flooder_that_never_reads_harms_no_one(start: StartEnip) {
+    let server = enip::Server::new(Plc, enip::ServerOptions::default());
+    let mut options = loopback();
+    options.send_timeout = Some(Duration::from_millis(500));
+    let running = start(server, options).unwrap();
+    let addr = reachable(running.local_addrs()[0]);
+    let flooder = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let burst = list_identity_request(0xF1).repeat(1024);
+        let (mut sent, mut stuck_since) = (0usize, None::<Instant>);
+        // Write until the server stops taking requests for a while, then stay silent
+        // (reading nothing) until the server gives up on us.
+        while stuck_since.map_or(true, |at| at.elapsed() < Duration::from_millis(300)) {
+            match stream.write(&burst) {
+                Ok(n) => {
+                    sent += n;
+                    stuck_since = None;
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    stuck_since.get_or_insert_with(Instant::now);
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break,
+            }
+            assert!(sent < 1 << 30, "the server never pushed back");
+        }
+        // Kept open (and unread) until the server has given up on it.
+        (sent, stream)
+    });
+    let mut steady = TcpStream::connect(addr).unwrap();
+    steady.set_read_timeout(Some(PATIENCE)).unwrap();
+    for i in 0..100u8 {
+        steady.write_all(&list_identity_request(i)).unwrap();
+        assert_eq!(read_frame(&mut steady), (Command::ListIdentity, 0, i));
+    }
+    let (sent, flooder) = flooder.join().unwrap();
+    assert!(sent > 0);
+    eventually(&running, |s| s.send_timeouts == 1 && s.active == 1);
+    drop(flooder);
+    steady.write_all(&list_identity_request(200)).unwrap();
+    assert_eq!(read_frame(&mut steady), (Command::ListIdentity, 0, 200));
+    running.shutdown().unwrap();
+}
+
+/// A header announcing a huge frame is answered with status 0x0065 and closed; a frame
+/// begun and never finished is closed after the frame timeout; garbage ends one way or
+/// the other; all are counted, and a well-behaved client is served throughout.
+pub fn enip_huge_and_unfinished_frames_are_closed(start: StartEnip) {
+    let mut server_options = enip::ServerOptions::default();
+    server_options.limits.frame_timeout = Some(Duration::from_millis(200));
+    let server = enip::Server::new(Plc, server_options);
+    let running = start(server, loopback()).unwrap();
+    let addr = reachable(running.local_addrs()[0]);
+    let connect = || {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+    };
+    let mut steady = connect();
+    steady.write_all(&list_identity_request(1)).unwrap();
+    assert_eq!(read_frame(&mut steady), (Command::ListIdentity, 0, 1));
+
+    let mut huge = connect();
+    let mut header = list_identity_request(7);
+    header[0] = 0x6F; // SendRRData
+    header[2..4].copy_from_slice(&60_000u16.to_le_bytes());
+    huge.write_all(&header).unwrap();
+    assert_eq!(read_frame(&mut huge), (Command::SendRRData, 0x65, 7));
+    assert!(closed(&mut huge));
+
+    let mut unfinished = connect();
+    unfinished
+        .write_all(&list_identity_request(9)[..10])
+        .unwrap();
+    assert!(closed(&mut unfinished));
+
+    // Garbage (a fixed pseudo-random stream): whatever frames it seems to hold are
+    // answered or refused, and the connection ends (a length beyond the limit, or the
+    // last frame left unfinished) with at most a few replies read.
+    let mut garbage = connect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    // The server may close before taking it all.
+    let _ = garbage.write_all(&bytes);
+    let mut sink = Vec::new();
+    match garbage.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset),
+    }
+    assert!(sink.len() < bytes.len(), "{} bytes of replies", sink.len());
+
+    steady.write_all(&list_identity_request(2)).unwrap();
+    assert_eq!(read_frame(&mut steady), (Command::ListIdentity, 0, 2));
+    eventually(&running, |s| s.active == 1);
+    let server = running.shutdown().unwrap();
+    let limits = server.limits_reached();
+    assert_eq!(limits.frame_length + limits.frame_timeout, 3, "{limits:?}");
+    assert!(limits.frame_length >= 1 && limits.frame_timeout >= 1);
+}
+
+/// Requests pipelined past the request rate wait (the runtime stops reading, then
+/// resumes at the engine's deadline) and are all answered, in order; the limit is
+/// counted.
+pub fn enip_request_rate_paces_without_losing_requests(start: StartEnip) {
+    let mut server_options = enip::ServerOptions::default();
+    server_options.limits.max_request_rate = Some(50);
+    let server = enip::Server::new(Plc, server_options);
+    let running = start(server, loopback()).unwrap();
+    let mut stream = TcpStream::connect(reachable(running.local_addrs()[0])).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let burst: Vec<u8> = (0..120u8).flat_map(list_identity_request).collect();
+    stream.write_all(&burst).unwrap();
+    for i in 0..120u8 {
+        assert_eq!(read_frame(&mut stream), (Command::ListIdentity, 0, i));
+    }
+    let server = running.shutdown().unwrap();
+    // Once per wait (the burst may arrive in more than one read).
+    assert!(server.limits_reached().request_rate >= 1);
+}
+
 /// One `#[test]` per scenario, starting servers with `$krate::serve` and
 /// `$krate::serve_with`: `suite_tests!(cpppo_mio);`
 #[macro_export]
@@ -658,6 +824,18 @@ macro_rules! suite_tests {
             Box<dyn cpppo_core::engine::Serving<cpppo_core::enip::server::Server<common::Plc>>>,
         > {
             Ok(Box::new($krate::serve(server, options)?))
+        }
+        #[test]
+        fn enip_flooder_that_never_reads_harms_no_one() {
+            common::enip_flooder_that_never_reads_harms_no_one(start_enip);
+        }
+        #[test]
+        fn enip_huge_and_unfinished_frames_are_closed() {
+            common::enip_huge_and_unfinished_frames_are_closed(start_enip);
+        }
+        #[test]
+        fn enip_request_rate_paces_without_losing_requests() {
+            common::enip_request_rate_paces_without_losing_requests(start_enip);
         }
         #[test]
         fn enip_server_end_to_end() {

@@ -17,6 +17,7 @@ use crate::cip::epath::{Epath, Segment};
 use crate::cip::message_router::{class, service, MessageRouterReply, MessageRouterRequest};
 use crate::cip::status::{ConnectionManagerStatus, GeneralStatus};
 use crate::enip::server::shared::{RegisteredConnection, Server};
+use crate::limits::Limit;
 use crate::wire::Encode;
 
 /// The largest connection size of the 16-bit (non-large) Forward Open.
@@ -54,6 +55,10 @@ pub struct CipConnection {
     /// The last sequence count, service and reply, for retransmissions.
     #[serde(skip)]
     pub(super) last: Option<(u16, u8, MessageRouterReply<'static>)>,
+    /// The Forward Open's connection path without electronic keys, which a Forward
+    /// Close must repeat.
+    #[serde(skip)]
+    pub(super) path: Vec<u8>,
 }
 
 impl CipConnection {
@@ -94,6 +99,20 @@ fn cm_failure(
         .to_vec(),
     );
     reply
+}
+
+/// A connection path without its electronic keys (which a Forward Close may leave out),
+/// as bytes to compare; `None` when it does not parse.
+fn path_without_keys(path: &Epath<'_>) -> Option<Vec<u8>> {
+    let segments: Vec<Segment<'_>> = path
+        .to_segments()
+        .ok()?
+        .into_iter()
+        .filter(|s| !matches!(s, Segment::ElectronicKey(_)))
+        .collect();
+    Epath::from_segments(&segments)
+        .ok()
+        .map(|p| p.as_bytes().to_vec())
 }
 
 /// Check a Forward Open connection path: leading port segments are a route (checked
@@ -189,6 +208,11 @@ impl<D: CipDevice> ServerConn<D> {
             return fail(ConnectionManagerStatus::CONNECTION_IN_USE, &[], 0);
         }
         if server.connection_count() >= server.options().max_connections {
+            self.limit_reached(server, Limit::Connections);
+            return fail(ConnectionManagerStatus::OUT_OF_CONNECTIONS, &[], 0);
+        }
+        if self.connections.len() >= server.options().max_connections_per_session {
+            self.limit_reached(server, Limit::ConnectionsPerSession);
             return fail(ConnectionManagerStatus::OUT_OF_CONNECTIONS, &[], 0);
         }
         let timeout = connection_timeout(fo.o_t_rpi, fo.timeout_multiplier);
@@ -207,6 +231,7 @@ impl<D: CipDevice> ServerConn<D> {
             timeout,
             deadline: now.checked_add(timeout).unwrap_or(now),
             last: None,
+            path: path_without_keys(&fo.connection_path).unwrap_or_default(),
         };
         self.events.push_back(ServerEvent::ConnectionOpened {
             triple: conn.triple,
@@ -238,12 +263,11 @@ impl<D: CipDevice> ServerConn<D> {
                 return MessageRouterReply::error(req.service, GeneralStatus::NOT_ENOUGH_DATA, &[])
             }
         };
-        // Only this TCP connection's own connections: another client's is "not found".
-        let Some(pos) = self.connections.iter().position(|c| c.triple == fc.triple) else {
+        let fail = |status: ConnectionManagerStatus| {
             let mut reply = MessageRouterReply::error(
                 req.service,
                 GeneralStatus::CONNECTION_FAILURE,
-                &[ConnectionManagerStatus::CONNECTION_NOT_FOUND.0],
+                &[status.0],
             );
             reply.data = Cow::Owned(
                 ForwardCloseFailure {
@@ -252,8 +276,22 @@ impl<D: CipDevice> ServerConn<D> {
                 }
                 .to_vec(),
             );
-            return reply;
+            reply
         };
+        // Only this TCP connection's own connections: another client's is "not found".
+        let Some(pos) = self.connections.iter().position(|c| c.triple == fc.triple) else {
+            return fail(ConnectionManagerStatus::CONNECTION_NOT_FOUND);
+        };
+        // The path must name what the Forward Open named (electronic keys aside); an
+        // empty one is taken as "the same", as lenient targets do.
+        let same_path = fc.connection_path.is_empty()
+            || self
+                .connections
+                .get(pos)
+                .is_some_and(|c| path_without_keys(&fc.connection_path).as_ref() == Some(&c.path));
+        if !same_path {
+            return fail(ConnectionManagerStatus::FORWARD_CLOSE_PATH_MISMATCH);
+        }
         let conn = self.connections.remove(pos);
         self.release_connection(server, &conn, super::ConnectionCloseReason::ForwardClose);
         let reply = ForwardCloseReply {

@@ -43,8 +43,9 @@
 //!   periodic look at the fault settings ([`Faults::latency`]).
 //! - [`ServerConn::is_closed`]: the adapter closes the socket (after flushing
 //!   `poll_transmit`).
-//! - [`ServerConn::is_backlogged`]: too many delayed replies are held; the adapter stops
-//!   reading until some are sent.
+//! - [`ServerConn::is_backlogged`]: too many replies are held, or whole requests wait for
+//!   room or for the request rate; the adapter stops reading until some are sent or
+//!   [`ServerConn::poll_timeout`] passes.
 //! - [`ServerConn::handle_eof`]: the peer hung up; its session and CIP connections are
 //!   released, replies already queued still go out.
 //!
@@ -67,6 +68,12 @@
 //!   whose data is not a Common Packet Format with an unconnected data item gets 0x0003;
 //!   RegisterSession with non-zero options gets 0x0069 too (as OpENer answers).
 //! - Over UDP, the commands that need a TCP connection get 0x0001 (as OpENer answers).
+//! - A header announcing a frame longer than [`ServerOptions::max_frame_len`] is answered
+//!   with 0x0065 at once, before any of its body is buffered, and the connection closes
+//!   (the stream cannot be trusted to stay in step). A frame begun and not finished
+//!   within the frame timeout closes the connection. Both, and every other limit of
+//!   [`crate::limits`], are counted in [`Server::limits_reached`] and reported as
+//!   [`ServerEvent::LimitReached`].
 //! - A message with non-zero options is discarded, as the specification requires.
 //! - Nop and UnRegisterSession get no reply; UnRegisterSession closes the connection
 //!   and every CIP connection opened on it (so does the TCP connection closing).
@@ -95,7 +102,10 @@
 //!   timeout is the O->T RPI x (4 << multiplier); the reply budget is the T->O size less
 //!   the 2-byte sequence count.
 //! - Forward Close of a connection this TCP connection did not open (unknown, or another
-//!   client's) gets 0x01/0x0107.
+//!   client's) gets 0x01/0x0107; one whose connection path differs from the Forward
+//!   Open's (electronic keys aside; an empty one is taken as the same) gets 0x01/0x0316.
+//! - A Forward Open beyond [`ServerOptions::max_connections_per_session`] CIP connections
+//!   on this TCP connection gets 0x01/0x0113, as beyond the server-wide limit.
 //! - A device reply longer than the budget (unconnected or connection size) is replaced
 //!   by general status 0x11 (reply data too large).
 //!
@@ -156,7 +166,8 @@ use crate::cip::device::CipDevice;
 use crate::cip::status::GeneralStatus;
 use crate::engine;
 use crate::enip::cpf;
-use crate::enip::encapsulation::{Command, Encapsulation, EncapsulationFraming, Header};
+use crate::enip::encapsulation::{status, Command, Encapsulation, EncapsulationFraming, Header};
+use crate::limits::{ConnectionGate, Limit};
 use crate::wire::{Encode, StreamDecoder};
 
 mod connection;
@@ -170,7 +181,8 @@ pub use connection::CipConnection;
 pub use session::list_identity_item;
 pub use shared::{
     ConnectionStats, Faults, RegisteredConnection, ReplyDelay, RoutePolicy, Server, ServerOptions,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTION_SIZE, KEPT_CLOSED_STATS,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SESSION, DEFAULT_MAX_CONNECTION_SIZE,
+    DEFAULT_MAX_FRAME_LEN, KEPT_CLOSED_STATS,
 };
 
 /// The `ListServices` capability flags this server announces: CIP encapsulation over TCP
@@ -182,8 +194,9 @@ pub const LIST_SERVICES_CAPABILITY: u16 = cpf::capability::CIP_ENCAPSULATION;
 pub const IDENTITY_STATE_UNKNOWN: u8 = 0xFF;
 
 /// Replies held (delayed, not yet handed out) at which [`ServerConn::is_backlogged`] asks
-/// the adapter to stop reading (the same bound as the Modbus server's).
-pub const MAX_PENDING_REPLIES: usize = 1024;
+/// the adapter to stop reading, by default (the same bound as the Modbus server's; see
+/// [`crate::limits::ConnectionLimits::max_pending_replies`]).
+pub const MAX_PENDING_REPLIES: usize = crate::limits::DEFAULT_MAX_PENDING_REPLIES;
 
 /// Why a TCP connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +217,12 @@ pub enum CloseReason {
     Done,
     /// The byte stream could not be framed.
     ProtocolError,
+    /// A frame's header announced more than [`ServerOptions::max_frame_len`] (answered
+    /// with status 0x0065 first).
+    FrameTooLong,
+    /// A frame was begun and not finished within the frame timeout
+    /// ([`crate::limits::ConnectionLimits::frame_timeout`]).
+    FrameTimeout,
 }
 
 /// Why a CIP connection closed.
@@ -272,6 +291,12 @@ pub enum ServerEvent {
         /// What was wrong.
         error: String,
     },
+    /// A limit was hit ([`crate::limits`]); it is also counted in
+    /// [`Server::limits_reached`].
+    LimitReached {
+        /// Which.
+        limit: Limit,
+    },
     /// The TCP connection closed (or will, once its replies are flushed).
     Closed {
         /// Why.
@@ -319,6 +344,8 @@ pub struct ServerConn<D> {
     stats: ConnectionStats,
     closing: bool,
     closed: bool,
+    /// Pending replies, half-received frames, request rate.
+    gate: ConnectionGate,
     /// The device type served (the engine holds no device; see [`Server`]).
     device: PhantomData<fn(&mut D)>,
 }
@@ -352,6 +379,7 @@ impl<D: CipDevice> ServerConn<D> {
             },
             closing: false,
             closed: false,
+            gate: ConnectionGate::default(),
             device: PhantomData,
         };
         if !conn.check_faults(now, server) {
@@ -401,13 +429,36 @@ impl<D: CipDevice> ServerConn<D> {
             return;
         }
         self.decoder.handle_input(data);
-        loop {
+        self.process(now, server);
+        self.sync_stats(server);
+    }
+
+    /// Serve the whole requests buffered, as far as the limits allow: a header announcing
+    /// too long a frame is refused before its body is awaited; requests wait in the
+    /// decoder while too many replies are held or the request rate is spent.
+    fn process(&mut self, now: Instant, server: &mut Server<D>) {
+        let options = server.options();
+        let max_frame = options.max_frame_len;
+        self.gate.begin(now, &options.limits);
+        let mut framed = false;
+        while !self.closing && !self.closed {
+            if let Some(h) = Header::decode(self.decoder.pending())
+                .ok()
+                .filter(|h| h.frame_len() > max_frame)
+            {
+                self.frame_too_long(now, server, &h, max_frame);
+                break;
+            }
+            if self.decoder.buffered() == 0 || self.decoder.needed() > 0 {
+                break;
+            }
+            if self.gate.admit(now, self.queue.len()).is_err() {
+                break;
+            }
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => {
+                    framed = true;
                     self.handle_frame(now, &frame, server);
-                    if self.closing || self.closed {
-                        break;
-                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -417,6 +468,39 @@ impl<D: CipDevice> ServerConn<D> {
                 }
             }
         }
+        let partial = self.decoder.buffered() > 0 && self.decoder.needed() > 0 && !self.closing;
+        if let Some(limit) = self.gate.end(now, partial, framed) {
+            self.limit_reached(server, limit);
+        }
+    }
+
+    pub(super) fn limit_reached(&mut self, server: &mut Server<D>, limit: Limit) {
+        server.count_limit(limit);
+        self.events.push_back(ServerEvent::LimitReached { limit });
+    }
+
+    /// A header announced `h.frame_len()` bytes, more than `max`: answer status 0x0065,
+    /// drop what was buffered, and close once the replies are out.
+    fn frame_too_long(&mut self, now: Instant, server: &mut Server<D>, h: &Header, max: usize) {
+        self.protocol_error(
+            Some(h.command),
+            format!(
+                "frame of {} bytes exceeds the limit of {max}",
+                h.frame_len()
+            ),
+        );
+        self.limit_reached(server, Limit::FrameLength);
+        self.reply(now, server, h, status::INVALID_LENGTH, &[]);
+        self.decoder.clear();
+        self.close_after_replies(server, CloseReason::FrameTooLong);
+    }
+
+    /// Release the session and connections, read nothing more, and close once the
+    /// replies already queued are out.
+    fn close_after_replies(&mut self, server: &mut Server<D>, reason: CloseReason) {
+        self.release_all(server);
+        self.closing = true;
+        self.events.push_back(ServerEvent::Closed { reason });
         self.sync_stats(server);
     }
 
@@ -438,6 +522,19 @@ impl<D: CipDevice> ServerConn<D> {
         }
         if self.inactivity_deadline().is_some_and(|at| at <= now) {
             self.close_now(server, CloseReason::Inactivity);
+            return;
+        }
+        if self.gate.frame_expired(now) {
+            self.protocol_error(None, "a frame begun was not finished in time");
+            self.limit_reached(server, Limit::FrameTimeout);
+            self.decoder.clear();
+            self.gate.clear_partial();
+            self.close_after_replies(server, CloseReason::FrameTimeout);
+            return;
+        }
+        if self.gate.is_waiting() && !self.closing {
+            self.process(now, server);
+            self.sync_stats(server);
         }
         if self.wake.is_some_and(|at| at <= now) {
             self.schedule_wake(now, server);
@@ -511,19 +608,36 @@ impl<D: CipDevice> ServerConn<D> {
         }
         let release = self.queue.front().map(|p| p.release);
         let expiry = self.connections.iter().map(|c| c.deadline).min();
+        let limits = if self.closing {
+            None
+        } else {
+            self.gate.deadline(self.queue.len())
+        };
         let wake = self.wake.filter(|_| !self.closing);
-        [release, expiry, self.inactivity_deadline(), wake]
+        [release, expiry, self.inactivity_deadline(), limits, wake]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// True when [`MAX_PENDING_REPLIES`] or more replies wait for their release (a client
-    /// pipelining into a reply delay): the adapter stops reading input until
-    /// [`poll_transmit`](Self::poll_transmit) has handed some out, so memory stays
-    /// bounded.
+    /// The bytes received and not yet served: a frame begun, or whole requests waiting
+    /// for a limit ([`is_backlogged`](Self::is_backlogged)).
+    pub fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
+
+    /// Replies computed and not yet handed out by [`poll_transmit`](Self::poll_transmit).
+    pub fn pending_replies(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True when the pending replies limit is reached (a client pipelining into a reply
+    /// delay; [`MAX_PENDING_REPLIES`] by default) or whole requests wait for it or for
+    /// the request rate: the adapter stops reading input until
+    /// [`poll_transmit`](Self::poll_transmit) has handed replies out or
+    /// [`poll_timeout`](Self::poll_timeout) passes, so memory stays bounded.
     pub fn is_backlogged(&self) -> bool {
-        self.queue.len() >= MAX_PENDING_REPLIES
+        self.queue.len() >= self.gate.max_pending() || self.gate.is_waiting()
     }
 
     /// True when the adapter should close the socket (after draining

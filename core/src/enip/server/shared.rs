@@ -13,6 +13,7 @@ use crate::cip::device::{CipDevice, UNCONNECTED_REPLY_BUDGET};
 use crate::cip::epath::{parse_route_path, Epath, PathParseError, Segment};
 use crate::cip::status::ConnectionManagerStatus;
 use crate::enip::ENIP_PORT;
+use crate::limits::{ConnectionLimits, Limit, LimitCounts};
 use crate::rng::SplitMix64;
 
 /// The largest connection size a Large Forward Open may negotiate by default: 4002 bytes,
@@ -21,6 +22,23 @@ pub const DEFAULT_MAX_CONNECTION_SIZE: u16 = 4002;
 
 /// How many CIP connections the server holds at once by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+
+/// How many CIP connections one TCP connection (one session) may hold by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SESSION: usize = 32;
+
+/// The largest encapsulation frame (24-byte header included) accepted by default: room
+/// for a 4002-byte Large Forward Open connection's data and its envelope four times over,
+/// a quarter of what the 16-bit length field allows
+/// ([`crate::enip::encapsulation::MAX_FRAME_LEN`]).
+pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024;
+
+fn default_max_frame_len() -> usize {
+    DEFAULT_MAX_FRAME_LEN
+}
+
+fn default_max_connections_per_session() -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_SESSION
+}
 
 /// Which route paths an Unconnected Send (and a Forward Open's connection path) may carry
 /// to reach this device, as cpppo's `--route-path` and `--simple` choose.
@@ -182,6 +200,19 @@ pub struct ServerOptions {
     /// this long (the TCP/IP object's encapsulation inactivity timeout, attribute 13, which
     /// a ControlLogix sets to 120 s). `None` (cpppo's behaviour) keeps idle connections.
     pub inactivity_timeout: Option<Duration>,
+    /// The largest encapsulation frame accepted, header included (no frame is longer
+    /// than [`crate::enip::encapsulation::MAX_FRAME_LEN`]). A header announcing more is answered with status
+    /// 0x0065 (invalid length) and the connection closed, before any of its body is
+    /// buffered.
+    #[serde(default = "default_max_frame_len")]
+    pub max_frame_len: usize,
+    /// How many CIP connections one TCP connection may hold; a Forward Open beyond gets
+    /// 0x01 / 0x0113 (out of connections), as beyond [`ServerOptions::max_connections`].
+    #[serde(default = "default_max_connections_per_session")]
+    pub max_connections_per_session: usize,
+    /// Pending replies, half-received frames and request rate, per TCP connection.
+    #[serde(default)]
+    pub limits: ConnectionLimits,
 }
 
 impl Default for ServerOptions {
@@ -194,6 +225,9 @@ impl Default for ServerOptions {
             unconnected_reply_budget: UNCONNECTED_REPLY_BUDGET,
             seed: 0x6370_7070_6f2d_7273, // "cpppo-rs"
             inactivity_timeout: None,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_connections_per_session: DEFAULT_MAX_CONNECTIONS_PER_SESSION,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -257,6 +291,7 @@ pub struct Server<D> {
     sessions: BTreeSet<u32>,
     connections: BTreeMap<u32, RegisteredConnection>,
     stats: BTreeMap<u64, ConnectionStats>,
+    limits_reached: LimitCounts,
 }
 
 impl<D: CipDevice> Server<D> {
@@ -272,6 +307,7 @@ impl<D: CipDevice> Server<D> {
             sessions: BTreeSet::new(),
             connections: BTreeMap::new(),
             stats: BTreeMap::new(),
+            limits_reached: LimitCounts::default(),
         }
     }
 }
@@ -305,6 +341,15 @@ impl<D> Server<D> {
     /// Statistics of every TCP connection not yet forgotten, by connection id.
     pub fn stats(&self) -> &BTreeMap<u64, ConnectionStats> {
         &self.stats
+    }
+
+    /// How many times each limit was hit, on every connection so far.
+    pub fn limits_reached(&self) -> &LimitCounts {
+        &self.limits_reached
+    }
+
+    pub(super) fn count_limit(&mut self, limit: Limit) {
+        self.limits_reached.count(limit);
     }
 
     /// Drop the statistics of a closed connection.
