@@ -6,13 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cpppo");
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Running, BIN};
+
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A simulated PowerFlex: host port parameters at class 0x93, attribute 10.
@@ -22,72 +23,12 @@ const DRIVE: &[&str] = &[
     "Speed_Units@0x93/300/10=DINT",
 ];
 
-/// A child process, killed when dropped; its stdout collected, its first stderr line.
-struct Running {
-    child: Child,
-    line: String,
-    printed: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn spawn(args: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let printed = Arc::new(Mutex::new(String::new()));
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let sink = Arc::clone(&printed);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while stdout.read_line(&mut line).unwrap_or(0) > 0 {
-                sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Running {
-            child,
-            line,
-            printed,
-        }
-    }
-
-    fn wait_printed(&self, text: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.printed.lock().unwrap().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "{text:?} not printed; stdout: {}",
-                self.printed.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `cpppo enip server` on `address` with the drive's attributes; its address.
 fn server(address: &str) -> (Running, SocketAddr) {
     let mut args = vec!["enip", "server", "-a", address];
     args.extend(DRIVE);
-    let s = Running::spawn(&args);
-    let Some(rest) = s.line.split("listening on ").nth(1) else {
-        panic!("no start-up line: {:?}", s.line);
-    };
-    let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+    let s = Running::spawn(&args, PATIENCE);
+    let addr = s.listening();
     (s, addr)
 }
 
@@ -212,21 +153,24 @@ fn set(addr: SocketAddr, value: &str) {
 fn survives_a_restart(runtime: &str) {
     let (server1, addr) = server("127.0.0.1:0");
     let target = addr.to_string();
-    let poll = Running::spawn(&[
-        "enip",
-        "poll",
-        "--runtime",
-        runtime,
-        "-a",
-        &target,
-        "-c",
-        "0.2",
-        "-t",
-        "0.5",
-        "-e",
-        "Output Current",
-        "Speed Units#0.5",
-    ]);
+    let poll = Running::spawn(
+        &[
+            "enip",
+            "poll",
+            "--runtime",
+            runtime,
+            "-a",
+            &target,
+            "-c",
+            "0.2",
+            "-t",
+            "0.5",
+            "-e",
+            "Output Current",
+            "Speed Units#0.5",
+        ],
+        PATIENCE,
+    );
     assert_eq!(
         poll.line.trim_end(),
         format!("cpppo enip poll: polling {target}, 2 parameter(s), every 0.2s")

@@ -4,97 +4,35 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Running, BIN};
 
 use cpppo_core::modbus::pdu::{Request, Response};
 use cpppo_core::modbus::tcp::Adu;
 use cpppo_core::wire::Encode;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cpppo");
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// A child process, killed when dropped; its stdout collected, its first stderr line.
-struct Running {
-    child: Child,
-    line: String,
-    printed: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn spawn(args: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let printed = Arc::new(Mutex::new(String::new()));
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let sink = Arc::clone(&printed);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while stdout.read_line(&mut line).unwrap_or(0) > 0 {
-                sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Running {
-            child,
-            line,
-            printed,
-        }
-    }
-
-    fn wait_printed(&self, text: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.printed.lock().unwrap().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "{text:?} not printed; stdout: {}",
-                self.printed.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.printed
-            .lock()
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn sim(address: &str, registers: &str) -> (Running, SocketAddr) {
-    let sim = Running::spawn(&[
-        "modbus",
-        "sim",
-        "--runtime",
-        "blocking",
-        "-a",
-        address,
-        registers,
-    ]);
-    let rest = sim.line.split("listening on ").nth(1).unwrap();
-    let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+    let sim = Running::spawn(
+        &[
+            "modbus",
+            "sim",
+            "--runtime",
+            "blocking",
+            "-a",
+            address,
+            registers,
+        ],
+        PATIENCE,
+    );
+    let addr = sim.listening();
     (sim, addr)
 }
 
@@ -132,16 +70,19 @@ fn polls_and_survives_a_restart_on_mio() {
 fn survives_a_restart(runtime: &str) {
     let (simulator, addr) = sim("127.0.0.1:0", "40001-40100=99");
     let target = addr.to_string();
-    let poll = Running::spawn(&[
-        "modbus",
-        "poll",
-        "--runtime",
-        runtime,
-        "-a",
-        &target,
-        "40001-40005=9",
-        "40001-40010",
-    ]);
+    let poll = Running::spawn(
+        &[
+            "modbus",
+            "poll",
+            "--runtime",
+            runtime,
+            "-a",
+            &target,
+            "40001-40005=9",
+            "40001-40010",
+        ],
+        PATIENCE,
+    );
     assert_eq!(
         poll.line.trim_end(),
         format!("cpppo modbus poll: polling {target} (tcp), unit 1, every 1s")
