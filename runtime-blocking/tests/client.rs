@@ -51,68 +51,13 @@ sync_client_runtime!(Blocking, cpppo_blocking, {
     fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
         Box::new(cpppo_blocking::serve(server, options).unwrap())
     }
+    type Gateway = cpppo_blocking::proxy::Gateway;
+    fn gateway(addr: SocketAddr, options: ClientOptions) -> Self::Gateway {
+        cpppo_blocking::proxy::Gateway::new(vec![addr], options)
+    }
     fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>> {
         Box::new(cpppo_blocking::serve(device, options).unwrap())
     }
 });
 
 client_tests!(Blocking);
-
-#[test]
-fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
-    use cpppo_blocking::proxy::Gateway;
-    use cpppo_blocking::serve;
-    use cpppo_core::controller::{Controller, ControllerConfig};
-    use cpppo_core::engine::{reachable, ServeOptions};
-    use cpppo_core::enip::client::ClientOptions;
-    use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
-    use cpppo_core::enip::server::{Server, ServerOptions};
-    use std::time::Duration;
-
-    let serve_drive = |addr: &str| {
-        let mut plc = Controller::new(ControllerConfig::default());
-        plc.tags_mut()
-            .add_str("Output_Current@0x93/7/10=REAL")
-            .unwrap();
-        serve(
-            Server::new(plc, ServerOptions::default()),
-            ServeOptions::new(addr.parse().unwrap()),
-        )
-        .unwrap()
-    };
-    let handle = serve_drive("127.0.0.1:0");
-    let addr = reachable(handle.local_addrs()[0]);
-    let params = powerflex_750_series();
-    let current = params.get("Output Current").unwrap();
-    let name = params.get("Product Name").unwrap();
-    let mut via = Gateway::new(
-        vec![addr],
-        ClientOptions {
-            timeout: Duration::from_secs(2),
-            ..ClientOptions::simple()
-        },
-    );
-    assert_eq!(
-        via.write(current, "16.5").unwrap().unwrap(),
-        Ok(Reply::Written)
-    );
-    let shown = |r: &Result<Reply, ParamError>| match r {
-        Ok(Reply::Value(v)) => v.to_string(),
-        other => format!("{other:?}"),
-    };
-    let r = via.read(&[current.clone(), name.clone()]).unwrap();
-    assert_eq!(
-        r.iter().map(shown).collect::<Vec<_>>(),
-        ["[16.5]", "['1756-L61/B LOGIX5561']"]
-    );
-    assert!(via.proxy().is_open());
-    // The device restarts: the call on the dead gateway fails and closes it; the next
-    // one opens a new gateway to the new device.
-    let _ = handle.shutdown().unwrap();
-    let r = via.read(std::slice::from_ref(current)).unwrap();
-    assert!(matches!(r[0], Err(ref e) if e.is_link_failure()), "{r:?}");
-    let _again = serve_drive(&addr.to_string());
-    let r = via.read(std::slice::from_ref(current)).unwrap();
-    assert_eq!(r.iter().map(shown).collect::<Vec<_>>(), ["[0.0]"]);
-    assert_eq!(via.proxy().statistics().connects, 2);
-}

@@ -65,6 +65,10 @@ sync_client_runtime!(Mio, cpppo_mio, {
     fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
         Box::new(serve(server, options).unwrap())
     }
+    type Gateway = cpppo_mio::proxy::Gateway;
+    fn gateway(addr: SocketAddr, options: ClientOptions) -> Self::Gateway {
+        cpppo_mio::proxy::Gateway::new(vec![addr], options).unwrap()
+    }
     fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>> {
         Box::new(serve(device, options).unwrap())
     }
@@ -182,64 +186,4 @@ fn one_loop_drives_several_connections() {
     for (i, l) in lost.into_iter().enumerate() {
         assert_eq!(l, Some((ops[i], LostReason::Closed)), "connection {i}");
     }
-}
-
-#[test]
-fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
-    use cpppo_core::controller::{Controller, ControllerConfig};
-    use cpppo_core::engine::{reachable, ServeOptions};
-    use cpppo_core::enip::client::ClientOptions;
-    use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
-    use cpppo_core::enip::server::{Server, ServerOptions};
-    use cpppo_mio::proxy::Gateway;
-    use cpppo_mio::serve;
-    use std::time::Duration;
-
-    let serve_drive = |addr: &str| {
-        let mut plc = Controller::new(ControllerConfig::default());
-        plc.tags_mut()
-            .add_str("Output_Current@0x93/7/10=REAL")
-            .unwrap();
-        serve(
-            Server::new(plc, ServerOptions::default()),
-            ServeOptions::new(addr.parse().unwrap()),
-        )
-        .unwrap()
-    };
-    let handle = serve_drive("127.0.0.1:0");
-    let addr = reachable(handle.local_addrs()[0]);
-    let params = powerflex_750_series();
-    let current = params.get("Output Current").unwrap();
-    let name = params.get("Product Name").unwrap();
-    let mut via = Gateway::new(
-        vec![addr],
-        ClientOptions {
-            timeout: Duration::from_secs(2),
-            ..ClientOptions::simple()
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        via.write(current, "16.5").unwrap().unwrap(),
-        Ok(Reply::Written)
-    );
-    let shown = |r: &Result<Reply, ParamError>| match r {
-        Ok(Reply::Value(v)) => v.to_string(),
-        other => format!("{other:?}"),
-    };
-    let r = via.read(&[current.clone(), name.clone()]).unwrap();
-    assert_eq!(
-        r.iter().map(shown).collect::<Vec<_>>(),
-        ["[16.5]", "['1756-L61/B LOGIX5561']"]
-    );
-    assert!(via.proxy().is_open());
-    // The device restarts: the call on the dead gateway fails and closes it; the next
-    // one opens a new gateway to the new device.
-    let _ = handle.shutdown().unwrap();
-    let r = via.read(std::slice::from_ref(current)).unwrap();
-    assert!(matches!(r[0], Err(ref e) if e.is_link_failure()), "{r:?}");
-    let _again = serve_drive(&addr.to_string());
-    let r = via.read(std::slice::from_ref(current)).unwrap();
-    assert_eq!(r.iter().map(shown).collect::<Vec<_>>(), ["[0.0]"]);
-    assert_eq!(via.proxy().statistics().connects, 2);
 }

@@ -15,6 +15,7 @@ use cpppo_core::cip::operation::Operation;
 use cpppo_core::engine::{Driven, ServeOptions, Serving};
 use cpppo_core::enip::client::pipeline::{Harvested, Pipelining, Summary};
 use cpppo_core::enip::client::{ClientOptions, ClientStats, Value};
+use cpppo_core::enip::proxy::{ParamError, Parameter, Proxy, Reply};
 use cpppo_core::modbus::client::{
     ClientConfig, ClientConn as ModbusConn, ModbusOp, Outcome as ModbusOutcome,
 };
@@ -144,6 +145,23 @@ impl ClientRuntime for Smol {
     fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>> {
         Box::new(cpppo_smol::serve(server, options).unwrap())
     }
+    type Gateway = cpppo_smol::proxy::Gateway;
+    fn gateway(addr: SocketAddr, options: ClientOptions) -> Self::Gateway {
+        cpppo_smol::proxy::Gateway::new(vec![addr], options)
+    }
+    fn gateway_read(g: &mut Self::Gateway, params: &[Parameter]) -> Vec<Result<Reply, ParamError>> {
+        smol::block_on(g.read(params)).unwrap()
+    }
+    fn gateway_write(
+        g: &mut Self::Gateway,
+        param: &Parameter,
+        values: &str,
+    ) -> Result<Reply, ParamError> {
+        smol::block_on(g.write(param, values)).unwrap().unwrap()
+    }
+    fn gateway_proxy(g: &Self::Gateway) -> &Proxy {
+        g.proxy()
+    }
     fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>> {
         Box::new(cpppo_smol::serve(device, options).unwrap())
     }
@@ -160,62 +178,4 @@ fn connect_to_nothing_is_an_error() {
         .unwrap();
     let result = smol::block_on(connect(&[addr], Duration::from_secs(5)));
     assert!(result.is_err());
-}
-
-#[test]
-fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
-    use cpppo_core::controller::{Controller, ControllerConfig};
-    use cpppo_core::engine::{reachable, ServeOptions};
-    use cpppo_core::enip::client::ClientOptions;
-    use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Reply};
-    use cpppo_core::enip::server::{Server, ServerOptions};
-    use cpppo_smol::proxy::Gateway;
-    use cpppo_smol::serve;
-    use std::time::Duration;
-
-    let serve_drive = |addr: &str| {
-        let mut plc = Controller::new(ControllerConfig::default());
-        plc.tags_mut()
-            .add_str("Output_Current@0x93/7/10=REAL")
-            .unwrap();
-        serve(
-            Server::new(plc, ServerOptions::default()),
-            ServeOptions::new(addr.parse().unwrap()),
-        )
-        .unwrap()
-    };
-    let handle = serve_drive("127.0.0.1:0");
-    let addr = reachable(handle.local_addrs()[0]);
-    let params = powerflex_750_series();
-    let current = params.get("Output Current").unwrap();
-    let name = params.get("Product Name").unwrap();
-    let shown = |r: &Result<Reply, ParamError>| match r {
-        Ok(Reply::Value(v)) => v.to_string(),
-        other => format!("{other:?}"),
-    };
-    smol::block_on(async {
-        let mut via = Gateway::new(
-            vec![addr],
-            ClientOptions {
-                timeout: Duration::from_secs(2),
-                ..ClientOptions::simple()
-            },
-        );
-        assert_eq!(
-            via.write(current, "16.5").await.unwrap().unwrap(),
-            Ok(Reply::Written)
-        );
-        let r = via.read(&[current.clone(), name.clone()]).await.unwrap();
-        assert_eq!(
-            r.iter().map(shown).collect::<Vec<_>>(),
-            ["[16.5]", "['1756-L61/B LOGIX5561']"]
-        );
-        let _ = handle.shutdown().unwrap();
-        let r = via.read(std::slice::from_ref(current)).await.unwrap();
-        assert!(matches!(r[0], Err(ref e) if e.is_link_failure()), "{r:?}");
-        let _again = serve_drive(&addr.to_string());
-        let r = via.read(std::slice::from_ref(current)).await.unwrap();
-        assert_eq!(r.iter().map(shown).collect::<Vec<_>>(), ["[0.0]"]);
-        assert_eq!(via.proxy().statistics().connects, 2);
-    });
 }

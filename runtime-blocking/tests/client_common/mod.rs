@@ -17,6 +17,7 @@ use cpppo_core::enip::client::pipeline::{Harvested, Outcome, Pipelining, Summary
 use cpppo_core::enip::client::{
     ClientConn, ClientEvent, ClientOptions, ClientStats, LostReason, Value,
 };
+use cpppo_core::enip::proxy::{powerflex_750_series, ParamError, Parameter, Proxy, Reply};
 use cpppo_core::enip::server::{Server, ServerOptions};
 use cpppo_core::modbus::client::{ClientConfig, ModbusOp, Outcome as ModbusOutcome};
 use cpppo_core::modbus::device::Device;
@@ -88,6 +89,20 @@ pub trait ClientRuntime {
     fn serve_enip(server: Plc, options: ServeOptions) -> Box<dyn Serving<Plc>>;
     /// Serve a simulated Modbus device.
     fn serve_modbus(device: Device, options: ServeOptions) -> Box<dyn Serving<Device>>;
+    /// The runtime's getattr `proxy::Gateway`.
+    type Gateway;
+    /// `Gateway::new` to `addr`.
+    fn gateway(addr: SocketAddr, options: ClientOptions) -> Self::Gateway;
+    /// `Gateway::read`.
+    fn gateway_read(g: &mut Self::Gateway, params: &[Parameter]) -> Vec<Result<Reply, ParamError>>;
+    /// `Gateway::write`.
+    fn gateway_write(
+        g: &mut Self::Gateway,
+        param: &Parameter,
+        values: &str,
+    ) -> Result<Reply, ParamError>;
+    /// The gateway's proxy.
+    fn gateway_proxy(g: &Self::Gateway) -> &Proxy;
 }
 
 /// A simulated controller with a few tags, on a free loopback port.
@@ -558,6 +573,55 @@ pub fn a_modbus_connector_pipelines_requests<R: ClientRuntime>() {
     let _ = running.shutdown().unwrap();
 }
 
+/// The getattr gateway reads and writes a PowerFlex-style parameter; when the device
+/// restarts, the call on the dead gateway fails as a link failure and closes it, and the
+/// next one opens a new gateway to the new device.
+pub fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart<R: ClientRuntime>() {
+    let serve_drive = |addr: &str| {
+        let mut plc = Controller::new(ControllerConfig::default());
+        plc.tags_mut()
+            .add_str("Output_Current@0x93/7/10=REAL")
+            .unwrap();
+        R::serve_enip(
+            Server::new(plc, ServerOptions::default()),
+            ServeOptions::new(addr.parse().unwrap()),
+        )
+    };
+    let handle = serve_drive("127.0.0.1:0");
+    let addr = reachable(handle.local_addrs()[0]);
+    let params = powerflex_750_series();
+    let current = params.get("Output Current").unwrap();
+    let name = params.get("Product Name").unwrap();
+    let mut via = R::gateway(
+        addr,
+        ClientOptions {
+            timeout: Duration::from_secs(2),
+            ..ClientOptions::simple()
+        },
+    );
+    assert_eq!(
+        R::gateway_write(&mut via, current, "16.5"),
+        Ok(Reply::Written)
+    );
+    let shown = |r: &Result<Reply, ParamError>| match r {
+        Ok(Reply::Value(v)) => v.to_string(),
+        other => format!("{other:?}"),
+    };
+    let r = R::gateway_read(&mut via, &[current.clone(), name.clone()]);
+    assert_eq!(
+        r.iter().map(shown).collect::<Vec<_>>(),
+        ["[16.5]", "['1756-L61/B LOGIX5561']"]
+    );
+    assert!(R::gateway_proxy(&via).is_open());
+    let _ = handle.shutdown().unwrap();
+    let r = R::gateway_read(&mut via, std::slice::from_ref(current));
+    assert!(matches!(r[0], Err(ref e) if e.is_link_failure()), "{r:?}");
+    let _again = serve_drive(&addr.to_string());
+    let r = R::gateway_read(&mut via, std::slice::from_ref(current));
+    assert_eq!(r.iter().map(shown).collect::<Vec<_>>(), ["[0.0]"]);
+    assert_eq!(R::gateway_proxy(&via).statistics().connects, 2);
+}
+
 /// `impl ClientRuntime for $rt` for a runtime whose `Connector` is synchronous (blocking,
 /// mio): the connector calls written once; the runtime adds `drive` and its servers.
 #[macro_export]
@@ -616,6 +680,22 @@ macro_rules! sync_client_runtime {
             ) -> (usize, Vec<Option<Response<'static>>>) {
                 c.process(ops, p)
             }
+            fn gateway_read(
+                g: &mut Self::Gateway,
+                params: &[cpppo_core::enip::proxy::Parameter],
+            ) -> Vec<Result<cpppo_core::enip::proxy::Reply, cpppo_core::enip::proxy::ParamError>> {
+                g.read(params).unwrap()
+            }
+            fn gateway_write(
+                g: &mut Self::Gateway,
+                param: &cpppo_core::enip::proxy::Parameter,
+                values: &str,
+            ) -> Result<cpppo_core::enip::proxy::Reply, cpppo_core::enip::proxy::ParamError> {
+                g.write(param, values).unwrap().unwrap()
+            }
+            fn gateway_proxy(g: &Self::Gateway) -> &cpppo_core::enip::proxy::Proxy {
+                g.proxy()
+            }
             $($rest)*
         }
     };
@@ -661,6 +741,10 @@ macro_rules! client_tests {
         #[test]
         fn drives_a_modbus_client_until_done() {
             client_common::drives_a_modbus_client_until_done::<$rt>();
+        }
+        #[test]
+        fn the_getattr_gateway_reads_writes_and_reopens_after_a_restart() {
+            client_common::the_getattr_gateway_reads_writes_and_reopens_after_a_restart::<$rt>();
         }
     };
 }
