@@ -505,6 +505,34 @@ pub fn lock<S: ?Sized>(server: &std::sync::Mutex<S>) -> std::sync::MutexGuard<'_
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The server state back from the runtime once its threads or tasks have let go of it;
+/// an error if something still holds it.
+pub fn unshare<S>(server: std::sync::Arc<std::sync::Mutex<S>>) -> std::io::Result<S> {
+    let server = std::sync::Arc::try_unwrap(server)
+        .map_err(|_| std::io::Error::other("server state still shared after shutdown"))?;
+    Ok(server
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// Run `f` on the shared server under its lock (a runtime's `with_server`); `stop` is
+/// called after the lock is released when `f` left the server [done](Server::is_done).
+pub fn with_locked<S: Server + ?Sized, R>(
+    server: &std::sync::Mutex<S>,
+    f: impl FnOnce(&mut S) -> R,
+    stop: impl FnOnce(),
+) -> R {
+    let (result, done) = {
+        let mut server = lock(server);
+        let result = f(&mut server);
+        (result, server.is_done())
+    };
+    if done {
+        stop();
+    }
+    result
+}
+
 /// Receives each connection's events with the peer's address, on whichever thread or
 /// task produced them (for `--print`; the runtimes' default logs them with `tracing` at
 /// debug level).

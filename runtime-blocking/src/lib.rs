@@ -59,8 +59,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cpppo_core::engine::{
-    lock, reachable, wait_for, Connection, Driver, OnEvent, ServeCounters, ServeOptions,
-    ServeStats, Server, Serving, StopFn, SHUTDOWN_FLUSH,
+    lock, reachable, unshare, wait_for, with_locked, Connection, Driver, OnEvent, ServeCounters,
+    ServeOptions, ServeStats, Server, Serving, StopFn, SHUTDOWN_FLUSH,
 };
 use tracing::{debug, info, warn};
 
@@ -239,11 +239,7 @@ impl<S> ServerHandle<S> {
         if panicked {
             return Err(io::Error::other("a server thread panicked"));
         }
-        let server = Arc::try_unwrap(self.server)
-            .map_err(|_| io::Error::other("server state still shared after shutdown"))?;
-        Ok(server
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        unshare(self.server)
     }
 }
 
@@ -251,15 +247,7 @@ impl<S: Server> ServerHandle<S> {
     /// Look at (or change) the shared server state while it runs; the lock is held for
     /// the call. A change that makes the server [done](Server::is_done) stops it.
     pub fn with_server<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
-        let (result, done) = {
-            let mut server = lock(&self.server);
-            let result = f(&mut server);
-            (result, server.is_done())
-        };
-        if done {
-            self.shared.stop();
-        }
-        result
+        with_locked(&self.server, f, || self.shared.stop())
     }
 }
 
